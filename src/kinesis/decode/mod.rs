@@ -1,0 +1,1 @@
+//! Turning Kinesis record payloads into events.

@@ -1,0 +1,6 @@
+//! Tributary: a self-hostable customer data platform connector for Amazon Kinesis Data Streams.
+//!
+//! The data path runs one way: Kinesis shards → decode → event log → profiles → audience
+//! changes (outbox) → export to Kinesis. See `README.md` and the module docs for each step.
+
+pub mod kinesis;
