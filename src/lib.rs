@@ -3,4 +3,8 @@
 //! The data path runs one way: Kinesis shards → decode → event log → profiles → audience
 //! changes (outbox) → export to Kinesis. See `README.md` and the module docs for each step.
 
+pub mod aws;
+pub mod config;
 pub mod kinesis;
+pub mod secrets;
+pub mod store;

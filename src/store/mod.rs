@@ -1,0 +1,291 @@
+//! Tributary's own store: authorizations, jobs, shard checkpoints, the event log, dead letters
+//! (and, as the CDP grows, profiles, audiences and the audience-change outbox).
+//!
+//! One trait, [`Store`], with the embedded SQLite backend in [`sqlite`]. SQL and types are kept
+//! portable (TEXT ids and RFC 3339 timestamps, JSON as TEXT, BLOB for bytes) so a PostgreSQL
+//! backend can implement the same trait and pass the same [`conformance`] suite.
+
+#[cfg(test)]
+pub mod conformance;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub type Timestamp = DateTime<Utc>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("store URL {0:?} is not supported; use sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+// ---------------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------------
+
+/// How an authorization reaches AWS. The secret key is only ever held sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    AwsKeys { access_key_id: String, sealed_secret_access_key: Vec<u8> },
+    AwsRole { role_arn: String, external_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub id: String,
+    pub label: String,
+    pub description: String,
+    pub credentials: Credentials,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobType {
+    KinesisImport,
+    KinesisExport,
+}
+
+impl JobType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::KinesisImport => "kinesis_import",
+            JobType::KinesisExport => "kinesis_export",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "kinesis_import" => Some(JobType::KinesisImport),
+            "kinesis_export" => Some(JobType::KinesisExport),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Paused,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Paused => "paused",
+            JobState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(JobState::Running),
+            "paused" => Some(JobState::Paused),
+            "failed" => Some(JobState::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub job_type: JobType,
+    pub label: String,
+    pub description: String,
+    pub authorization_id: String,
+    pub config: serde_json::Value,
+    pub state: JobState,
+    pub last_error: Option<String>,
+    pub totals: JobTotals,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Counters kept in the same transaction as the data they count, so they are exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTotals {
+    pub records_in: u64,
+    pub events_out: u64,
+    pub dead_letters: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardState {
+    WaitingForParent,
+    Reading,
+    Finished,
+}
+
+impl ShardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardState::WaitingForParent => "waiting_for_parent",
+            ShardState::Reading => "reading",
+            ShardState::Finished => "finished",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "waiting_for_parent" => Some(ShardState::WaitingForParent),
+            "reading" => Some(ShardState::Reading),
+            "finished" => Some(ShardState::Finished),
+            _ => None,
+        }
+    }
+}
+
+/// Where a job stands on one shard. `sequence_number` is the last record fully stored; reading
+/// resumes AFTER it (and after `sub_sequence_number` inside an aggregated record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardCheckpoint {
+    pub shard_id: String,
+    pub parent_shard_ids: Vec<String>,
+    pub state: ShardState,
+    pub sequence_number: Option<String>,
+    pub sub_sequence_number: Option<u64>,
+    pub records: u64,
+    pub millis_behind_latest: Option<i64>,
+}
+
+/// Where a stored event came from, when it came from Kinesis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KinesisOrigin {
+    pub stream: String,
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub sub_sequence_number: u64,
+    pub partition_key: String,
+    pub approximate_arrival_timestamp: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Derived from the origin for Kinesis events, so a replay maps onto the same row.
+    pub event_id: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub origin: Option<KinesisOrigin>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the event log: increases in storage order; cursors page by it.
+    pub seq: i64,
+    pub event_id: String,
+    pub stream: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub origin: Option<KinesisOrigin>,
+    pub stored_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamSummary {
+    pub name: String,
+    pub events: u64,
+    pub last_event_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetter {
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub sub_sequence_number: Option<u64>,
+    /// Several dead letters may come from one record (e.g. bad NDJSON lines): their order.
+    pub position: u32,
+    pub partition_key: String,
+    pub reason: String,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub job_id: String,
+    pub letter: NewDeadLetter,
+    pub created_at: Timestamp,
+}
+
+/// Everything one GetRecords batch produced on one shard: committed in ONE transaction so that
+/// events, dead letters, counters and the checkpoint can never disagree after a crash.
+#[derive(Debug, Clone)]
+pub struct ShardBatch {
+    pub job_id: String,
+    pub stream: String,
+    pub events: Vec<NewEvent>,
+    pub dead_letters: Vec<NewDeadLetter>,
+    pub records_in: u64,
+    pub checkpoint: ShardCheckpoint,
+}
+
+/// What committing a batch did (replayed events are ignored, not inserted again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub events_inserted: u64,
+    pub dead_letters_inserted: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trait
+// ---------------------------------------------------------------------------------------------
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Authorizations
+    /// Fails with `Conflict` when the label is taken.
+    async fn insert_authorization(&self, auth: Authorization) -> StoreResult<()>;
+    async fn list_authorizations(&self) -> StoreResult<Vec<Authorization>>;
+    async fn get_authorization(&self, id: &str) -> StoreResult<Authorization>;
+    /// Fails with `Conflict` while a job uses it.
+    async fn delete_authorization(&self, id: &str) -> StoreResult<()>;
+
+    // Jobs
+    async fn insert_job(&self, job: Job) -> StoreResult<()>;
+    async fn list_jobs(&self) -> StoreResult<Vec<Job>>;
+    async fn get_job(&self, id: &str) -> StoreResult<Job>;
+    async fn set_job_state(&self, id: &str, state: JobState, last_error: Option<&str>) -> StoreResult<()>;
+    /// Deletes the job with its checkpoints and dead letters (its events stay in their stream).
+    async fn delete_job(&self, id: &str) -> StoreResult<()>;
+
+    // Shard checkpoints
+    async fn list_checkpoints(&self, job_id: &str) -> StoreResult<Vec<ShardCheckpoint>>;
+    /// Records shards as discovered (without touching the progress of known ones).
+    async fn register_shards(&self, job_id: &str, shards: &[ShardCheckpoint]) -> StoreResult<()>;
+    async fn set_shard_state(&self, job_id: &str, shard_id: &str, state: ShardState) -> StoreResult<()>;
+    async fn commit_shard_batch(&self, batch: ShardBatch) -> StoreResult<BatchOutcome>;
+
+    // Event log
+    async fn append_events(&self, stream: &str, events: Vec<NewEvent>) -> StoreResult<u64>;
+    /// Newest first; `before` is an exclusive `seq` cursor.
+    async fn list_events(&self, stream: &str, limit: u32, before: Option<i64>) -> StoreResult<Vec<StoredEvent>>;
+    async fn list_streams(&self) -> StoreResult<Vec<StreamSummary>>;
+
+    // Dead letters
+    async fn list_dead_letters(&self, job_id: &str, limit: u32) -> StoreResult<Vec<DeadLetter>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by `url` (`sqlite://PATH`), running pending migrations.
+pub async fn open(url: &str) -> StoreResult<DynStore> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = sqlite::SqliteStore::open(std::path::Path::new(path)).await?;
+        return Ok(Arc::new(store));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_owned()))
+}

@@ -1,0 +1,456 @@
+//! The embedded SQLite backend: one writer connection (SQLite allows one writer at a time, so a
+//! queue in front of it is cheaper than lock contention) and a few readers, in WAL mode so
+//! readers never block the writer. Blocking calls run on tokio's blocking pool.
+
+mod rows;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::*;
+use rows::*;
+
+/// Versioned migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_foundation.sql")];
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    fn open_blocking(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut writer = connect(path)?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS).map(|_| connect(path).map(Mutex::new)).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Self { writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers) })
+    }
+
+    /// Runs `f` in one write transaction: all of it commits, or none of it.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            // Take the first idle reader; when all are busy, wait on one chosen by thread.
+            let guard = readers.iter().find_map(|r| r.try_lock().ok()).unwrap_or_else(|| {
+                let i = thread_index() % readers.len();
+                readers[i].lock().unwrap_or_else(|p| p.into_inner())
+            });
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+fn thread_index() -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::thread::current().id().hash(&mut h);
+    h.finish() as usize
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(|e| {
+        StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()))
+    })?;
+    // WAL: readers do not block the writer. NORMAL sync is crash-safe for the process (a
+    // SIGKILL loses nothing committed); a power cut may drop the last commits, all together.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;",
+    )
+    .map_err(db)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database was written by a newer Tributary (schema version {applied}, this build knows {}); upgrade Tributary",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute_batch(sql).map_err(db)?;
+        tx.pragma_update(None, "user_version", i + 1).map_err(db)?;
+        tx.commit().map_err(db)?;
+    }
+    Ok(())
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn now_text() -> String {
+    to_text(&Utc::now())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_authorization(&self, auth: Authorization) -> StoreResult<()> {
+        self.write(move |tx| {
+            let (method, key_id, sealed, role_arn, external_id) = match &auth.credentials {
+                Credentials::AwsKeys { access_key_id, sealed_secret_access_key } => {
+                    ("aws_keys", Some(access_key_id.as_str()), Some(sealed_secret_access_key.as_slice()), None, None)
+                }
+                Credentials::AwsRole { role_arn, external_id } => {
+                    ("aws_role", None, None, Some(role_arn.as_str()), Some(external_id.as_str()))
+                }
+            };
+            let result = tx.execute(
+                "INSERT INTO authorizations (id, label, description, method, access_key_id, secret_sealed, role_arn, external_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![auth.id, auth.label, auth.description, method, key_id, sealed, role_arn, external_id, to_text(&auth.created_at)],
+            );
+            match result {
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    Err(StoreError::Conflict(format!("an authorization labelled {:?} already exists; choose another label", auth.label)))
+                }
+                other => other.map(|_| ()).map_err(db),
+            }
+        })
+        .await
+    }
+
+    async fn list_authorizations(&self) -> StoreResult<Vec<Authorization>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {AUTH_COLUMNS} FROM authorizations ORDER BY created_at, id")).map_err(db)?;
+            let rows = stmt.query_map([], authorization_from_row).map_err(db)?;
+            rows.map(|r| r.map_err(db)?).collect()
+        })
+        .await
+    }
+
+    async fn get_authorization(&self, id: &str) -> StoreResult<Authorization> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.query_row(&format!("SELECT {AUTH_COLUMNS} FROM authorizations WHERE id = ?1"), [&id], authorization_from_row)
+                .optional()
+                .map_err(db)?
+                .ok_or(StoreError::NotFound { what: "authorization", id })?
+        })
+        .await
+    }
+
+    async fn delete_authorization(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let users: Vec<String> = tx
+                .prepare("SELECT label FROM jobs WHERE authorization_id = ?1 ORDER BY label")
+                .and_then(|mut s| s.query_map([&id], |r| r.get(0))?.collect())
+                .map_err(db)?;
+            if !users.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "authorization {id} is used by job(s) {}; delete those jobs first",
+                    users.join(", ")
+                )));
+            }
+            match tx.execute("DELETE FROM authorizations WHERE id = ?1", [&id]).map_err(db)? {
+                0 => Err(StoreError::NotFound { what: "authorization", id }),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn insert_job(&self, job: Job) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO jobs (id, job_type, label, description, authorization_id, config, state, last_error, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    job.id, job.job_type.as_str(), job.label, job.description, job.authorization_id,
+                    job.config.to_string(), job.state.as_str(), job.last_error,
+                    to_text(&job.created_at), to_text(&job.updated_at)
+                ],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at, id")).map_err(db)?;
+            let rows = stmt.query_map([], job_from_row).map_err(db)?;
+            rows.map(|r| r.map_err(db)?).collect()
+        })
+        .await
+    }
+
+    async fn get_job(&self, id: &str) -> StoreResult<Job> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [&id], job_from_row)
+                .optional()
+                .map_err(db)?
+                .ok_or(StoreError::NotFound { what: "job", id })?
+        })
+        .await
+    }
+
+    async fn set_job_state(&self, id: &str, state: JobState, last_error: Option<&str>) -> StoreResult<()> {
+        let (id, last_error) = (id.to_owned(), last_error.map(str::to_owned));
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+                    params![id, state.as_str(), last_error, now_text()],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(StoreError::NotFound { what: "job", id });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_job(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |tx| match tx.execute("DELETE FROM jobs WHERE id = ?1", [&id]).map_err(db)? {
+            0 => Err(StoreError::NotFound { what: "job", id }),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn list_checkpoints(&self, job_id: &str) -> StoreResult<Vec<ShardCheckpoint>> {
+        let job_id = job_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {CHECKPOINT_COLUMNS} FROM shard_checkpoints WHERE job_id = ?1 ORDER BY shard_id"))
+                .map_err(db)?;
+            let rows = stmt.query_map([&job_id], checkpoint_from_row).map_err(db)?;
+            rows.map(|r| r.map_err(db)?).collect()
+        })
+        .await
+    }
+
+    async fn register_shards(&self, job_id: &str, shards: &[ShardCheckpoint]) -> StoreResult<()> {
+        let (job_id, shards) = (job_id.to_owned(), shards.to_vec());
+        self.write(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO shard_checkpoints (job_id, shard_id, parent_shard_ids, state, sequence_number, sub_sequence_number, records, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (job_id, shard_id) DO NOTHING",
+                )
+                .map_err(db)?;
+            for s in &shards {
+                stmt.execute(params![
+                    job_id, s.shard_id, serde_json::to_string(&s.parent_shard_ids).expect("strings serialize"),
+                    s.state.as_str(), s.sequence_number, s.sub_sequence_number.map(|n| n as i64), s.records as i64, now_text()
+                ])
+                .map_err(db)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_shard_state(&self, job_id: &str, shard_id: &str, state: ShardState) -> StoreResult<()> {
+        let (job_id, shard_id) = (job_id.to_owned(), shard_id.to_owned());
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE shard_checkpoints SET state = ?3, updated_at = ?4 WHERE job_id = ?1 AND shard_id = ?2",
+                    params![job_id, shard_id, state.as_str(), now_text()],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(StoreError::NotFound { what: "shard", id: shard_id });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit_shard_batch(&self, batch: ShardBatch) -> StoreResult<BatchOutcome> {
+        self.write(move |tx| {
+            let now = now_text();
+            let events_inserted = insert_events(tx, &batch.stream, &batch.events, &now)?;
+            let mut dead_letters_inserted = 0;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO dead_letters (job_id, shard_id, sequence_number, sub_sequence_number, position, partition_key, reason, raw, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .map_err(db)?;
+                for d in &batch.dead_letters {
+                    dead_letters_inserted += stmt
+                        .execute(params![
+                            batch.job_id, d.shard_id, d.sequence_number,
+                            d.sub_sequence_number.map_or(-1, |n| n as i64), d.position,
+                            d.partition_key, d.reason, d.raw, now
+                        ])
+                        .map_err(db)? as u64;
+                }
+            }
+            let cp = &batch.checkpoint;
+            let n = tx
+                .execute(
+                    "UPDATE shard_checkpoints
+                        SET state = ?3, sequence_number = COALESCE(?4, sequence_number),
+                            sub_sequence_number = CASE WHEN ?4 IS NULL THEN sub_sequence_number ELSE ?5 END,
+                            records = records + ?6, millis_behind_latest = ?7, updated_at = ?8
+                      WHERE job_id = ?1 AND shard_id = ?2",
+                    params![
+                        batch.job_id, cp.shard_id, cp.state.as_str(), cp.sequence_number,
+                        cp.sub_sequence_number.map(|n| n as i64), batch.records_in as i64,
+                        cp.millis_behind_latest, now
+                    ],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(StoreError::NotFound { what: "shard checkpoint", id: cp.shard_id.clone() });
+            }
+            tx.execute(
+                "UPDATE jobs SET records_in = records_in + ?2, events_out = events_out + ?3,
+                                 dead_letters = dead_letters + ?4, updated_at = ?5 WHERE id = ?1",
+                params![batch.job_id, batch.records_in as i64, events_inserted as i64, dead_letters_inserted as i64, now],
+            )
+            .map_err(db)?;
+            Ok(BatchOutcome { events_inserted, dead_letters_inserted })
+        })
+        .await
+    }
+
+    async fn append_events(&self, stream: &str, events: Vec<NewEvent>) -> StoreResult<u64> {
+        let stream = stream.to_owned();
+        self.write(move |tx| insert_events(tx, &stream, &events, &now_text())).await
+    }
+
+    async fn list_events(&self, stream: &str, limit: u32, before: Option<i64>) -> StoreResult<Vec<StoredEvent>> {
+        let stream = stream.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![stream, before.unwrap_or(i64::MAX), limit], event_from_row)
+                .map_err(db)?;
+            rows.map(|r| r.map_err(db)?).collect()
+        })
+        .await
+    }
+
+    async fn list_streams(&self) -> StoreResult<Vec<StreamSummary>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT name, events, last_event_at FROM streams ORDER BY name").map_err(db)?;
+            let rows = stmt.query_map([], stream_from_row).map_err(db)?;
+            rows.map(|r| r.map_err(db)?).collect()
+        })
+        .await
+    }
+
+    async fn list_dead_letters(&self, job_id: &str, limit: u32) -> StoreResult<Vec<DeadLetter>> {
+        let job_id = job_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE job_id = ?1 ORDER BY id DESC LIMIT ?2"))
+                .map_err(db)?;
+            let rows = stmt.query_map(params![job_id, limit], dead_letter_from_row).map_err(db)?;
+            rows.map(|r| r.map_err(db)?).collect()
+        })
+        .await
+    }
+}
+
+/// Inserts events, skipping ids already stored (a replay), and keeps the stream's summary in
+/// step. Returns how many were new.
+fn insert_events(tx: &Transaction<'_>, stream: &str, events: &[NewEvent], now: &str) -> StoreResult<u64> {
+    let mut inserted = 0u64;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO events (event_id, stream, fields, origin, stored_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .map_err(db)?;
+        let mut buf = Vec::with_capacity(1024);
+        for e in events {
+            buf.clear();
+            serde_json::to_writer(&mut buf, &e.fields).expect("JSON values serialize");
+            let fields = std::str::from_utf8(&buf).expect("serde_json writes UTF-8");
+            let origin = e.origin.as_ref().map(|o| serde_json::to_string(o).expect("origin serializes"));
+            inserted += stmt.execute(params![e.event_id, stream, fields, origin, now]).map_err(db)? as u64;
+        }
+    }
+    if inserted > 0 {
+        tx.prepare_cached(
+            "INSERT INTO streams (name, events, last_event_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET events = streams.events + excluded.events, last_event_at = excluded.last_event_at",
+        )
+        .and_then(|mut s| s.execute(params![stream, inserted as i64, now]))
+        .map_err(db)?;
+    }
+    Ok(inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_passes_the_store_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn reopening_applies_no_migration_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path).await.unwrap());
+        let again = SqliteStore::open(&path).await.unwrap();
+        assert!(again.list_jobs().await.unwrap().is_empty());
+    }
+}
