@@ -1,0 +1,6 @@
+//! Tributary's integration tests: one test binary (fast to link), one module per area.
+//! Each test starts its own peers through `support` (see `support/mod.rs`).
+
+mod support;
+
+mod peers;
