@@ -99,18 +99,31 @@ fn decode_lines(bytes: &[u8], sink: &mut Sink<'_>) {
     }
 }
 
-/// A payload is NDJSON when it has several non-blank lines and its first non-blank line is a
-/// complete JSON value on its own. (A pretty-printed document fails the second test, so its syntax
-/// errors are reported for the document as a whole, with serde's line and column.)
+/// A payload that did not parse as one document is NDJSON when it has several non-blank lines and
+/// either its first non-blank line or at least half of them are complete JSON values on their own.
+/// A pretty-printed document has few such lines (`{`, `"a": 1,` and `}` are not), so its syntax
+/// errors are reported for the document as a whole, with serde's line and column; NDJSON with a
+/// bad line, even a bad first line, still yields its good lines.
 fn is_ndjson(bytes: &[u8]) -> bool {
+    let is_complete = |line: &[u8]| serde_json::from_slice::<IgnoredAny>(line).is_ok();
     let mut lines = bytes
         .split(|b| *b == b'\n')
         .map(trim_json_whitespace)
         .filter(|line| !line.is_empty());
-    let (Some(first), Some(_)) = (lines.next(), lines.next()) else {
+    let Some(first) = lines.next() else {
         return false;
     };
-    serde_json::from_slice::<IgnoredAny>(first).is_ok()
+    let first_complete = is_complete(first);
+    let (mut total, mut complete) = (1usize, usize::from(first_complete));
+    for line in lines {
+        total += 1;
+        if first_complete {
+            // Already decided; only need to know there is more than one line.
+            break;
+        }
+        complete += usize::from(is_complete(line));
+    }
+    total >= 2 && (first_complete || 2 * complete >= total)
 }
 
 fn document_error(bytes: &[u8], error: serde_json::Error) -> DecodeError {

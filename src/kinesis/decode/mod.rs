@@ -2,12 +2,12 @@
 //!
 //! One Kinesis record goes through these layers, each in its own file:
 //!
-//! 1. [`kpl`]: KPL de-aggregation. An aggregated record (magic `F3 89 9A C2`, protobuf, MD5) expands
+//! 1. `kpl.rs`: KPL de-aggregation. An aggregated record (magic `F3 89 9A C2`, protobuf, MD5) expands
 //!    into its user records; anything else is one user record on its own.
-//! 2. [`gzip`]: a user record starting with the gzip magic `1F 8B` is decompressed (with a size cap).
-//! 3. [`cloudwatch`]: a gzip-compressed CloudWatch Logs subscription envelope becomes one event per
+//! 2. `gzip.rs`: a user record starting with the gzip magic `1F 8B` is decompressed (with a size cap).
+//! 3. `cloudwatch.rs`: a gzip-compressed CloudWatch Logs subscription envelope becomes one event per
 //!    log event.
-//! 4. [`json`]: a JSON object, a JSON array of objects, or NDJSON becomes events.
+//! 4. `json.rs`: a JSON object, a JSON array of objects, or NDJSON becomes events.
 //!
 //! Nothing here fails as a whole: whatever cannot be decoded becomes a [`DeadLetter`] with a human
 //! readable reason (the `Display` of [`DecodeError`]), and everything else still becomes events.
@@ -380,6 +380,27 @@ mod tests {
             ]
         );
         assert_ids_distinct(&decoded);
+    }
+
+    #[test]
+    fn ndjson_with_a_bad_first_line_keeps_the_good_lines() {
+        let decoded = decode(b"{\"a\":\n{\"a\":2}\n{\"a\":3}\n");
+        let indexes: Vec<u32> = decoded.events.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, vec![1, 2]);
+        assert_eq!(decoded.dead_letters.len(), 1);
+        assert_eq!(
+            decoded.dead_letters[0].reason,
+            "line 1: invalid JSON at column 5: EOF while parsing a value"
+        );
+    }
+
+    #[test]
+    fn pretty_printed_array_with_an_error_is_one_document() {
+        let text = b"[\n  {\"a\": 1},\n  {\"b\": 2} oops,\n  {\"c\": 3}\n]";
+        assert_eq!(
+            reason(text),
+            "invalid JSON: expected `,` or `]` at line 3 column 12"
+        );
     }
 
     #[test]
