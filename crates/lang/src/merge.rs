@@ -1,0 +1,301 @@
+//! Field states and their merge rules: the heart of identity resolution.
+//!
+//! Every rule is a commutative, associative merge (a join), and applying an event is merging
+//! the state that event alone would produce. Therefore a profile's state does not depend on
+//! the order events arrive in, nor on how partial profiles are grouped when identities merge:
+//!
+//! * `Latest` / `Oldest` keep the value with the greatest / smallest event time; equal times
+//!   are broken by the total value order ([`FieldValue`]'s `Ord`).
+//! * `Count` and `Sum` add. Sums are kept as exact integers of nanounits (`i128`, 1e-9), so
+//!   float rounding cannot make the result depend on the order of additions; inputs are
+//!   rounded to 9 decimal places.
+//! * `Min` / `Max` by the value order; `Set` is a sorted union.
+//! * Maps merge key by key, each key with the field's rule.
+//! * Should two states of one field have different rules (two mappings disagree), the one
+//!   with the higher rule rank wins whole — still deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::mapping::{MappedEvent, Mapping, MergeOp};
+use crate::value::FieldValue;
+
+const NANOS: i128 = 1_000_000_000;
+
+/// The stored state of one profile field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum FieldState {
+    Latest {
+        value: FieldValue,
+        time: DateTime<Utc>,
+    },
+    Oldest {
+        value: FieldValue,
+        time: DateTime<Utc>,
+    },
+    Count {
+        count: i64,
+    },
+    Sum {
+        #[serde(with = "i128_string")]
+        nanos: i128,
+    },
+    Min {
+        value: FieldValue,
+    },
+    Max {
+        value: FieldValue,
+    },
+    Set {
+        values: BTreeSet<FieldValue>,
+    },
+    Map {
+        op: MergeOp,
+        entries: BTreeMap<String, FieldState>,
+    },
+}
+
+mod i128_string {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+}
+
+fn to_nanos(v: &FieldValue) -> Option<i128> {
+    match v {
+        FieldValue::Int(i) => Some(i128::from(*i) * NANOS),
+        other => {
+            let n = other.as_number()?;
+            Some((n * 1e9).round() as i128)
+        }
+    }
+}
+
+impl FieldState {
+    /// The state one event's value produces under `op`. Map values give a per-key map state.
+    /// `None` when the value does not suit the rule (e.g. a non-number under `Sum`).
+    pub fn new(op: MergeOp, value: FieldValue, time: DateTime<Utc>) -> Option<FieldState> {
+        if let FieldValue::Map(m) = value {
+            if op == MergeOp::Set {
+                return None;
+            }
+            let entries: BTreeMap<String, FieldState> = m
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, FieldState::new(op, v, time)?)))
+                .collect();
+            return (!entries.is_empty()).then_some(FieldState::Map { op, entries });
+        }
+        Some(match op {
+            MergeOp::Latest => FieldState::Latest { value, time },
+            MergeOp::Oldest => FieldState::Oldest { value, time },
+            MergeOp::Count => FieldState::Count { count: 1 },
+            MergeOp::Sum => FieldState::Sum {
+                nanos: to_nanos(&value)?,
+            },
+            MergeOp::Min => FieldState::Min { value },
+            MergeOp::Max => FieldState::Max { value },
+            MergeOp::Set => FieldState::Set {
+                values: match value {
+                    FieldValue::List(l) => l.into_iter().collect(),
+                    scalar => BTreeSet::from([scalar]),
+                },
+            },
+        })
+    }
+
+    /// The rule this state follows.
+    pub fn op(&self) -> MergeOp {
+        match self {
+            FieldState::Latest { .. } => MergeOp::Latest,
+            FieldState::Oldest { .. } => MergeOp::Oldest,
+            FieldState::Count { .. } => MergeOp::Count,
+            FieldState::Sum { .. } => MergeOp::Sum,
+            FieldState::Min { .. } => MergeOp::Min,
+            FieldState::Max { .. } => MergeOp::Max,
+            FieldState::Set { .. } => MergeOp::Set,
+            FieldState::Map { op, .. } => *op,
+        }
+    }
+
+    /// Folds one event's value in (same as merging [`FieldState::new`] of it).
+    pub fn apply(&mut self, value: FieldValue, time: DateTime<Utc>) {
+        if let Some(s) = FieldState::new(self.op(), value, time) {
+            self.merge(&s);
+        }
+    }
+
+    /// (variant, rule) rank used when two states of one field follow different rules.
+    fn rank(&self) -> (u8, MergeOp) {
+        let v = match self {
+            FieldState::Latest { .. } => 0,
+            FieldState::Oldest { .. } => 1,
+            FieldState::Count { .. } => 2,
+            FieldState::Sum { .. } => 3,
+            FieldState::Min { .. } => 4,
+            FieldState::Max { .. } => 5,
+            FieldState::Set { .. } => 6,
+            FieldState::Map { .. } => 7,
+        };
+        (v, self.op())
+    }
+
+    /// Merges `other` into `self`. Commutative and associative.
+    pub fn merge(&mut self, other: &FieldState) {
+        match (&mut *self, other) {
+            (
+                FieldState::Latest { value, time },
+                FieldState::Latest {
+                    value: v2,
+                    time: t2,
+                },
+            ) => {
+                if (*t2, v2) > (*time, &*value) {
+                    *value = v2.clone();
+                    *time = *t2;
+                }
+            }
+            (
+                FieldState::Oldest { value, time },
+                FieldState::Oldest {
+                    value: v2,
+                    time: t2,
+                },
+            ) => {
+                if (*t2, v2) < (*time, &*value) {
+                    *value = v2.clone();
+                    *time = *t2;
+                }
+            }
+            (FieldState::Count { count }, FieldState::Count { count: c2 }) => {
+                *count = count.saturating_add(*c2);
+            }
+            (FieldState::Sum { nanos }, FieldState::Sum { nanos: n2 }) => {
+                *nanos = nanos.saturating_add(*n2);
+            }
+            (FieldState::Min { value }, FieldState::Min { value: v2 }) => {
+                if v2 < value {
+                    *value = v2.clone();
+                }
+            }
+            (FieldState::Max { value }, FieldState::Max { value: v2 }) => {
+                if v2 > value {
+                    *value = v2.clone();
+                }
+            }
+            (FieldState::Set { values }, FieldState::Set { values: v2 }) => {
+                values.extend(v2.iter().cloned());
+            }
+            (
+                FieldState::Map { op, entries },
+                FieldState::Map {
+                    op: op2,
+                    entries: e2,
+                },
+            ) if op == op2 => {
+                for (k, s) in e2 {
+                    match entries.get_mut(k) {
+                        Some(mine) => mine.merge(s),
+                        None => {
+                            entries.insert(k.clone(), s.clone());
+                        }
+                    }
+                }
+            }
+            _ => {
+                if other.rank() > self.rank() {
+                    *self = other.clone();
+                }
+            }
+        }
+    }
+
+    /// The user-visible value: dates as RFC 3339 strings, sums as numbers (integers when
+    /// whole), sets as sorted arrays, maps as objects.
+    pub fn to_json(&self) -> Value {
+        match self {
+            FieldState::Latest { value, .. }
+            | FieldState::Oldest { value, .. }
+            | FieldState::Min { value }
+            | FieldState::Max { value } => value.to_json(),
+            FieldState::Count { count } => Value::from(*count),
+            FieldState::Sum { nanos } => {
+                if nanos % NANOS == 0 {
+                    if let Ok(i) = i64::try_from(nanos / NANOS) {
+                        return Value::from(i);
+                    }
+                }
+                serde_json::Number::from_f64(*nanos as f64 / 1e9)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
+            }
+            FieldState::Set { values } => Value::Array(values.iter().map(FieldValue::to_json).collect()),
+            FieldState::Map { entries, .. } => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, s)| (k.clone(), s.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A profile's fields. Stored as JSON (serde), merged when identities join.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileState {
+    pub fields: BTreeMap<String, FieldState>,
+}
+
+impl ProfileState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one mapped event in, each field by its mapping's `merge_op`. Values of fields the
+    /// mapping does not define are ignored.
+    pub fn apply_event(&mut self, mapping: &Mapping, event: &MappedEvent, time: DateTime<Utc>) {
+        for (name, value) in &event.values {
+            let Some(def) = mapping.field(name) else {
+                continue;
+            };
+            if let Some(state) = FieldState::new(def.merge_op, value.clone(), time) {
+                self.merge_field(name, &state);
+            }
+        }
+    }
+
+    fn merge_field(&mut self, name: &str, state: &FieldState) {
+        match self.fields.get_mut(name) {
+            Some(mine) => mine.merge(state),
+            None => {
+                self.fields.insert(name.to_string(), state.clone());
+            }
+        }
+    }
+
+    /// Merges another partial profile in (identity merge). Commutative and associative.
+    pub fn merge(&mut self, other: &ProfileState) {
+        for (name, state) in &other.fields {
+            self.merge_field(name, state);
+        }
+    }
+
+    /// The user-visible fields object.
+    pub fn to_json(&self) -> Value {
+        Value::Object(
+            self.fields
+                .iter()
+                .map(|(k, s)| (k.clone(), s.to_json()))
+                .collect(),
+        )
+    }
+}
