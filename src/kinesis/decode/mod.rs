@@ -443,6 +443,19 @@ mod tests {
         assert_eq!(dead.raw, data);
     }
 
+    #[test]
+    fn gzip_bomb_is_a_dead_letter_not_an_allocation() {
+        // 64 MiB + 1 of spaces compress to about 64 KiB.
+        let bomb = gzip::compress(&vec![b' '; MAX_DECOMPRESSED_BYTES + 1]);
+        assert!(bomb.len() < 1 << 20);
+        let dead = only_dead_letter(&bomb);
+        assert_eq!(
+            dead.reason,
+            "gzip: decompressed size exceeds the limit of 67108864 bytes"
+        );
+        assert_eq!(dead.raw, bomb);
+    }
+
     // ---- CloudWatch Logs ----
 
     fn cloudwatch(message_type: &str, log_events: Value) -> Vec<u8> {
