@@ -13,11 +13,20 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}; check the --config path")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid listen address {value:?}: {source}; use HOST:PORT, e.g. 127.0.0.1:7878")]
-    Listen { value: String, source: std::net::AddrParseError },
+    Listen {
+        value: String,
+        source: std::net::AddrParseError,
+    },
 }
 
 /// What the `serve` command was given on the command line or in the environment.
@@ -76,9 +85,10 @@ impl Settings {
             .clone()
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = listen_text
-            .parse()
-            .map_err(|source| ConfigError::Listen { value: listen_text.clone(), source })?;
+        let listen = listen_text.parse().map_err(|source| ConfigError::Listen {
+            value: listen_text.clone(),
+            source,
+        })?;
         let store_url = args
             .store
             .clone()
@@ -95,9 +105,14 @@ impl Settings {
 }
 
 fn load_file(path: &Path) -> Result<FileSettings, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -112,7 +127,11 @@ mod tests {
     fn flags_win_over_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\ndata_dir = \"/from/file\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\ndata_dir = \"/from/file\"\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             data_dir: Some("/from/flag".into()),
             config: Some(file),
@@ -129,9 +148,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.toml");
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
-        let args = ServeArgs { config: Some(file), ..Default::default() };
-        assert!(matches!(Settings::resolve(&args), Err(ConfigError::Parse { .. })));
-        let args = ServeArgs { listen: Some("nonsense".into()), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Settings::resolve(&args),
+            Err(ConfigError::Parse { .. })
+        ));
+        let args = ServeArgs {
+            listen: Some("nonsense".into()),
+            ..Default::default()
+        };
         let err = Settings::resolve(&args).unwrap_err().to_string();
         assert!(err.contains("HOST:PORT"), "{err}");
     }

@@ -3,8 +3,13 @@
 //! The data path runs one way: Kinesis shards → decode → event log → profiles → audience
 //! changes (outbox) → export to Kinesis. See `README.md` and the module docs for each step.
 
+pub mod api;
+pub mod app;
 pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod kinesis;
+pub mod metrics;
 pub mod secrets;
+pub mod server;
 pub mod store;

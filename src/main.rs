@@ -1,1 +1,27 @@
-fn main() {}
+//! The `tributary` binary: parse the command line, set up logging, run. Errors become one
+//! readable line and a non-zero exit.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use tributary::cli::{run_client, Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                EnvFilter::new("info,aws_config=error,aws_smithy_runtime=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = tributary::config::Settings::resolve(&args)?;
+            tributary::server::serve(settings).await?;
+        }
+        other => run_client(other).await?,
+    }
+    Ok(())
+}

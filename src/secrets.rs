@@ -24,7 +24,10 @@ pub enum SecretError {
     #[error("master key file {path} is damaged (expected 64 hex characters); restore it from backup — without it stored secrets cannot be read")]
     BadKeyFile { path: PathBuf },
     #[error("cannot use {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("a stored secret could not be decrypted: the master key differs from the one it was sealed with; start Tributary with the original TRIBUTARY_MASTER_KEY or data directory")]
     Open,
 }
@@ -67,7 +70,13 @@ impl MasterKey {
         rand::thread_rng().fill_bytes(&mut nonce);
         let cipher = Aes256Gcm::new(&self.0);
         let sealed = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: record_id.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: record_id.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
@@ -81,7 +90,13 @@ impl MasterKey {
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         Aes256Gcm::new(&self.0)
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: record_id.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: record_id.as_bytes(),
+                },
+            )
             .map_err(|_| SecretError::Open)
     }
 }
@@ -104,7 +119,11 @@ impl std::fmt::Debug for ApiToken {
 impl ApiToken {
     pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<Self, SecretError> {
         if let Some(value) = configured {
-            return Ok(Self { value: value.to_owned(), generated: false, path: None });
+            return Ok(Self {
+                value: value.to_owned(),
+                generated: false,
+                path: None,
+            });
         }
         let path = data_dir.join(API_TOKEN_FILE);
         let file = read_or_create(&path, || {
@@ -112,7 +131,11 @@ impl ApiToken {
             rand::thread_rng().fill_bytes(&mut bytes);
             format!("trb_{}", hex::encode(bytes))
         })?;
-        Ok(Self { value: file.value, generated: file.created, path: Some(path) })
+        Ok(Self {
+            value: file.value,
+            generated: file.created,
+            path: Some(path),
+        })
     }
 
     /// Constant-time comparison, so response timing reveals nothing about the token.
@@ -129,9 +152,17 @@ struct FileValue {
 
 /// Reads a one-line secret file, or creates it with mode 0600 (never readable by others).
 fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<FileValue, SecretError> {
-    let io = |source| SecretError::Io { path: path.to_owned(), source };
+    let io = |source| SecretError::Io {
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::read_to_string(path) {
-        Ok(text) => return Ok(FileValue { value: text.trim().to_owned(), created: false }),
+        Ok(text) => {
+            return Ok(FileValue {
+                value: text.trim().to_owned(),
+                created: false,
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
@@ -145,9 +176,13 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<FileValu
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    file.write_all(format!("{value}\n").as_bytes()).map_err(io)?;
+    file.write_all(format!("{value}\n").as_bytes())
+        .map_err(io)?;
     file.sync_all().map_err(io)?;
-    Ok(FileValue { value, created: true })
+    Ok(FileValue {
+        value,
+        created: true,
+    })
 }
 
 /// A random identifier for external IDs and similar: 32 hex characters.
@@ -168,9 +203,15 @@ mod tests {
         let sealed = key.seal(b"wJalrXUtnFEMI", "auth-1");
         assert!(!sealed.windows(13).any(|w| w == b"wJalrXUtnFEMI"));
         assert_eq!(key.open(&sealed, "auth-1").unwrap(), b"wJalrXUtnFEMI");
-        assert!(matches!(key.open(&sealed, "auth-2"), Err(SecretError::Open)));
+        assert!(matches!(
+            key.open(&sealed, "auth-2"),
+            Err(SecretError::Open)
+        ));
         let other = MasterKey::from_hex(&"cd".repeat(32)).unwrap();
-        assert!(matches!(other.open(&sealed, "auth-1"), Err(SecretError::Open)));
+        assert!(matches!(
+            other.open(&sealed, "auth-1"),
+            Err(SecretError::Open)
+        ));
     }
 
     #[test]
@@ -179,7 +220,10 @@ mod tests {
         let k1 = MasterKey::load_or_create(None, dir.path()).unwrap();
         let k2 = MasterKey::load_or_create(None, dir.path()).unwrap();
         assert_eq!(k1.0, k2.0);
-        let mode = std::fs::metadata(dir.path().join(MASTER_KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(MASTER_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
 
         let t1 = ApiToken::load_or_create(None, dir.path()).unwrap();
@@ -189,12 +233,18 @@ mod tests {
         assert_eq!(t1.value, t2.value);
         assert!(t2.matches(&t1.value));
         assert!(!t2.matches("trb_wrong"));
-        let mode = std::fs::metadata(dir.path().join(API_TOKEN_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(API_TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
     fn bad_master_keys_are_rejected_with_a_hint() {
-        assert!(MasterKey::from_hex("short").unwrap_err().to_string().contains("openssl rand"));
+        assert!(MasterKey::from_hex("short")
+            .unwrap_err()
+            .to_string()
+            .contains("openssl rand"));
     }
 }

@@ -17,15 +17,24 @@ use super::error::{error_chain, AwsError, AwsErrorKind};
 /// Decrypted credentials of one authorization. Lives only in memory; `Debug` hides the secret.
 #[derive(Clone)]
 pub enum AuthSecret {
-    Keys { access_key_id: String, secret_access_key: String },
-    Role { role_arn: String, external_id: String },
+    Keys {
+        access_key_id: String,
+        secret_access_key: String,
+    },
+    Role {
+        role_arn: String,
+        external_id: String,
+    },
 }
 
 impl std::fmt::Debug for AuthSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AuthSecret::Keys { access_key_id, .. } => {
-                write!(f, "Keys {{ access_key_id: {access_key_id:?}, secret_access_key: **** }}")
+                write!(
+                    f,
+                    "Keys {{ access_key_id: {access_key_id:?}, secret_access_key: **** }}"
+                )
             }
             AuthSecret::Role { role_arn, .. } => write!(f, "Role {{ role_arn: {role_arn:?} }}"),
         }
@@ -79,16 +88,20 @@ impl AwsConnector {
         let session_name = format!("tributary-{}", sanitize_session_name(auth_id));
         let mut assumed = false;
         let mut provider = match secret {
-            AuthSecret::Keys { access_key_id, secret_access_key } => {
-                SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
-                    access_key_id,
-                    secret_access_key,
-                    None,
-                    None,
-                    "tributary-authorization",
-                ))
-            }
-            AuthSecret::Role { role_arn, external_id } => {
+            AuthSecret::Keys {
+                access_key_id,
+                secret_access_key,
+            } => SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+                access_key_id,
+                secret_access_key,
+                None,
+                None,
+                "tributary-authorization",
+            )),
+            AuthSecret::Role {
+                role_arn,
+                external_id,
+            } => {
                 let source = self.base.credentials_provider().ok_or_else(|| {
                     AwsError::new(
                         AwsErrorKind::InvalidCredentials,
@@ -158,7 +171,10 @@ impl AwsConnector {
         let config = if self.base.region().is_some() {
             self.base.clone()
         } else {
-            self.base.to_builder().region(Region::new(DEFAULT_REGION)).build()
+            self.base
+                .to_builder()
+                .region(Region::new(DEFAULT_REGION))
+                .build()
         };
         self.caller_identity(&config).await
     }
@@ -177,7 +193,9 @@ pub fn is_valid_region(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();
     parts.len() >= 3
         && parts.iter().all(|p| !p.is_empty())
-        && parts[..parts.len() - 1].iter().all(|p| p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
 }
 
@@ -187,17 +205,33 @@ mod tests {
 
     #[test]
     fn regions() {
-        for ok in ["us-east-1", "eu-central-2", "us-gov-west-1", "cn-north-1", "ap-southeast-4"] {
+        for ok in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "cn-north-1",
+            "ap-southeast-4",
+        ] {
             assert!(is_valid_region(ok), "{ok}");
         }
-        for bad in ["", "us-east", "US-EAST-1", "us_east_1", "us--1", "us-east-1a"] {
+        for bad in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "us_east_1",
+            "us--1",
+            "us-east-1a",
+        ] {
             assert!(!is_valid_region(bad), "{bad}");
         }
     }
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let s = AuthSecret::Keys { access_key_id: "AKIA1".into(), secret_access_key: "hunter2".into() };
+        let s = AuthSecret::Keys {
+            access_key_id: "AKIA1".into(),
+            secret_access_key: "hunter2".into(),
+        };
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

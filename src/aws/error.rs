@@ -47,7 +47,10 @@ impl AwsErrorKind {
 
     /// Worth another try after a pause (the same request may succeed later).
     pub fn is_retryable(self) -> bool {
-        matches!(self, AwsErrorKind::Throttled | AwsErrorKind::Transient | AwsErrorKind::Unreachable)
+        matches!(
+            self,
+            AwsErrorKind::Throttled | AwsErrorKind::Transient | AwsErrorKind::Unreachable
+        )
     }
 }
 
@@ -63,7 +66,11 @@ pub struct AwsError {
 
 impl AwsError {
     pub fn new(kind: AwsErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, code: None, message: message.into() }
+        Self {
+            kind,
+            code: None,
+            message: message.into(),
+        }
     }
 
     /// Classifies an SDK error from the call named `action` (e.g. "kinesis:GetRecords").
@@ -75,15 +82,32 @@ impl AwsError {
             SdkError::ServiceError(ctx) => {
                 let raw = ctx.raw();
                 let status = raw.status().as_u16();
-                let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-                let code = ctx.err().code().map(str::to_owned).or_else(|| xml_code(&body));
-                let aws_message = ctx.err().message().map(str::to_owned).unwrap_or_else(|| body.chars().take(300).collect());
+                let body = raw
+                    .body()
+                    .bytes()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let code = ctx
+                    .err()
+                    .code()
+                    .map(str::to_owned)
+                    .or_else(|| xml_code(&body));
+                let aws_message = ctx
+                    .err()
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| body.chars().take(300).collect());
                 let kind = classify(Some(status), code.as_deref(), &body);
-                Self { kind, message: explain(kind, action, code.as_deref(), &aws_message), code }
+                Self {
+                    kind,
+                    message: explain(kind, action, code.as_deref(), &aws_message),
+                    code,
+                }
             }
-            SdkError::TimeoutError(_) => {
-                Self::new(AwsErrorKind::Transient, format!("{action} timed out; will retry"))
-            }
+            SdkError::TimeoutError(_) => Self::new(
+                AwsErrorKind::Transient,
+                format!("{action} timed out; will retry"),
+            ),
             SdkError::DispatchFailure(f) => {
                 let detail = error_chain(err);
                 if f.is_io() || f.is_timeout() {
@@ -97,7 +121,10 @@ impl AwsError {
             }
             SdkError::ResponseError(_) => Self::new(
                 AwsErrorKind::Transient,
-                format!("{action}: AWS sent a response that could not be read ({}); will retry", error_chain(err)),
+                format!(
+                    "{action}: AWS sent a response that could not be read ({}); will retry",
+                    error_chain(err)
+                ),
             ),
             _ => credential_or_other(action, &error_chain(err)),
         }
@@ -149,28 +176,46 @@ pub fn classify(status: Option<u16>, code: Option<&str>, body: &str) -> AwsError
     let code = code.unwrap_or("");
     match code {
         "ExpiredIteratorException" => return AwsErrorKind::ExpiredIterator,
-        "ProvisionedThroughputExceededException" | "LimitExceededException" | "ThrottlingException"
-        | "Throttling" | "RequestLimitExceeded" | "KMSThrottlingException" | "TooManyRequestsException" => {
-            return AwsErrorKind::Throttled
-        }
-        "UnrecognizedClientException" | "InvalidClientTokenId" | "SignatureDoesNotMatch"
-        | "IncompleteSignature" | "MissingAuthenticationToken" | "ExpiredToken" | "ExpiredTokenException"
-        | "InvalidSignatureException" | "InvalidAccessKeyId" => return AwsErrorKind::InvalidCredentials,
-        "AccessDeniedException" | "AccessDenied" | "KMSAccessDeniedException" | "KMSDisabledException"
-        | "KMSInvalidStateException" | "KMSNotFoundException" | "KMSOptInRequired" => {
-            return AwsErrorKind::AccessDenied
-        }
+        "ProvisionedThroughputExceededException"
+        | "LimitExceededException"
+        | "ThrottlingException"
+        | "Throttling"
+        | "RequestLimitExceeded"
+        | "KMSThrottlingException"
+        | "TooManyRequestsException" => return AwsErrorKind::Throttled,
+        "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException"
+        | "InvalidAccessKeyId" => return AwsErrorKind::InvalidCredentials,
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "KMSAccessDeniedException"
+        | "KMSDisabledException"
+        | "KMSInvalidStateException"
+        | "KMSNotFoundException"
+        | "KMSOptInRequired" => return AwsErrorKind::AccessDenied,
         "ResourceNotFoundException" => return AwsErrorKind::NotFound,
         "InvalidArgumentException" | "ValidationException" | "SerializationException" => {
             return AwsErrorKind::InvalidArgument
         }
-        "ResourceInUseException" | "InternalFailure" | "InternalFailureException" | "ServiceUnavailable"
-        | "ServiceUnavailableException" | "InternalServerError" => return AwsErrorKind::Transient,
+        "ResourceInUseException"
+        | "InternalFailure"
+        | "InternalFailureException"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "InternalServerError" => return AwsErrorKind::Transient,
         _ => {}
     }
     // No usable code (e.g. an HTML or XML body from a proxy or emulator): fall back on status.
     match status {
-        Some(403) if body.contains("InvalidClientTokenId") || body.contains("SignatureDoesNotMatch") => {
+        Some(403)
+            if body.contains("InvalidClientTokenId") || body.contains("SignatureDoesNotMatch") =>
+        {
             AwsErrorKind::InvalidCredentials
         }
         Some(401 | 403) => AwsErrorKind::AccessDenied,
@@ -183,10 +228,18 @@ pub fn classify(status: Option<u16>, code: Option<&str>, body: &str) -> AwsError
 fn explain(kind: AwsErrorKind, action: &str, code: Option<&str>, aws_message: &str) -> String {
     let code = code.unwrap_or("error");
     let hint = match kind {
-        AwsErrorKind::InvalidCredentials => "the access key is unknown or the secret is wrong; check the authorization's keys",
-        AwsErrorKind::AccessDenied => "the credentials lack a permission; attach the policy from GET /api/aws/policies",
-        AwsErrorKind::AssumeRoleFailed => "check the role ARN, its trust policy and the external ID",
-        AwsErrorKind::NotFound => "the stream does not exist in this account and region; check its name and region",
+        AwsErrorKind::InvalidCredentials => {
+            "the access key is unknown or the secret is wrong; check the authorization's keys"
+        }
+        AwsErrorKind::AccessDenied => {
+            "the credentials lack a permission; attach the policy from GET /api/aws/policies"
+        }
+        AwsErrorKind::AssumeRoleFailed => {
+            "check the role ARN, its trust policy and the external ID"
+        }
+        AwsErrorKind::NotFound => {
+            "the stream does not exist in this account and region; check its name and region"
+        }
         AwsErrorKind::ExpiredIterator => "a new shard iterator is needed",
         AwsErrorKind::Throttled => "AWS is rate limiting; backing off",
         AwsErrorKind::Transient => "AWS had a temporary failure; retrying",
@@ -204,21 +257,55 @@ mod tests {
 
     #[test]
     fn codes_decide_first() {
-        assert_eq!(classify(Some(400), Some("ProvisionedThroughputExceededException"), ""), Throttled);
-        assert_eq!(classify(Some(400), Some("LimitExceededException"), ""), Throttled);
-        assert_eq!(classify(Some(400), Some("ExpiredIteratorException"), ""), ExpiredIterator);
-        assert_eq!(classify(Some(400), Some("ResourceNotFoundException"), ""), NotFound);
-        assert_eq!(classify(Some(400), Some("AccessDeniedException"), ""), AccessDenied);
-        assert_eq!(classify(Some(400), Some("UnrecognizedClientException"), ""), InvalidCredentials);
-        assert_eq!(classify(Some(403), Some("InvalidClientTokenId"), ""), InvalidCredentials);
-        assert_eq!(classify(Some(400), Some("InvalidArgumentException"), ""), InvalidArgument);
-        assert_eq!(classify(Some(400), Some("KMSThrottlingException"), ""), Throttled);
+        assert_eq!(
+            classify(
+                Some(400),
+                Some("ProvisionedThroughputExceededException"),
+                ""
+            ),
+            Throttled
+        );
+        assert_eq!(
+            classify(Some(400), Some("LimitExceededException"), ""),
+            Throttled
+        );
+        assert_eq!(
+            classify(Some(400), Some("ExpiredIteratorException"), ""),
+            ExpiredIterator
+        );
+        assert_eq!(
+            classify(Some(400), Some("ResourceNotFoundException"), ""),
+            NotFound
+        );
+        assert_eq!(
+            classify(Some(400), Some("AccessDeniedException"), ""),
+            AccessDenied
+        );
+        assert_eq!(
+            classify(Some(400), Some("UnrecognizedClientException"), ""),
+            InvalidCredentials
+        );
+        assert_eq!(
+            classify(Some(403), Some("InvalidClientTokenId"), ""),
+            InvalidCredentials
+        );
+        assert_eq!(
+            classify(Some(400), Some("InvalidArgumentException"), ""),
+            InvalidArgument
+        );
+        assert_eq!(
+            classify(Some(400), Some("KMSThrottlingException"), ""),
+            Throttled
+        );
     }
 
     #[test]
     fn status_decides_when_there_is_no_code() {
         let moto_denial = "<ErrorResponse><Error><Code>AccessDenied</Code><Message>User: x is not authorized to perform: kinesis:ListStreams</Message></Error></ErrorResponse>";
-        assert_eq!(classify(Some(403), xml_code(moto_denial).as_deref(), moto_denial), AccessDenied);
+        assert_eq!(
+            classify(Some(403), xml_code(moto_denial).as_deref(), moto_denial),
+            AccessDenied
+        );
         assert_eq!(classify(Some(403), None, "<html>nope</html>"), AccessDenied);
         assert_eq!(classify(Some(500), None, "<html>boom</html>"), Transient);
         assert_eq!(classify(Some(503), None, ""), Transient);
@@ -229,6 +316,10 @@ mod tests {
     #[test]
     fn only_rate_limits_and_outages_are_retried() {
         assert!(Throttled.is_retryable() && Transient.is_retryable() && Unreachable.is_retryable());
-        assert!(!AccessDenied.is_retryable() && !NotFound.is_retryable() && !InvalidCredentials.is_retryable());
+        assert!(
+            !AccessDenied.is_retryable()
+                && !NotFound.is_retryable()
+                && !InvalidCredentials.is_retryable()
+        );
     }
 }

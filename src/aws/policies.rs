@@ -12,13 +12,20 @@ pub enum Direction {
 }
 
 /// Actions the import job uses, and nothing more.
-pub const IMPORT_ACTIONS: &[&str] = &["kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"];
+pub const IMPORT_ACTIONS: &[&str] = &[
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+];
 /// Actions the export job uses, and nothing more.
 pub const EXPORT_ACTIONS: &[&str] = &["kinesis:PutRecord", "kinesis:PutRecords"];
 
 /// ARN of a stream; `partition` follows the region (aws, aws-cn, aws-us-gov).
 pub fn stream_arn(region: &str, account: &str, stream: &str) -> String {
-    format!("arn:{}:kinesis:{region}:{account}:stream/{stream}", partition(region))
+    format!(
+        "arn:{}:kinesis:{region}:{account}:stream/{stream}",
+        partition(region)
+    )
 }
 
 fn partition(region: &str) -> &'static str {
@@ -37,7 +44,11 @@ pub fn permission_policy(direction: Direction, region: &str, account: &str, stre
     let actions: Vec<&str> = match direction {
         Direction::Import => IMPORT_ACTIONS.to_vec(),
         Direction::Export => EXPORT_ACTIONS.to_vec(),
-        Direction::Both => IMPORT_ACTIONS.iter().chain(EXPORT_ACTIONS).copied().collect(),
+        Direction::Both => IMPORT_ACTIONS
+            .iter()
+            .chain(EXPORT_ACTIONS)
+            .copied()
+            .collect(),
     };
     let mut statements = vec![json!({
         "Sid": "TributaryStreamAccess",
@@ -80,7 +91,10 @@ mod tests {
         let st = &p["Statement"];
         assert_eq!(st.as_array().unwrap().len(), 1);
         assert_eq!(st[0]["Action"], json!(IMPORT_ACTIONS));
-        assert_eq!(st[0]["Resource"], "arn:aws:kinesis:us-east-1:123456789012:stream/clicks");
+        assert_eq!(
+            st[0]["Resource"],
+            "arn:aws:kinesis:us-east-1:123456789012:stream/clicks"
+        );
     }
 
     #[test]
@@ -88,13 +102,22 @@ mod tests {
         let p = permission_policy(Direction::Both, "cn-north-1", "1", "s");
         assert_eq!(p["Statement"][0]["Action"].as_array().unwrap().len(), 5);
         assert_eq!(p["Statement"][1]["Resource"], "*");
-        assert!(p["Statement"][0]["Resource"].as_str().unwrap().starts_with("arn:aws-cn:"));
+        assert!(p["Statement"][0]["Resource"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws-cn:"));
     }
 
     #[test]
     fn trust_policy_requires_the_external_id() {
         let t = trust_policy("arn:aws:iam::1:user/tributary", "ext-123");
-        assert_eq!(t["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"], "ext-123");
-        assert_eq!(t["Statement"][0]["Principal"]["AWS"], "arn:aws:iam::1:user/tributary");
+        assert_eq!(
+            t["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+            "ext-123"
+        );
+        assert_eq!(
+            t["Statement"][0]["Principal"]["AWS"],
+            "arn:aws:iam::1:user/tributary"
+        );
     }
 }

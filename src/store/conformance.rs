@@ -43,28 +43,58 @@ fn job(id: &str, auth_id: &str) -> Job {
 }
 
 async fn authorizations(store: &dyn Store) {
-    store.insert_authorization(auth("a1", "prod")).await.unwrap();
+    store
+        .insert_authorization(auth("a1", "prod"))
+        .await
+        .unwrap();
     let role = Authorization {
-        credentials: Credentials::AwsRole { role_arn: "arn:aws:iam::1:role/x".into(), external_id: "ext".into() },
+        credentials: Credentials::AwsRole {
+            role_arn: "arn:aws:iam::1:role/x".into(),
+            external_id: "ext".into(),
+        },
         ..auth("a2", "delegated")
     };
     store.insert_authorization(role.clone()).await.unwrap();
-    assert!(matches!(store.insert_authorization(auth("a3", "prod")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.insert_authorization(auth("a3", "prod")).await,
+        Err(StoreError::Conflict(_))
+    ));
     let all = store.list_authorizations().await.unwrap();
-    assert_eq!(all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a1", "a2"]);
-    assert_eq!(store.get_authorization("a2").await.unwrap().credentials, role.credentials);
-    assert!(matches!(store.get_authorization("nope").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(
+        all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a1", "a2"]
+    );
+    assert_eq!(
+        store.get_authorization("a2").await.unwrap().credentials,
+        role.credentials
+    );
+    assert!(matches!(
+        store.get_authorization("nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
     store.delete_authorization("a2").await.unwrap();
-    assert!(matches!(store.delete_authorization("a2").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.delete_authorization("a2").await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn jobs_and_checkpoints(store: &dyn Store) {
     store.insert_job(job("j1", "a1")).await.unwrap();
     let err = store.delete_authorization("a1").await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("job j1")), "{err}");
-    store.set_job_state("j1", JobState::Failed, Some("stream deleted")).await.unwrap();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("job j1")),
+        "{err}"
+    );
+    store
+        .set_job_state("j1", JobState::Failed, Some("stream deleted"))
+        .await
+        .unwrap();
     let j = store.get_job("j1").await.unwrap();
-    assert_eq!((j.state, j.last_error.as_deref()), (JobState::Failed, Some("stream deleted")));
+    assert_eq!(
+        (j.state, j.last_error.as_deref()),
+        (JobState::Failed, Some("stream deleted"))
+    );
 
     let shard = |id: &str, parents: &[&str]| ShardCheckpoint {
         shard_id: id.into(),
@@ -75,10 +105,19 @@ async fn jobs_and_checkpoints(store: &dyn Store) {
         records: 0,
         millis_behind_latest: None,
     };
-    store.register_shards("j1", &[shard("s0", &[]), shard("s1", &["s0"])]).await.unwrap();
-    store.set_shard_state("j1", "s0", ShardState::Reading).await.unwrap();
+    store
+        .register_shards("j1", &[shard("s0", &[]), shard("s1", &["s0"])])
+        .await
+        .unwrap();
+    store
+        .set_shard_state("j1", "s0", ShardState::Reading)
+        .await
+        .unwrap();
     // Registering again must not reset progress.
-    store.register_shards("j1", &[shard("s0", &[])]).await.unwrap();
+    store
+        .register_shards("j1", &[shard("s0", &[])])
+        .await
+        .unwrap();
     let cps = store.list_checkpoints("j1").await.unwrap();
     assert_eq!(cps.len(), 2);
     assert_eq!(cps[0].state, ShardState::Reading);
@@ -126,13 +165,26 @@ async fn shard_batches_are_idempotent(store: &dyn Store) {
         },
     };
     let first = store.commit_shard_batch(batch.clone()).await.unwrap();
-    assert_eq!(first, BatchOutcome { events_inserted: 2, dead_letters_inserted: 1 });
+    assert_eq!(
+        first,
+        BatchOutcome {
+            events_inserted: 2,
+            dead_letters_inserted: 1
+        }
+    );
     // A replay of the same batch (a crash between commit and the next read) adds nothing.
     let replay = store.commit_shard_batch(batch).await.unwrap();
     assert_eq!(replay, BatchOutcome::default());
 
     let j = store.get_job("j1").await.unwrap();
-    assert_eq!(j.totals, JobTotals { records_in: 6, events_out: 2, dead_letters: 1 });
+    assert_eq!(
+        j.totals,
+        JobTotals {
+            records_in: 6,
+            events_out: 2,
+            dead_letters: 1
+        }
+    );
     let cp = &store.list_checkpoints("j1").await.unwrap()[0];
     assert_eq!(cp.sequence_number.as_deref(), Some("3"));
     let letters = store.list_dead_letters("j1", 10).await.unwrap();
@@ -142,13 +194,25 @@ async fn shard_batches_are_idempotent(store: &dyn Store) {
 }
 
 async fn event_log_pages_newest_first(store: &dyn Store) {
-    let n = store.append_events("web", (3..8).map(|i| event(&format!("e{i}"), i)).collect()).await.unwrap();
+    let n = store
+        .append_events("web", (3..8).map(|i| event(&format!("e{i}"), i)).collect())
+        .await
+        .unwrap();
     assert_eq!(n, 5);
     let page = store.list_events("web", 3, None).await.unwrap();
-    let ns: Vec<i64> = page.iter().map(|e| e.fields["n"].as_i64().unwrap()).collect();
+    let ns: Vec<i64> = page
+        .iter()
+        .map(|e| e.fields["n"].as_i64().unwrap())
+        .collect();
     assert_eq!(ns, [7, 6, 5]);
-    let next = store.list_events("web", 10, Some(page[2].seq)).await.unwrap();
-    let ns: Vec<i64> = next.iter().map(|e| e.fields["n"].as_i64().unwrap()).collect();
+    let next = store
+        .list_events("web", 10, Some(page[2].seq))
+        .await
+        .unwrap();
+    let ns: Vec<i64> = next
+        .iter()
+        .map(|e| e.fields["n"].as_i64().unwrap())
+        .collect();
     assert_eq!(ns, [4, 3, 2, 1]);
     assert_eq!(next[0].origin.as_ref().unwrap().stream, "clicks");
     let streams = store.list_streams().await.unwrap();

@@ -40,8 +40,14 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// How an authorization reaches AWS. The secret key is only ever held sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
-    AwsKeys { access_key_id: String, sealed_secret_access_key: Vec<u8> },
-    AwsRole { role_arn: String, external_id: String },
+    AwsKeys {
+        access_key_id: String,
+        sealed_secret_access_key: Vec<u8>,
+    },
+    AwsRole {
+        role_arn: String,
+        external_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +264,12 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_job(&self, job: Job) -> StoreResult<()>;
     async fn list_jobs(&self) -> StoreResult<Vec<Job>>;
     async fn get_job(&self, id: &str) -> StoreResult<Job>;
-    async fn set_job_state(&self, id: &str, state: JobState, last_error: Option<&str>) -> StoreResult<()>;
+    async fn set_job_state(
+        &self,
+        id: &str,
+        state: JobState,
+        last_error: Option<&str>,
+    ) -> StoreResult<()>;
     /// Deletes the job with its checkpoints and dead letters (its events stay in their stream).
     async fn delete_job(&self, id: &str) -> StoreResult<()>;
 
@@ -266,13 +277,23 @@ pub trait Store: Send + Sync + 'static {
     async fn list_checkpoints(&self, job_id: &str) -> StoreResult<Vec<ShardCheckpoint>>;
     /// Records shards as discovered (without touching the progress of known ones).
     async fn register_shards(&self, job_id: &str, shards: &[ShardCheckpoint]) -> StoreResult<()>;
-    async fn set_shard_state(&self, job_id: &str, shard_id: &str, state: ShardState) -> StoreResult<()>;
+    async fn set_shard_state(
+        &self,
+        job_id: &str,
+        shard_id: &str,
+        state: ShardState,
+    ) -> StoreResult<()>;
     async fn commit_shard_batch(&self, batch: ShardBatch) -> StoreResult<BatchOutcome>;
 
     // Event log
     async fn append_events(&self, stream: &str, events: Vec<NewEvent>) -> StoreResult<u64>;
     /// Newest first; `before` is an exclusive `seq` cursor.
-    async fn list_events(&self, stream: &str, limit: u32, before: Option<i64>) -> StoreResult<Vec<StoredEvent>>;
+    async fn list_events(
+        &self,
+        stream: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<StoredEvent>>;
     async fn list_streams(&self) -> StoreResult<Vec<StreamSummary>>;
 
     // Dead letters

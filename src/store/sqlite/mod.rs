@@ -32,13 +32,19 @@ impl SqliteStore {
 
     fn open_blocking(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let mut writer = connect(path)?;
         migrate(&mut writer)?;
-        let readers = (0..READERS).map(|_| connect(path).map(Mutex::new)).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Self { writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers) })
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+        })
     }
 
     /// Runs `f` in one write transaction: all of it commits, or none of it.
@@ -50,7 +56,9 @@ impl SqliteStore {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db)?;
             let out = f(&tx)?;
             tx.commit().map_err(db)?;
             Ok(out)
@@ -67,10 +75,13 @@ impl SqliteStore {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             // Take the first idle reader; when all are busy, wait on one chosen by thread.
-            let guard = readers.iter().find_map(|r| r.try_lock().ok()).unwrap_or_else(|| {
-                let i = thread_index() % readers.len();
-                readers[i].lock().unwrap_or_else(|p| p.into_inner())
-            });
+            let guard = readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .unwrap_or_else(|| {
+                    let i = thread_index() % readers.len();
+                    readers[i].lock().unwrap_or_else(|p| p.into_inner())
+                });
             f(&guard)
         })
         .await
@@ -87,7 +98,10 @@ fn thread_index() -> usize {
 
 fn connect(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(|e| {
-        StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()))
+        StoreError::Backend(format!(
+            "cannot open SQLite database {}: {e}",
+            path.display()
+        ))
     })?;
     // WAL: readers do not block the writer. NORMAL sync is crash-safe for the process (a
     // SIGKILL loses nothing committed); a power cut may drop the last commits, all together.
@@ -102,7 +116,9 @@ fn connect(path: &Path) -> StoreResult<Connection> {
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+    let applied: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db)?;
     if applied > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
             "the database was written by a newer Tributary (schema version {applied}, this build knows {}); upgrade Tributary",
@@ -155,7 +171,11 @@ impl Store for SqliteStore {
 
     async fn list_authorizations(&self) -> StoreResult<Vec<Authorization>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare(&format!("SELECT {AUTH_COLUMNS} FROM authorizations ORDER BY created_at, id")).map_err(db)?;
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {AUTH_COLUMNS} FROM authorizations ORDER BY created_at, id"
+                ))
+                .map_err(db)?;
             let rows = stmt.query_map([], authorization_from_row).map_err(db)?;
             rows.map(|r| r.map_err(db)?).collect()
         })
@@ -165,10 +185,17 @@ impl Store for SqliteStore {
     async fn get_authorization(&self, id: &str) -> StoreResult<Authorization> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.query_row(&format!("SELECT {AUTH_COLUMNS} FROM authorizations WHERE id = ?1"), [&id], authorization_from_row)
-                .optional()
-                .map_err(db)?
-                .ok_or(StoreError::NotFound { what: "authorization", id })?
+            conn.query_row(
+                &format!("SELECT {AUTH_COLUMNS} FROM authorizations WHERE id = ?1"),
+                [&id],
+                authorization_from_row,
+            )
+            .optional()
+            .map_err(db)?
+            .ok_or(StoreError::NotFound {
+                what: "authorization",
+                id,
+            })?
         })
         .await
     }
@@ -186,8 +213,14 @@ impl Store for SqliteStore {
                     users.join(", ")
                 )));
             }
-            match tx.execute("DELETE FROM authorizations WHERE id = ?1", [&id]).map_err(db)? {
-                0 => Err(StoreError::NotFound { what: "authorization", id }),
+            match tx
+                .execute("DELETE FROM authorizations WHERE id = ?1", [&id])
+                .map_err(db)?
+            {
+                0 => Err(StoreError::NotFound {
+                    what: "authorization",
+                    id,
+                }),
                 _ => Ok(()),
             }
         })
@@ -213,7 +246,11 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self) -> StoreResult<Vec<Job>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at, id")).map_err(db)?;
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at, id"
+                ))
+                .map_err(db)?;
             let rows = stmt.query_map([], job_from_row).map_err(db)?;
             rows.map(|r| r.map_err(db)?).collect()
         })
@@ -223,15 +260,24 @@ impl Store for SqliteStore {
     async fn get_job(&self, id: &str) -> StoreResult<Job> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [&id], job_from_row)
-                .optional()
-                .map_err(db)?
-                .ok_or(StoreError::NotFound { what: "job", id })?
+            conn.query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [&id],
+                job_from_row,
+            )
+            .optional()
+            .map_err(db)?
+            .ok_or(StoreError::NotFound { what: "job", id })?
         })
         .await
     }
 
-    async fn set_job_state(&self, id: &str, state: JobState, last_error: Option<&str>) -> StoreResult<()> {
+    async fn set_job_state(
+        &self,
+        id: &str,
+        state: JobState,
+        last_error: Option<&str>,
+    ) -> StoreResult<()> {
         let (id, last_error) = (id.to_owned(), last_error.map(str::to_owned));
         self.write(move |tx| {
             let n = tx
@@ -250,9 +296,14 @@ impl Store for SqliteStore {
 
     async fn delete_job(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
-        self.write(move |tx| match tx.execute("DELETE FROM jobs WHERE id = ?1", [&id]).map_err(db)? {
-            0 => Err(StoreError::NotFound { what: "job", id }),
-            _ => Ok(()),
+        self.write(move |tx| {
+            match tx
+                .execute("DELETE FROM jobs WHERE id = ?1", [&id])
+                .map_err(db)?
+            {
+                0 => Err(StoreError::NotFound { what: "job", id }),
+                _ => Ok(()),
+            }
         })
         .await
     }
@@ -291,7 +342,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_shard_state(&self, job_id: &str, shard_id: &str, state: ShardState) -> StoreResult<()> {
+    async fn set_shard_state(
+        &self,
+        job_id: &str,
+        shard_id: &str,
+        state: ShardState,
+    ) -> StoreResult<()> {
         let (job_id, shard_id) = (job_id.to_owned(), shard_id.to_owned());
         self.write(move |tx| {
             let n = tx
@@ -362,10 +418,16 @@ impl Store for SqliteStore {
 
     async fn append_events(&self, stream: &str, events: Vec<NewEvent>) -> StoreResult<u64> {
         let stream = stream.to_owned();
-        self.write(move |tx| insert_events(tx, &stream, &events, &now_text())).await
+        self.write(move |tx| insert_events(tx, &stream, &events, &now_text()))
+            .await
     }
 
-    async fn list_events(&self, stream: &str, limit: u32, before: Option<i64>) -> StoreResult<Vec<StoredEvent>> {
+    async fn list_events(
+        &self,
+        stream: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<StoredEvent>> {
         let stream = stream.to_owned();
         self.read(move |conn| {
             let mut stmt = conn
@@ -383,7 +445,9 @@ impl Store for SqliteStore {
 
     async fn list_streams(&self) -> StoreResult<Vec<StreamSummary>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare("SELECT name, events, last_event_at FROM streams ORDER BY name").map_err(db)?;
+            let mut stmt = conn
+                .prepare("SELECT name, events, last_event_at FROM streams ORDER BY name")
+                .map_err(db)?;
             let rows = stmt.query_map([], stream_from_row).map_err(db)?;
             rows.map(|r| r.map_err(db)?).collect()
         })
@@ -405,7 +469,12 @@ impl Store for SqliteStore {
 
 /// Inserts events, skipping ids already stored (a replay), and keeps the stream's summary in
 /// step. Returns how many were new.
-fn insert_events(tx: &Transaction<'_>, stream: &str, events: &[NewEvent], now: &str) -> StoreResult<u64> {
+fn insert_events(
+    tx: &Transaction<'_>,
+    stream: &str,
+    events: &[NewEvent],
+    now: &str,
+) -> StoreResult<u64> {
     let mut inserted = 0u64;
     {
         let mut stmt = tx
@@ -419,8 +488,13 @@ fn insert_events(tx: &Transaction<'_>, stream: &str, events: &[NewEvent], now: &
             buf.clear();
             serde_json::to_writer(&mut buf, &e.fields).expect("JSON values serialize");
             let fields = std::str::from_utf8(&buf).expect("serde_json writes UTF-8");
-            let origin = e.origin.as_ref().map(|o| serde_json::to_string(o).expect("origin serializes"));
-            inserted += stmt.execute(params![e.event_id, stream, fields, origin, now]).map_err(db)? as u64;
+            let origin = e
+                .origin
+                .as_ref()
+                .map(|o| serde_json::to_string(o).expect("origin serializes"));
+            inserted += stmt
+                .execute(params![e.event_id, stream, fields, origin, now])
+                .map_err(db)? as u64;
         }
     }
     if inserted > 0 {

@@ -37,7 +37,11 @@ pub(super) fn authorization_from_row(r: &Row<'_>) -> RowResult<Authorization> {
             role_arn: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
             external_id: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
         },
-        other => return Ok(Err(StoreError::Corrupt(format!("authorization {id} has unknown method {other:?}")))),
+        other => {
+            return Ok(Err(StoreError::Corrupt(format!(
+                "authorization {id} has unknown method {other:?}"
+            ))))
+        }
     };
     let created_at: String = r.get(8)?;
     Ok((|| {
@@ -51,7 +55,8 @@ pub(super) fn authorization_from_row(r: &Row<'_>) -> RowResult<Authorization> {
     })())
 }
 
-pub(super) const JOB_COLUMNS: &str = "id, job_type, label, description, authorization_id, config, state, last_error, \
+pub(super) const JOB_COLUMNS: &str =
+    "id, job_type, label, description, authorization_id, config, state, last_error, \
      records_in, events_out, dead_letters, created_at, updated_at";
 
 pub(super) fn job_from_row(r: &Row<'_>) -> RowResult<Job> {
@@ -61,7 +66,8 @@ pub(super) fn job_from_row(r: &Row<'_>) -> RowResult<Job> {
     let state: String = r.get(6)?;
     let created_at: String = r.get(11)?;
     let updated_at: String = r.get(12)?;
-    let (label, description, authorization_id, last_error) = (r.get(2)?, r.get(3)?, r.get(4)?, r.get(7)?);
+    let (label, description, authorization_id, last_error) =
+        (r.get(2)?, r.get(3)?, r.get(4)?, r.get(7)?);
     let totals = JobTotals {
         records_in: r.get::<_, i64>(8)? as u64,
         events_out: r.get::<_, i64>(9)? as u64,
@@ -69,10 +75,12 @@ pub(super) fn job_from_row(r: &Row<'_>) -> RowResult<Job> {
     };
     Ok((|| {
         Ok(Job {
-            job_type: JobType::parse(&job_type)
-                .ok_or_else(|| StoreError::Corrupt(format!("job {id} has unknown type {job_type:?}")))?,
-            state: JobState::parse(&state)
-                .ok_or_else(|| StoreError::Corrupt(format!("job {id} has unknown state {state:?}")))?,
+            job_type: JobType::parse(&job_type).ok_or_else(|| {
+                StoreError::Corrupt(format!("job {id} has unknown type {job_type:?}"))
+            })?,
+            state: JobState::parse(&state).ok_or_else(|| {
+                StoreError::Corrupt(format!("job {id} has unknown state {state:?}"))
+            })?,
             config: parse_json("job config", &config)?,
             created_at: parse_time(&created_at)?,
             updated_at: parse_time(&updated_at)?,
@@ -100,8 +108,9 @@ pub(super) fn checkpoint_from_row(r: &Row<'_>) -> RowResult<ShardCheckpoint> {
     Ok((|| {
         Ok(ShardCheckpoint {
             parent_shard_ids: parse_json("parent shard ids", &parents)?,
-            state: ShardState::parse(&state)
-                .ok_or_else(|| StoreError::Corrupt(format!("shard {shard_id} has unknown state {state:?}")))?,
+            state: ShardState::parse(&state).ok_or_else(|| {
+                StoreError::Corrupt(format!("shard {shard_id} has unknown state {state:?}"))
+            })?,
             shard_id,
             sequence_number,
             sub_sequence_number,
@@ -124,7 +133,10 @@ pub(super) fn event_from_row(r: &Row<'_>) -> RowResult<StoredEvent> {
             event_id,
             stream,
             fields: parse_json("event fields", &fields)?,
-            origin: origin.as_deref().map(|o| parse_json("event origin", o)).transpose()?,
+            origin: origin
+                .as_deref()
+                .map(|o| parse_json("event origin", o))
+                .transpose()?,
             stored_at: parse_time(&stored_at)?,
         })
     })())
@@ -134,10 +146,17 @@ pub(super) fn stream_from_row(r: &Row<'_>) -> RowResult<StreamSummary> {
     let name = r.get(0)?;
     let events = r.get::<_, i64>(1)? as u64;
     let last: Option<String> = r.get(2)?;
-    Ok((|| Ok(StreamSummary { name, events, last_event_at: last.as_deref().map(parse_time).transpose()? }))())
+    Ok((|| {
+        Ok(StreamSummary {
+            name,
+            events,
+            last_event_at: last.as_deref().map(parse_time).transpose()?,
+        })
+    })())
 }
 
-pub(super) const DEAD_LETTER_COLUMNS: &str = "id, job_id, shard_id, sequence_number, sub_sequence_number, position, \
+pub(super) const DEAD_LETTER_COLUMNS: &str =
+    "id, job_id, shard_id, sequence_number, sub_sequence_number, position, \
      partition_key, reason, raw, created_at";
 
 pub(super) fn dead_letter_from_row(r: &Row<'_>) -> RowResult<DeadLetter> {
@@ -153,5 +172,12 @@ pub(super) fn dead_letter_from_row(r: &Row<'_>) -> RowResult<DeadLetter> {
         raw: r.get(8)?,
     };
     let (id, job_id) = (r.get(0)?, r.get(1)?);
-    Ok((|| Ok(DeadLetter { id, job_id, letter, created_at: parse_time(&created_at)? }))())
+    Ok((|| {
+        Ok(DeadLetter {
+            id,
+            job_id,
+            letter,
+            created_at: parse_time(&created_at)?,
+        })
+    })())
 }

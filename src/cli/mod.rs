@@ -1,0 +1,60 @@
+//! The command line: `serve` runs the server; every other command talks to a running server
+//! over its HTTP API, so the CLI can do nothing the API cannot.
+
+pub mod auth;
+pub mod client;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ServeArgs;
+use client::{Client, ServerArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tributary",
+    version,
+    about = "Customer data platform connector for Amazon Kinesis Data Streams"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API, web UI and jobs.
+    Serve(ServeArgs),
+    /// Manage AWS authorizations.
+    Auth {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: auth::AuthCommand,
+    },
+    /// List the Kinesis streams an authorization can see (kinesis:ListStreams).
+    Streams {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Authorization id.
+        #[arg(long)]
+        auth: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        #[arg(long)]
+        role_arn: Option<String>,
+    },
+}
+
+/// Runs a client command; `serve` is handled by the binary.
+pub async fn run_client(command: Command) -> Result<(), client::ClientError> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Auth { server, command } => auth::run(&Client::new(&server)?, command).await,
+        Command::Streams {
+            server,
+            auth,
+            region,
+            role_arn,
+        } => auth::streams(&Client::new(&server)?, &auth, &region, role_arn.as_deref()).await,
+    }
+}

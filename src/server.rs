@@ -1,0 +1,111 @@
+//! `tributary serve`: opens the store, loads the keys, starts the jobs and the HTTP API, and
+//! shuts everything down at a consistent point on SIGINT/SIGTERM.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::aws::AwsConnector;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::secrets::{ApiToken, MasterKey, SecretError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}; is another process using it? choose another with --listen")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+pub async fn serve(settings: Settings) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| ServeError::DataDir {
+        path: settings.data_dir.display().to_string(),
+        source,
+    })?;
+    let master_key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
+    let api_token = ApiToken::load_or_create(settings.api_token.as_deref(), &settings.data_dir)?;
+    let store = crate::store::open(&settings.store_url).await?;
+    let state = AppState {
+        store,
+        master_key,
+        api_token: Arc::new(api_token),
+        aws: AwsConnector::from_environment().await,
+        metrics: Metrics::new(),
+    };
+
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: settings.listen.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::Http)?;
+
+    announce(&settings, &state.api_token, addr);
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+
+    let app = crate::api::router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .map_err(ServeError::Http)?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// What an operator needs to see at start. The `Listening on` line is also what scripts and
+/// tests wait for.
+fn announce(settings: &Settings, token: &ApiToken, addr: std::net::SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Tributary {}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(out, "Data directory: {}", settings.data_dir.display());
+    let _ = writeln!(out, "Store: {}", settings.store_url);
+    match (&token.path, token.generated) {
+        (Some(path), true) => {
+            let _ = writeln!(
+                out,
+                "API token (shown once; saved to {}): {}",
+                path.display(),
+                token.value
+            );
+        }
+        (Some(path), false) => {
+            let _ = writeln!(out, "API token: in {}", path.display());
+        }
+        (None, _) => {
+            let _ = writeln!(out, "API token: from TRIBUTARY_API_TOKEN");
+        }
+    }
+    let _ = writeln!(out, "Web UI and API: http://{addr}/");
+    let _ = writeln!(out, "Listening on http://{addr}");
+    let _ = out.flush();
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}
