@@ -57,15 +57,26 @@ pub enum Expr {
         span: Span,
     },
     /// `*`, only valid as the argument of `count(*)`; as a filter, `FILTER *` matches all.
-    Star { span: Span },
+    Star {
+        span: Span,
+    },
     Call {
         name: String,
         args: Vec<Expr>,
         span: Span,
     },
-    Not { expr: Box<Expr>, span: Span },
-    And { exprs: Vec<Expr>, span: Span },
-    Or { exprs: Vec<Expr>, span: Span },
+    Not {
+        expr: Box<Expr>,
+        span: Span,
+    },
+    And {
+        exprs: Vec<Expr>,
+        span: Span,
+    },
+    Or {
+        exprs: Vec<Expr>,
+        span: Span,
+    },
     Compare {
         op: CmpOp,
         left: Box<Expr>,
@@ -98,10 +109,19 @@ pub enum Expr {
         pattern: Box<Expr>,
         span: Span,
     },
-    Exists { expr: Box<Expr>, span: Span },
-    IsNull { expr: Box<Expr>, span: Span },
+    Exists {
+        expr: Box<Expr>,
+        span: Span,
+    },
+    IsNull {
+        expr: Box<Expr>,
+        span: Span,
+    },
     /// `INCLUDE other_audience`: true when the profile is a member of that audience.
-    Include { name: String, span: Span },
+    Include {
+        name: String,
+        span: Span,
+    },
 }
 
 impl Expr {
@@ -130,12 +150,17 @@ impl Expr {
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
-            Expr::Field { .. } | Expr::Literal { .. } | Expr::Star { .. } | Expr::Include { .. } => {}
+            Expr::Field { .. }
+            | Expr::Literal { .. }
+            | Expr::Star { .. }
+            | Expr::Include { .. } => {}
             Expr::Call { args, .. } => args.iter().for_each(|a| a.walk(f)),
             Expr::Not { expr, .. } | Expr::Exists { expr, .. } | Expr::IsNull { expr, .. } => {
                 expr.walk(f)
             }
-            Expr::And { exprs, .. } | Expr::Or { exprs, .. } => exprs.iter().for_each(|e| e.walk(f)),
+            Expr::And { exprs, .. } | Expr::Or { exprs, .. } => {
+                exprs.iter().for_each(|e| e.walk(f))
+            }
             Expr::Compare { left, right, .. } => {
                 left.walk(f);
                 right.walk(f);

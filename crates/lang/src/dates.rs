@@ -181,13 +181,34 @@ mod tests {
     fn relative() {
         let now = d("2024-03-31T12:00:00Z");
         assert_eq!(parse_relative("now", now), Some(now));
-        assert_eq!(parse_relative("now-30d", now), Some(d("2024-03-01T12:00:00Z")));
-        assert_eq!(parse_relative("now-12h", now), Some(d("2024-03-31T00:00:00Z")));
-        assert_eq!(parse_relative("now+1w", now), Some(d("2024-04-07T12:00:00Z")));
-        assert_eq!(parse_relative("now-1M", now), Some(d("2024-02-29T12:00:00Z")));
-        assert_eq!(parse_relative("now-1y", now), Some(d("2023-03-31T12:00:00Z")));
-        assert_eq!(parse_relative("now-5m-10s", now), Some(d("2024-03-31T11:54:50Z")));
-        assert_eq!(parse_relative("NOW-1d", now), Some(d("2024-03-30T12:00:00Z")));
+        assert_eq!(
+            parse_relative("now-30d", now),
+            Some(d("2024-03-01T12:00:00Z"))
+        );
+        assert_eq!(
+            parse_relative("now-12h", now),
+            Some(d("2024-03-31T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_relative("now+1w", now),
+            Some(d("2024-04-07T12:00:00Z"))
+        );
+        assert_eq!(
+            parse_relative("now-1M", now),
+            Some(d("2024-02-29T12:00:00Z"))
+        );
+        assert_eq!(
+            parse_relative("now-1y", now),
+            Some(d("2023-03-31T12:00:00Z"))
+        );
+        assert_eq!(
+            parse_relative("now-5m-10s", now),
+            Some(d("2024-03-31T11:54:50Z"))
+        );
+        assert_eq!(
+            parse_relative("NOW-1d", now),
+            Some(d("2024-03-30T12:00:00Z"))
+        );
         assert_eq!(parse_relative("now-", now), None);
         assert_eq!(parse_relative("now-3x", now), None);
         assert_eq!(parse_relative("nowhere", now), None);

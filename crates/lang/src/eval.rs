@@ -77,7 +77,8 @@ pub fn eval_value(e: &Expr, ctx: &Ctx<'_>) -> Option<FieldValue> {
                 (!out.is_empty()).then_some(FieldValue::Map(out))
             }
             _ => {
-                let vals: Vec<Option<FieldValue>> = args.iter().map(|a| eval_value(a, ctx)).collect();
+                let vals: Vec<Option<FieldValue>> =
+                    args.iter().map(|a| eval_value(a, ctx)).collect();
                 functions::call(name, &vals)
             }
         },
@@ -102,7 +103,11 @@ pub fn eval_bool(e: &Expr, ctx: &Ctx<'_>) -> bool {
         },
         Expr::Between {
             expr, low, high, ..
-        } => match (eval_value(expr, ctx), eval_value(low, ctx), eval_value(high, ctx)) {
+        } => match (
+            eval_value(expr, ctx),
+            eval_value(low, ctx),
+            eval_value(high, ctx),
+        ) {
             (Some(v), Some(lo), Some(hi)) => {
                 compare(CmpOp::Ge, &v, &lo, ctx.now) && compare(CmpOp::Le, &v, &hi, ctx.now)
             }
@@ -211,7 +216,8 @@ pub fn compare(op: CmpOp, l: &FieldValue, r: &FieldValue, now: DateTime<Utc>) ->
 }
 
 fn order(l: &FieldValue, r: &FieldValue, now: DateTime<Utc>) -> Option<Ordering> {
-    let datey = |v: &FieldValue| matches!(v, FieldValue::Date(_)) || is_relative(v) || looks_like_date(v);
+    let datey =
+        |v: &FieldValue| matches!(v, FieldValue::Date(_)) || is_relative(v) || looks_like_date(v);
     if datey(l) || datey(r) {
         if let (Some(a), Some(b)) = (to_date(l, now), to_date(r, now)) {
             return Some(a.cmp(&b));

@@ -158,13 +158,17 @@ pub fn call(name: &str, args: &[Option<FieldValue>]) -> Option<FieldValue> {
         "tobool" => a0?.as_bool().map(FieldValue::Bool),
         "hash.sha256" => {
             let t = text(&a0)?;
-            Some(FieldValue::String(hex::encode(Sha256::digest(t.as_bytes()))))
+            Some(FieldValue::String(hex::encode(Sha256::digest(
+                t.as_bytes(),
+            ))))
         }
         "oneof" => args.iter().flatten().find(|v| !v.is_empty()).cloned(),
         "contains" => {
             let needle = text(&arg(args, 1))?;
             Some(FieldValue::Bool(match a0? {
-                FieldValue::List(items) => items.iter().any(|i| i.as_text() == Some(needle.clone())),
+                FieldValue::List(items) => {
+                    items.iter().any(|i| i.as_text() == Some(needle.clone()))
+                }
                 FieldValue::Map(m) => m.contains_key(&needle),
                 other => other.as_text()?.contains(&needle),
             }))
@@ -297,9 +301,7 @@ pub fn split_url(s: &str) -> Option<(String, String)> {
     let after = &rest[end..];
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if host_port.starts_with('[') {
-        host_port
-            .find(']')
-            .map_or(host_port, |i| &host_port[..=i])
+        host_port.find(']').map_or(host_port, |i| &host_port[..=i])
     } else {
         host_port.split(':').next().unwrap_or("")
     };
@@ -324,10 +326,28 @@ mod tests {
 
     #[test]
     fn email_validation() {
-        assert_eq!(normalize_email(" Bob.Smith@Example.COM "), Some("bob.smith@example.com".into()));
-        assert_eq!(normalize_email("a+tag@sub.example.co.uk"), Some("a+tag@sub.example.co.uk".into()));
+        assert_eq!(
+            normalize_email(" Bob.Smith@Example.COM "),
+            Some("bob.smith@example.com".into())
+        );
+        assert_eq!(
+            normalize_email("a+tag@sub.example.co.uk"),
+            Some("a+tag@sub.example.co.uk".into())
+        );
         assert_eq!(normalize_email("mailto:x@y.io"), Some("x@y.io".into()));
-        for bad in ["", "plain", "@x.com", "a@", "a@b", "a b@c.com", "a@-x.com", "a@x..com", "a@x.c", ".a@x.com", "a@@x.com"] {
+        for bad in [
+            "",
+            "plain",
+            "@x.com",
+            "a@",
+            "a@b",
+            "a b@c.com",
+            "a@-x.com",
+            "a@x..com",
+            "a@x.c",
+            ".a@x.com",
+            "a@@x.com",
+        ] {
             assert_eq!(normalize_email(bad), None, "{bad}");
         }
         assert_eq!(c("email", &[s("Nope")]), None);
@@ -342,7 +362,10 @@ mod tests {
         assert_eq!(c("trim", &[s("   ")]), None);
         assert_eq!(c("lower", &[Some(FieldValue::Int(3))]), s("3"));
         assert_eq!(c("lower", &[None]), None);
-        assert_eq!(c("concat", &[s("a"), None, Some(FieldValue::Int(1))]), s("a1"));
+        assert_eq!(
+            c("concat", &[s("a"), None, Some(FieldValue::Int(1))]),
+            s("a1")
+        );
         assert_eq!(c("concat", &[None, None]), None);
         assert_eq!(c("oneof", &[None, s(""), s("b"), s("c")]), s("b"));
         assert_eq!(c("oneof", &[None]), None);
@@ -368,13 +391,25 @@ mod tests {
         );
         assert_eq!(c("len", &[l.clone()]), Some(FieldValue::Int(3)));
         assert_eq!(c("join", &[l.clone(), s("|")]), s("a|b|c"));
-        assert_eq!(c("contains", &[l.clone(), s("b")]), Some(FieldValue::Bool(true)));
-        assert_eq!(c("contains", &[s("hello"), s("ell")]), Some(FieldValue::Bool(true)));
-        assert_eq!(c("contains", &[s("hello"), s("x")]), Some(FieldValue::Bool(false)));
+        assert_eq!(
+            c("contains", &[l.clone(), s("b")]),
+            Some(FieldValue::Bool(true))
+        );
+        assert_eq!(
+            c("contains", &[s("hello"), s("ell")]),
+            Some(FieldValue::Bool(true))
+        );
+        assert_eq!(
+            c("contains", &[s("hello"), s("x")]),
+            Some(FieldValue::Bool(false))
+        );
         assert_eq!(c("contains", &[None, s("x")]), None);
         assert_eq!(
             c("map", &[s("signup"), Some(FieldValue::Int(1))]),
-            Some(FieldValue::Map(BTreeMap::from([("signup".into(), FieldValue::Int(1))])))
+            Some(FieldValue::Map(BTreeMap::from([(
+                "signup".into(),
+                FieldValue::Int(1)
+            )])))
         );
         assert_eq!(c("map", &[None, Some(FieldValue::Int(1))]), None);
         assert_eq!(c("map", &[s("k"), None]), None);
@@ -387,7 +422,10 @@ mod tests {
         assert_eq!(c("tonumber", &[s("3.5")]), Some(FieldValue::Number(3.5)));
         assert_eq!(c("tonumber", &[s("abc")]), None);
         assert_eq!(c("toint", &[s("42")]), Some(FieldValue::Int(42)));
-        assert_eq!(c("toint", &[Some(FieldValue::Number(4.9))]), Some(FieldValue::Int(4)));
+        assert_eq!(
+            c("toint", &[Some(FieldValue::Number(4.9))]),
+            Some(FieldValue::Int(4))
+        );
         assert_eq!(c("tobool", &[s("false")]), Some(FieldValue::Bool(false)));
         let d = c("todate", &[s("2006-01-02")]).unwrap();
         assert_eq!(d.as_text().unwrap(), "2006-01-02T00:00:00Z");
@@ -400,13 +438,22 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(c("urlmain", &[s("https://www.Example.com:8080/a/b/?x=1#f")]), s("www.example.com/a/b"));
+        assert_eq!(
+            c("urlmain", &[s("https://www.Example.com:8080/a/b/?x=1#f")]),
+            s("www.example.com/a/b")
+        );
         assert_eq!(c("urlmain", &[s("example.com/p?q")]), s("example.com/p"));
-        assert_eq!(c("domain", &[s("https://user:pw@Shop.Example.com/x")]), s("shop.example.com"));
+        assert_eq!(
+            c("domain", &[s("https://user:pw@Shop.Example.com/x")]),
+            s("shop.example.com")
+        );
         assert_eq!(c("domain", &[s("bob@Gmail.com")]), s("gmail.com"));
         assert_eq!(c("domain", &[s("")]), None);
         assert_eq!(c("emaildomain", &[s("bob@Gmail.com")]), s("gmail.com"));
         assert_eq!(c("emaildomain", &[s("bob")]), None);
-        assert_eq!(split_url("http://[::1]:80/x"), Some(("[::1]".into(), "/x".into())));
+        assert_eq!(
+            split_url("http://[::1]:80/x"),
+            Some(("[::1]".into(), "/x".into()))
+        );
     }
 }

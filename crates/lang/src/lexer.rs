@@ -243,7 +243,10 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                     cur.bump();
                     TokenKind::AndAnd
                 } else {
-                    return Err(ParseError::new(span, "unexpected character '&' (did you mean '&&'?)"));
+                    return Err(ParseError::new(
+                        span,
+                        "unexpected character '&' (did you mean '&&'?)",
+                    ));
                 }
             }
             '|' => {
@@ -252,7 +255,10 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                     cur.bump();
                     TokenKind::OrOr
                 } else {
-                    return Err(ParseError::new(span, "unexpected character '|' (did you mean '||'?)"));
+                    return Err(ParseError::new(
+                        span,
+                        "unexpected character '|' (did you mean '||'?)",
+                    ));
                 }
             }
             '"' | '\'' => TokenKind::Str(lex_string(&mut cur, c, span)?),
@@ -271,7 +277,9 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                 }
                 TokenKind::QuotedIdent(s)
             }
-            c if c.is_ascii_digit() || (c == '.' && cur.peek_at(1).is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '.' && cur.peek_at(1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 lex_number(&mut cur, span)?
             }
             c if is_ident_start(c) => {
@@ -288,7 +296,10 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                 TokenKind::Ident(s)
             }
             other => {
-                return Err(ParseError::new(span, format!("unexpected character '{other}'")));
+                return Err(ParseError::new(
+                    span,
+                    format!("unexpected character '{other}'"),
+                ));
             }
         };
         tokens.push(Token { kind, span });

@@ -360,7 +360,11 @@ pub struct SchemaField {
 
 impl Mapping {
     /// Maps one event. `None` when the WHERE clause rejects it.
-    pub fn apply(&self, event: &Map<String, Value>, event_time: DateTime<Utc>) -> Option<MappedEvent> {
+    pub fn apply(
+        &self,
+        event: &Map<String, Value>,
+        event_time: DateTime<Utc>,
+    ) -> Option<MappedEvent> {
         let ctx = Ctx {
             root: event,
             now: event_time,
@@ -469,11 +473,17 @@ pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
         if !matches!(def.kind, Kind::String | Kind::Int) {
             return Err(ParseError::new(
                 span,
-                format!("BY field '{id}' must be KIND string or int, not {}", def.kind),
+                format!(
+                    "BY field '{id}' must be KIND string or int, not {}",
+                    def.kind
+                ),
             ));
         }
         if identities.contains(&id) {
-            return Err(ParseError::new(span, format!("BY field '{id}' is listed twice")));
+            return Err(ParseError::new(
+                span,
+                format!("BY field '{id}' is listed twice"),
+            ));
         }
         identities.push(id);
         if !(p.eat_word("OR") || p.eat(&TokenKind::Comma)) {
@@ -508,7 +518,11 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
     let span = p.peek().span;
     let full = p.parse_or()?;
     if !p.at_word("AS") {
-        return Err(p.expected(if p.last_was_bare { "an operator or AS" } else { "AS" }));
+        return Err(p.expected(if p.last_was_bare {
+            "an operator or AS"
+        } else {
+            "AS"
+        }));
     }
     p.next();
     let (name, name_span, _) = p.name("a field name after AS")?;
@@ -674,6 +688,9 @@ fn check_merge_op(op: MergeOp, kind: Kind) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("MERGEOP {} cannot be used with KIND {kind}", op.name()))
+        Err(format!(
+            "MERGEOP {} cannot be used with KIND {kind}",
+            op.name()
+        ))
     }
 }

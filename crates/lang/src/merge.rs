@@ -238,7 +238,9 @@ impl FieldState {
                     .map(Value::Number)
                     .unwrap_or(Value::Null)
             }
-            FieldState::Set { values } => Value::Array(values.iter().map(FieldValue::to_json).collect()),
+            FieldState::Set { values } => {
+                Value::Array(values.iter().map(FieldValue::to_json).collect())
+            }
             FieldState::Map { entries, .. } => Value::Object(
                 entries
                     .iter()

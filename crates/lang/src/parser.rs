@@ -24,10 +24,13 @@ use crate::error::{ParseError, Span};
 use crate::lexer::{tokenize, Token, TokenKind};
 
 /// Words that cannot be bare field names (use backticks for such a field).
+/// Other keywords (`KIND`, `BY`, `SHORTDESC`, `MERGEOP`) only matter where a value cannot
+/// be, so `kind` or `by` stay valid field names; names after `AS`, `BY`, `FROM`, `INTO`,
+/// `ALIAS` and `INCLUDE` may be any identifier.
 pub const RESERVED: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "INTO", "BY", "AS", "KIND", "SHORTDESC", "MERGEOP", "ALIAS", "AND",
-    "OR", "NOT", "IN", "LIKE", "CONTAINS", "BETWEEN", "IS", "NULL", "EXISTS", "INCLUDE",
-    "INTERSECTS", "FILTER", "TRUE", "FALSE",
+    "SELECT", "FROM", "WHERE", "INTO", "AS", "ALIAS", "AND", "OR", "NOT", "IN", "LIKE",
+    "CONTAINS", "BETWEEN", "IS", "NULL", "EXISTS", "INCLUDE", "INTERSECTS", "FILTER", "TRUE",
+    "FALSE",
 ];
 
 /// Deepest nesting accepted, so hostile input cannot overflow the stack.
@@ -100,7 +103,10 @@ impl Parser {
     /// An error at the next token: `expected {expected}, found {token}`.
     pub fn expected(&self, expected: &str) -> ParseError {
         let t = self.peek();
-        ParseError::new(t.span, format!("expected {expected}, found {}", t.describe()))
+        ParseError::new(
+            t.span,
+            format!("expected {expected}, found {}", t.describe()),
+        )
     }
 
     pub fn expect_word(&mut self, word: &str, expected: &str) -> Result<Span, ParseError> {
@@ -119,11 +125,11 @@ impl Parser {
         }
     }
 
-    /// A name: a bare non-reserved identifier or a backtick-quoted one.
+    /// A name: a bare identifier (keywords included) or a backtick-quoted one.
     /// Returns (name, span, was_quoted).
     pub fn name(&mut self, expected: &str) -> Result<(String, Span, bool), ParseError> {
         match &self.peek().kind {
-            TokenKind::Ident(s) if !is_reserved(s) => {
+            TokenKind::Ident(s) => {
                 let s = s.clone();
                 Ok((s, self.next().span, false))
             }
@@ -209,7 +215,10 @@ impl Parser {
                     if exprs.is_empty() {
                         return Err(ParseError::new(
                             t.span,
-                            format!("{} ( ) needs at least one expression", if is_and { "AND" } else { "OR" }),
+                            format!(
+                                "{} ( ) needs at least one expression",
+                                if is_and { "AND" } else { "OR" }
+                            ),
                         ));
                     }
                     break;
@@ -222,9 +231,15 @@ impl Parser {
             }
             self.last_was_bare = false;
             return Ok(if is_and {
-                Expr::And { exprs, span: t.span }
+                Expr::And {
+                    exprs,
+                    span: t.span,
+                }
             } else {
-                Expr::Or { exprs, span: t.span }
+                Expr::Or {
+                    exprs,
+                    span: t.span,
+                }
             });
         }
         if t.kind == TokenKind::LParen {

@@ -50,7 +50,9 @@ impl FieldValue {
                 None => FieldValue::Number(n.as_f64().filter(|f| f.is_finite())?),
             },
             Value::String(s) => FieldValue::String(s.clone()),
-            Value::Array(a) => FieldValue::List(a.iter().filter_map(FieldValue::from_json).collect()),
+            Value::Array(a) => {
+                FieldValue::List(a.iter().filter_map(FieldValue::from_json).collect())
+            }
             Value::Object(o) => FieldValue::Map(
                 o.iter()
                     .filter_map(|(k, v)| Some((k.clone(), FieldValue::from_json(v)?)))
@@ -215,7 +217,9 @@ mod tests {
         assert_eq!(FieldValue::Number(3.0).as_text().unwrap(), "3");
         assert_eq!(FieldValue::String("TRUE".into()).as_bool(), Some(true));
         assert_eq!(
-            FieldValue::Int(1136214245).as_date().map(|d| format_date(&d)),
+            FieldValue::Int(1136214245)
+                .as_date()
+                .map(|d| format_date(&d)),
             Some("2006-01-02T15:04:05Z".to_string())
         );
     }
