@@ -5,6 +5,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use crate::aws::{AuthSecret, AwsConnector, AwsError, AwsErrorKind};
+use crate::jobs::JobManager;
 use crate::metrics::Metrics;
 use crate::secrets::{ApiToken, MasterKey};
 use crate::store::{Authorization, Credentials, DynStore, StoreError};
@@ -16,6 +17,7 @@ pub struct AppState {
     pub api_token: Arc<ApiToken>,
     pub aws: AwsConnector,
     pub metrics: Metrics,
+    pub jobs: JobManager,
 }
 
 #[derive(Debug, thiserror::Error)]

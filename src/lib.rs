@@ -8,6 +8,7 @@ pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod jobs;
 pub mod kinesis;
 pub mod metrics;
 pub mod secrets;

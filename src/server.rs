@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::aws::AwsConnector;
 use crate::config::Settings;
+use crate::jobs::JobManager;
 use crate::metrics::Metrics;
 use crate::secrets::{ApiToken, MasterKey, SecretError};
 use crate::store::StoreError;
@@ -48,6 +49,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         api_token: Arc::new(api_token),
         aws: AwsConnector::from_environment().await,
         metrics: Metrics::new(),
+        jobs: JobManager::default(),
     };
 
     let listener = TcpListener::bind(settings.listen)
@@ -63,11 +65,18 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
 
+    let resumed = state.jobs.resume_all(&state).await?;
+    if resumed > 0 {
+        tracing::info!(jobs = resumed, "resumed running jobs from their checkpoints");
+    }
+
     let app = crate::api::router(state.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .map_err(ServeError::Http)?;
+    // Jobs stop after the API so no request starts one mid-shutdown.
+    state.jobs.stop_all().await;
     tracing::info!("stopped cleanly");
     Ok(())
 }

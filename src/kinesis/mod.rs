@@ -2,6 +2,7 @@
 //! the producer.
 
 pub mod api;
+pub mod consumer;
 pub mod decode;
 
 /// Kinesis stream names: 1–128 characters of `[a-zA-Z0-9_.-]`.

@@ -1,0 +1,95 @@
+//! Jobs: their configuration, and the manager that runs, pauses, resumes and stops them.
+//!
+//! A job's durable state lives in the store (`running`, `paused`, `failed` + `last_error`); the
+//! manager holds only the tasks of jobs running in this process. On start the server resumes
+//! every job the store says is `running`, from its checkpoints.
+
+pub mod import;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::store::{Job, JobState, JobType};
+
+/// How long a stopping job may take to reach a consistent point (finish the batch it is
+/// committing) before it is abandoned. Its last checkpoint still holds: nothing is lost.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+struct Running {
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// The jobs running in this process.
+#[derive(Clone, Default)]
+pub struct JobManager {
+    running: Arc<Mutex<HashMap<String, Running>>>,
+}
+
+impl JobManager {
+    /// Starts `job` unless it is already running here.
+    pub fn start(&self, state: &AppState, job: &Job) {
+        let mut running = self.running.lock().expect("job map lock");
+        running.retain(|_, r| !r.handle.is_finished());
+        if running.contains_key(&job.id) {
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let handle = match job.job_type {
+            JobType::KinesisImport => tokio::spawn(import::run(state.clone(), job.clone(), cancel.clone())),
+            JobType::KinesisExport => {
+                let (state, id) = (state.clone(), job.id.clone());
+                tokio::spawn(async move {
+                    let msg = "export jobs are not available in this version of Tributary";
+                    let _ = state.store.set_job_state(&id, JobState::Failed, Some(msg)).await;
+                })
+            }
+        };
+        tracing::info!(job = %job.id, label = %job.label, kind = job.job_type.as_str(), "job started");
+        running.insert(job.id.clone(), Running { cancel, handle });
+    }
+
+    /// Stops a job at a consistent point and waits for it.
+    pub async fn stop(&self, job_id: &str) {
+        let entry = self.running.lock().expect("job map lock").remove(job_id);
+        if let Some(r) = entry {
+            r.cancel.cancel();
+            if tokio::time::timeout(STOP_GRACE, r.handle).await.is_err() {
+                tracing::warn!(job = job_id, "job did not stop in time; its last checkpoint stands");
+            }
+        }
+    }
+
+    /// Stops every job (server shutdown).
+    pub async fn stop_all(&self) {
+        let all: Vec<(String, Running)> = self.running.lock().expect("job map lock").drain().collect();
+        for (_, r) in &all {
+            r.cancel.cancel();
+        }
+        for (id, r) in all {
+            if tokio::time::timeout(STOP_GRACE, r.handle).await.is_err() {
+                tracing::warn!(job = %id, "job did not stop in time; its last checkpoint stands");
+            }
+        }
+    }
+
+    pub fn is_running(&self, job_id: &str) -> bool {
+        self.running.lock().expect("job map lock").get(job_id).is_some_and(|r| !r.handle.is_finished())
+    }
+
+    /// Resumes every job the store marks as running.
+    pub async fn resume_all(&self, state: &AppState) -> Result<usize, crate::store::StoreError> {
+        let jobs = state.store.list_jobs().await?;
+        let mut n = 0;
+        for job in jobs.iter().filter(|j| j.state == JobState::Running) {
+            self.start(state, job);
+            n += 1;
+        }
+        Ok(n)
+    }
+}
