@@ -63,12 +63,12 @@ pub fn parse_filter(text: &str) -> Result<Filter, ParseError> {
     };
     let bare = p.last_was_bare && !star_alone;
     let from = if p.eat_word("FROM") {
-        Some(p.name("a profile type after FROM")?.0)
+        Some(p.name("a profile type after FROM", &["ALIAS"])?.0)
     } else {
         None
     };
     let alias = if p.eat_word("ALIAS") {
-        Some(p.name("a name after ALIAS")?.0)
+        Some(p.name("a name after ALIAS", &[])?.0)
     } else {
         None
     };

@@ -24,7 +24,7 @@ pub enum Ty {
 impl Ty {
     pub fn name(&self) -> String {
         match self {
-            Ty::Any => "any value".into(),
+            Ty::Any => "any".into(),
             Ty::String => "string".into(),
             Ty::Int => "int".into(),
             Ty::Number => "number".into(),

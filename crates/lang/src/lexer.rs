@@ -373,10 +373,11 @@ fn lex_number(cur: &mut Cursor<'_>, span: Span) -> Result<TokenKind, ParseError>
         }
     }
     if cur.peek().is_some_and(is_ident_start) {
-        return Err(ParseError::new(
-            span,
-            format!("invalid number '{s}{}'", cur.peek().unwrap_or(' ')),
-        ));
+        while let Some(c) = cur.peek().filter(|c| is_ident_char(*c)) {
+            s.push(c);
+            cur.bump();
+        }
+        return Err(ParseError::new(span, format!("invalid number '{s}'")));
     }
     if !is_float {
         if let Ok(i) = s.parse::<i64>() {

@@ -443,7 +443,7 @@ pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
         return Err(p.expected(&expected_after));
     }
     p.expect_word("FROM", "FROM")?;
-    let (from, _, _) = p.name("a stream name after FROM")?;
+    let (from, _, _) = p.name("a stream name after FROM", &["WHERE", "INTO"])?;
     let filter = if p.eat_word("WHERE") {
         let e = p.parse_or()?;
         check(&e, Lang::Mapping)?;
@@ -459,11 +459,11 @@ pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
         }));
     }
     p.next();
-    let (into, _, _) = p.name("a profile type after INTO")?;
+    let (into, _, _) = p.name("a profile type after INTO", &["BY"])?;
     p.expect_word("BY", "BY")?;
     let mut identities = Vec::new();
     loop {
-        let (id, span, _) = p.name("an identity field name")?;
+        let (id, span, _) = p.name("an identity field name", &["ALIAS", "OR"])?;
         let Some(def) = fields.iter().find(|f| f.name == id) else {
             return Err(ParseError::new(
                 span,
@@ -491,7 +491,7 @@ pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
         }
     }
     let alias = if p.eat_word("ALIAS") {
-        Some(p.name("a name after ALIAS")?.0)
+        Some(p.name("a name after ALIAS", &[])?.0)
     } else {
         None
     };
@@ -525,7 +525,7 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
         }));
     }
     p.next();
-    let (name, name_span, _) = p.name("a field name after AS")?;
+    let (name, name_span, _) = p.name("a field name after AS", &["KIND"])?;
     if name.contains('.') {
         return Err(ParseError::new(
             name_span,

@@ -125,11 +125,17 @@ impl Parser {
         }
     }
 
-    /// A name: a bare identifier (keywords included) or a backtick-quoted one.
+    /// A name: a bare identifier or a backtick-quoted one. Keywords are accepted as names
+    /// (`AS kind`), except the words in `stop`, which may legitimately follow at this point
+    /// (so `FROM INTO user` reports the missing stream instead of naming it `INTO`).
     /// Returns (name, span, was_quoted).
-    pub fn name(&mut self, expected: &str) -> Result<(String, Span, bool), ParseError> {
+    pub fn name(
+        &mut self,
+        expected: &str,
+        stop: &[&str],
+    ) -> Result<(String, Span, bool), ParseError> {
         match &self.peek().kind {
-            TokenKind::Ident(s) => {
+            TokenKind::Ident(s) if !stop.iter().any(|w| w.eq_ignore_ascii_case(s)) => {
                 let s = s.clone();
                 Ok((s, self.next().span, false))
             }
@@ -260,7 +266,7 @@ impl Parser {
         }
         if t.is_word("INCLUDE") {
             self.next();
-            let (name, _, _) = self.name("audience name after INCLUDE")?;
+            let (name, _, _) = self.name("an audience name after INCLUDE", &["AND", "OR"])?;
             self.last_was_bare = false;
             return Ok(Expr::Include { name, span: t.span });
         }
