@@ -54,7 +54,7 @@ pub fn parse_filter(text: &str) -> Result<Filter, ParseError> {
             || p.peek_at(1).is_word("ALIAS"));
     let expr = if star_alone {
         Expr::Star {
-            span: p.next().span,
+            span: p.advance().span,
         }
     } else {
         let e = p.parse_or()?;

@@ -389,7 +389,7 @@ mod tests {
                 FieldValue::String("c".into())
             ]))
         );
-        assert_eq!(c("len", &[l.clone()]), Some(FieldValue::Int(3)));
+        assert_eq!(c("len", std::slice::from_ref(&l)), Some(FieldValue::Int(3)));
         assert_eq!(c("join", &[l.clone(), s("|")]), s("a|b|c"));
         assert_eq!(
             c("contains", &[l.clone(), s("b")]),

@@ -141,7 +141,7 @@ impl Kind {
             match &p.peek().kind {
                 TokenKind::Ident(s) => {
                     let s = s.to_ascii_lowercase();
-                    p.next();
+                    p.advance();
                     Some(s)
                 }
                 _ => None,
@@ -149,7 +149,7 @@ impl Kind {
         };
         let kind = match &t.kind {
             TokenKind::LBracket => {
-                p.next();
+                p.advance();
                 if !p.eat(&TokenKind::RBracket) {
                     return Err(p.expected("']'"));
                 }
@@ -166,14 +166,14 @@ impl Kind {
                 }
             }
             TokenKind::Ident(s) if s.eq_ignore_ascii_case("map") => {
-                p.next();
+                p.advance();
                 if !p.eat(&TokenKind::LBracket) {
                     return Err(p.expected("'[' after map"));
                 }
                 if !p.at_word("string") {
                     return Err(p.expected("string (map keys are strings)"));
                 }
-                p.next();
+                p.advance();
                 if !p.eat(&TokenKind::RBracket) {
                     return Err(p.expected("']'"));
                 }
@@ -204,7 +204,7 @@ impl Kind {
                     "time" => Kind::Time,
                     _ => return Err(p.expected(EXPECTED)),
                 };
-                p.next();
+                p.advance();
                 k
             }
             _ => return Err(p.expected(EXPECTED)),
@@ -458,7 +458,7 @@ pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
             (Some(_), false) => "AND, OR or INTO",
         }));
     }
-    p.next();
+    p.advance();
     let (into, _, _) = p.name("a profile type after INTO", &["BY"])?;
     p.expect_word("BY", "BY")?;
     let mut identities = Vec::new();
@@ -524,7 +524,7 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
             "AS"
         }));
     }
-    p.next();
+    p.advance();
     let (name, name_span, _) = p.name("a field name after AS", &["KIND"])?;
     if name.contains('.') {
         return Err(ParseError::new(
@@ -538,19 +538,19 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
     let mut merge = None;
     loop {
         if p.at_word("SHORTDESC") {
-            let at = p.next().span;
+            let at = p.advance().span;
             if short_desc.is_some() {
                 return Err(ParseError::new(at, "SHORTDESC given twice"));
             }
             match &p.peek().kind {
                 TokenKind::Str(s) => {
                     short_desc = Some(s.clone());
-                    p.next();
+                    p.advance();
                 }
                 _ => return Err(p.expected("a string after SHORTDESC")),
             }
         } else if p.at_word("MERGEOP") {
-            let at = p.next().span;
+            let at = p.advance().span;
             if merge.is_some() {
                 return Err(ParseError::new(at, "MERGEOP given twice"));
             }
@@ -562,7 +562,7 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
             let Some(op) = op else {
                 return Err(p.expected("LATEST, OLDEST, SUM, COUNT, MIN, MAX or SET"));
             };
-            p.next();
+            p.advance();
             merge = Some((op, t.span));
         } else {
             break;

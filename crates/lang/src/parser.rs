@@ -28,8 +28,26 @@ use crate::lexer::{tokenize, Token, TokenKind};
 /// be, so `kind` or `by` stay valid field names; names after `AS`, `BY`, `FROM`, `INTO`,
 /// `ALIAS` and `INCLUDE` may be any identifier.
 pub const RESERVED: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "INTO", "AS", "ALIAS", "AND", "OR", "NOT", "IN", "LIKE",
-    "CONTAINS", "BETWEEN", "IS", "NULL", "EXISTS", "INCLUDE", "INTERSECTS", "FILTER", "TRUE",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "INTO",
+    "AS",
+    "ALIAS",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "CONTAINS",
+    "BETWEEN",
+    "IS",
+    "NULL",
+    "EXISTS",
+    "INCLUDE",
+    "INTERSECTS",
+    "FILTER",
+    "TRUE",
     "FALSE",
 ];
 
@@ -66,7 +84,7 @@ impl Parser {
         &self.tokens[(self.pos + n).min(self.tokens.len() - 1)]
     }
 
-    pub fn next(&mut self) -> Token {
+    pub fn advance(&mut self) -> Token {
         let t = self.peek().clone();
         if self.pos < self.tokens.len() - 1 {
             self.pos += 1;
@@ -84,7 +102,7 @@ impl Parser {
 
     pub fn eat_word(&mut self, word: &str) -> bool {
         if self.at_word(word) {
-            self.next();
+            self.advance();
             true
         } else {
             false
@@ -93,7 +111,7 @@ impl Parser {
 
     pub fn eat(&mut self, kind: &TokenKind) -> bool {
         if &self.peek().kind == kind {
-            self.next();
+            self.advance();
             true
         } else {
             false
@@ -111,7 +129,7 @@ impl Parser {
 
     pub fn expect_word(&mut self, word: &str, expected: &str) -> Result<Span, ParseError> {
         if self.at_word(word) {
-            Ok(self.next().span)
+            Ok(self.advance().span)
         } else {
             Err(self.expected(expected))
         }
@@ -119,7 +137,7 @@ impl Parser {
 
     pub fn expect(&mut self, kind: &TokenKind, expected: &str) -> Result<Span, ParseError> {
         if &self.peek().kind == kind {
-            Ok(self.next().span)
+            Ok(self.advance().span)
         } else {
             Err(self.expected(expected))
         }
@@ -137,11 +155,11 @@ impl Parser {
         match &self.peek().kind {
             TokenKind::Ident(s) if !stop.iter().any(|w| w.eq_ignore_ascii_case(s)) => {
                 let s = s.clone();
-                Ok((s, self.next().span, false))
+                Ok((s, self.advance().span, false))
             }
             TokenKind::QuotedIdent(s) => {
                 let s = s.clone();
-                Ok((s, self.next().span, true))
+                Ok((s, self.advance().span, true))
             }
             _ => Err(self.expected(expected)),
         }
@@ -168,7 +186,7 @@ impl Parser {
         let span = first.span();
         let mut exprs = vec![first];
         while self.at_word("OR") || self.peek().kind == TokenKind::OrOr {
-            self.next();
+            self.advance();
             exprs.push(self.parse_and()?);
         }
         self.leave();
@@ -184,7 +202,7 @@ impl Parser {
         let span = first.span();
         let mut exprs = vec![first];
         while self.at_word("AND") || self.peek().kind == TokenKind::AndAnd {
-            self.next();
+            self.advance();
             exprs.push(self.parse_unary()?);
         }
         Ok(if exprs.len() == 1 {
@@ -196,7 +214,7 @@ impl Parser {
 
     fn parse_unary(&mut self) -> Result<Expr, ParseError> {
         if self.at_word("NOT") || self.peek().kind == TokenKind::Bang {
-            let span = self.next().span;
+            let span = self.advance().span;
             self.enter()?;
             let inner = self.parse_unary()?;
             self.leave();
@@ -212,8 +230,8 @@ impl Parser {
     fn parse_primary(&mut self) -> Result<Expr, ParseError> {
         let t = self.peek().clone();
         if (t.is_word("AND") || t.is_word("OR")) && self.peek_at(1).kind == TokenKind::LParen {
-            self.next();
-            self.next();
+            self.advance();
+            self.advance();
             let is_and = t.is_word("AND");
             let mut exprs = Vec::new();
             loop {
@@ -249,14 +267,14 @@ impl Parser {
             });
         }
         if t.kind == TokenKind::LParen {
-            self.next();
+            self.advance();
             let inner = self.parse_or()?;
             self.expect(&TokenKind::RParen, "')'")?;
             self.last_was_bare = false;
             return Ok(inner);
         }
         if t.is_word("EXISTS") && self.peek_at(1).kind != TokenKind::LParen {
-            self.next();
+            self.advance();
             let expr = self.parse_value()?;
             self.last_was_bare = false;
             return Ok(Expr::Exists {
@@ -265,7 +283,7 @@ impl Parser {
             });
         }
         if t.is_word("INCLUDE") {
-            self.next();
+            self.advance();
             let (name, _, _) = self.name("an audience name after INCLUDE", &["AND", "OR"])?;
             self.last_was_bare = false;
             return Ok(Expr::Include { name, span: t.span });
@@ -287,7 +305,7 @@ impl Parser {
             _ => None,
         };
         if let Some(op) = op {
-            self.next();
+            self.advance();
             let right = self.parse_value()?;
             return Ok(Expr::Compare {
                 op,
@@ -297,7 +315,7 @@ impl Parser {
             });
         }
         if self.at_word("IS") {
-            self.next();
+            self.advance();
             let negated = self.eat_word("NOT");
             self.expect_word("NULL", if negated { "NULL" } else { "NOT or NULL" })?;
             let e = Expr::IsNull {
@@ -318,7 +336,7 @@ impl Parser {
                 .iter()
                 .any(|w| self.peek_at(1).is_word(w));
         if negated {
-            self.next();
+            self.advance();
         }
         let left = Box::new(left);
         let e = if self.eat_word("IN") {
@@ -392,39 +410,39 @@ impl Parser {
         let lit = |value| Ok(Expr::Literal { value, span });
         match t.kind {
             TokenKind::Str(s) => {
-                self.next();
+                self.advance();
                 lit(Literal::String(s))
             }
             TokenKind::Int(i) => {
-                self.next();
+                self.advance();
                 lit(Literal::Int(i))
             }
             TokenKind::Number(n) => {
-                self.next();
+                self.advance();
                 lit(Literal::Number(n))
             }
             TokenKind::Minus => {
-                self.next();
+                self.advance();
                 match self.peek().kind {
                     TokenKind::Int(i) => {
-                        self.next();
+                        self.advance();
                         lit(Literal::Int(-i))
                     }
                     TokenKind::Number(n) => {
-                        self.next();
+                        self.advance();
                         lit(Literal::Number(-n))
                     }
                     _ => Err(self.expected("a number after '-'")),
                 }
             }
             TokenKind::Star => {
-                self.next();
+                self.advance();
                 Ok(Expr::Star { span })
             }
             TokenKind::Ident(ref s) if self.peek_at(1).kind == TokenKind::LParen => {
                 let name = s.to_ascii_lowercase();
-                self.next();
-                self.next();
+                self.advance();
+                self.advance();
                 self.enter()?;
                 let mut args = Vec::new();
                 loop {
@@ -441,19 +459,19 @@ impl Parser {
                 Ok(Expr::Call { name, args, span })
             }
             TokenKind::Ident(ref s) if s.eq_ignore_ascii_case("true") => {
-                self.next();
+                self.advance();
                 lit(Literal::Bool(true))
             }
             TokenKind::Ident(ref s) if s.eq_ignore_ascii_case("false") => {
-                self.next();
+                self.advance();
                 lit(Literal::Bool(false))
             }
             TokenKind::Ident(ref s) if s.eq_ignore_ascii_case("null") => {
-                self.next();
+                self.advance();
                 lit(Literal::Null)
             }
             TokenKind::Ident(ref s) if !is_reserved(s) => {
-                self.next();
+                self.advance();
                 Ok(Expr::Field {
                     name: s.clone(),
                     path: s.split('.').map(str::to_string).collect(),
@@ -461,7 +479,7 @@ impl Parser {
                 })
             }
             TokenKind::QuotedIdent(s) => {
-                self.next();
+                self.advance();
                 Ok(Expr::Field {
                     name: s.clone(),
                     path: vec![s],

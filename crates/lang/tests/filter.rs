@@ -200,7 +200,9 @@ fn metadata() {
     let f = parse_filter("visit_count > 3 -- comment\n// another\n").unwrap();
     assert!(!f.is_time_relative());
     assert!(f.from.is_none() && f.alias.is_none());
-    assert!(parse_filter("todate(x) > now()").unwrap().is_time_relative());
+    assert!(parse_filter("todate(x) > now()")
+        .unwrap()
+        .is_time_relative());
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use tributary_lang::{parse_filter, parse_mapping};
 
 fn run(file: &str, parse: fn(&str) -> Result<(), String>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let bless = std::env::var_os("BLESS").is_some();
     let mut out = String::new();
@@ -24,7 +26,9 @@ fn run(file: &str, parse: fn(&str) -> Result<(), String>) {
             Err(e) => e,
         };
         if actual != expected {
-            failures.push(format!("input:\n{input}\nexpected: {expected}\nactual:   {actual}\n"));
+            failures.push(format!(
+                "input:\n{input}\nexpected: {expected}\nactual:   {actual}\n"
+            ));
         }
         if !out.is_empty() {
             out.push_str("\n====\n");

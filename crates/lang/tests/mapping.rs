@@ -24,7 +24,10 @@ fn eval(expr: &str, kind: &str, event: Value) -> Value {
     ))
     .unwrap_or_else(|e| panic!("{expr}: {e}"));
     let ev = m.apply(&obj(event), t(0)).unwrap();
-    ev.values.get("v").map(FieldValue::to_json).unwrap_or(Value::Null)
+    ev.values
+        .get("v")
+        .map(FieldValue::to_json)
+        .unwrap_or(Value::Null)
 }
 
 #[test]
@@ -50,9 +53,24 @@ fn example_parses_exactly() {
             ("total_spent", Aggregate::Sum, Kind::Number, MergeOp::Sum),
             ("last_seen", Aggregate::Max, Kind::Date, MergeOp::Max),
             ("pages_seen", Aggregate::Set, Kind::StringList, MergeOp::Set),
-            ("first_name", Aggregate::Latest, Kind::String, MergeOp::Latest),
-            ("campaign", Aggregate::Latest, Kind::MapString, MergeOp::Latest),
-            ("event_times", Aggregate::Latest, Kind::MapTime, MergeOp::Latest),
+            (
+                "first_name",
+                Aggregate::Latest,
+                Kind::String,
+                MergeOp::Latest
+            ),
+            (
+                "campaign",
+                Aggregate::Latest,
+                Kind::MapString,
+                MergeOp::Latest
+            ),
+            (
+                "event_times",
+                Aggregate::Latest,
+                Kind::MapTime,
+                MergeOp::Latest
+            ),
         ]
     );
     assert_eq!(m.fields[7].short_desc.as_deref(), Some("First name"));
@@ -81,7 +99,10 @@ fn example_with_where_clause_and_comments() {
         .apply(&obj(json!({"event": "heartbeat", "email": "a@b.co"})), t(0))
         .is_none());
     assert!(m
-        .apply(&obj(json!({"event": "view", "bot": true, "email": "a@b.co"})), t(0))
+        .apply(
+            &obj(json!({"event": "view", "bot": true, "email": "a@b.co"})),
+            t(0)
+        )
         .is_none());
     assert!(m
         .apply(&obj(json!({"event": "view", "email": "a@b.co"})), t(0))
@@ -117,7 +138,10 @@ fn example_maps_and_merges_events() {
             t(10),
         )
         .unwrap();
-    assert_eq!(e2.identities, vec![("user_id".to_string(), "u1".to_string())]);
+    assert_eq!(
+        e2.identities,
+        vec![("user_id".to_string(), "u1".to_string())]
+    );
     assert!(!e2.values.contains_key("email"));
     assert!(!e2.values.contains_key("country"));
 
@@ -153,9 +177,13 @@ fn where_rejects_and_apply_returns_none() {
     let m: Mapping =
         parse_mapping("SELECT id AS id KIND string FROM s WHERE kind = 'buy' INTO user BY id")
             .unwrap();
-    assert!(m.apply(&obj(json!({"id": "1", "kind": "view"})), t(0)).is_none());
+    assert!(m
+        .apply(&obj(json!({"id": "1", "kind": "view"})), t(0))
+        .is_none());
     assert!(m.apply(&obj(json!({"id": "1"})), t(0)).is_none());
-    let ev = m.apply(&obj(json!({"id": "1", "kind": "buy"})), t(0)).unwrap();
+    let ev = m
+        .apply(&obj(json!({"id": "1", "kind": "buy"})), t(0))
+        .unwrap();
     assert_eq!(ev.values["id"], FieldValue::String("1".into()));
 }
 
@@ -177,14 +205,26 @@ fn functions_evaluate() {
         ("todate(ts)", "date", json!("2006-01-02T15:04:05Z")),
         ("todate(us)", "date", json!("2006-01-02T00:00:00Z")),
         ("todate(ms)", "time", json!("2006-01-02T15:04:05Z")),
-        ("todate(\"02.01.2006\", \"%d.%m.%Y\")", "date", json!("2006-01-02T00:00:00Z")),
+        (
+            "todate(\"02.01.2006\", \"%d.%m.%Y\")",
+            "date",
+            json!("2006-01-02T00:00:00Z"),
+        ),
         ("ts", "date", json!("2006-01-02T15:04:05Z")),
         ("tonumber(n)", "number", json!(42.0)),
         ("toint(f)", "int", json!(2)),
         ("n", "int", json!(42)),
         ("tostring(f)", "string", json!("2.5")),
-        ("hash.sha256(\"abc\")", "string", json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")),
-        ("oneof(missing, empty, s)", "string", json!("  Hello World  ")),
+        (
+            "hash.sha256(\"abc\")",
+            "string",
+            json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        ),
+        (
+            "oneof(missing, empty, s)",
+            "string",
+            json!("  Hello World  "),
+        ),
         ("contains(s, \"World\")", "bool", json!(true)),
         ("contains(s, \"world\")", "bool", json!(false)),
         ("split(tags, \",\")", "[]string", json!(["a", "b", "c"])),
@@ -193,9 +233,17 @@ fn functions_evaluate() {
         ("domain(url)", "string", json!("www.shop.com")),
         ("emaildomain(email)", "string", json!("example.com")),
         ("concat(s, \"!\", n)", "string", json!("  Hello World  !42")),
-        ("match(\"utm_\")", "map[string]string", json!({"source": "g", "campaign": "spring"})),
+        (
+            "match(\"utm_\")",
+            "map[string]string",
+            json!({"source": "g", "campaign": "spring"}),
+        ),
         ("map(utm_source, n)", "map[string]int", json!({"g": 42})),
-        ("map(utm_source, todate(ts))", "map[string]time", json!({"g": "2006-01-02T15:04:05Z"})),
+        (
+            "map(utm_source, todate(ts))",
+            "map[string]time",
+            json!({"g": "2006-01-02T15:04:05Z"}),
+        ),
         ("len(list)", "int", json!(3)),
         ("user.address.city", "string", json!("Paris")),
         ("`odd name`", "string", json!("x")),

@@ -135,12 +135,74 @@ proptest! {
 }
 
 const FRAGMENTS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "INTO", "BY", "ALIAS", "AS", "KIND", "SHORTDESC", "MERGEOP",
-    "FILTER", "AND", "OR", "NOT", "IN", "LIKE", "CONTAINS", "BETWEEN", "IS", "NULL", "EXISTS",
-    "INCLUDE", "INTERSECTS", "TRUE", "string", "int", "[]string", "map[string]time", "count(*)",
-    "sum(", "set(", "match(", "map(", "todate(", "email(", "x", "user.a", "`odd`", "\"now-3d\"",
-    "'s'", "42", "-1.5", "(", ")", ",", "=", "==", "!=", "<", ">=", "&&", "||", "!", "*", "--",
-    "/*", "*/", "\n", "\"", "`", "LATEST", "SUM", ";", "é", "[", "]", "-", "1e9",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "INTO",
+    "BY",
+    "ALIAS",
+    "AS",
+    "KIND",
+    "SHORTDESC",
+    "MERGEOP",
+    "FILTER",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "CONTAINS",
+    "BETWEEN",
+    "IS",
+    "NULL",
+    "EXISTS",
+    "INCLUDE",
+    "INTERSECTS",
+    "TRUE",
+    "string",
+    "int",
+    "[]string",
+    "map[string]time",
+    "count(*)",
+    "sum(",
+    "set(",
+    "match(",
+    "map(",
+    "todate(",
+    "email(",
+    "x",
+    "user.a",
+    "`odd`",
+    "\"now-3d\"",
+    "'s'",
+    "42",
+    "-1.5",
+    "(",
+    ")",
+    ",",
+    "=",
+    "==",
+    "!=",
+    "<",
+    ">=",
+    "&&",
+    "||",
+    "!",
+    "*",
+    "--",
+    "/*",
+    "*/",
+    "\n",
+    "\"",
+    "`",
+    "LATEST",
+    "SUM",
+    ";",
+    "é",
+    "[",
+    "]",
+    "-",
+    "1e9",
 ];
 
 fn exercise(text: &str) {
@@ -163,7 +225,11 @@ fn exercise(text: &str) {
 fn mutate(base: &str, ops: &[(usize, u8, usize)]) -> String {
     let mut chars: Vec<char> = base.chars().collect();
     for &(pos, op, frag) in ops {
-        let i = if chars.is_empty() { 0 } else { pos % (chars.len() + 1) };
+        let i = if chars.is_empty() {
+            0
+        } else {
+            pos % (chars.len() + 1)
+        };
         match op % 3 {
             0 if i < chars.len() => {
                 let end = (i + 1 + frag % 8).min(chars.len());
@@ -175,7 +241,12 @@ fn mutate(base: &str, ops: &[(usize, u8, usize)]) -> String {
                     chars.insert(i + k, c);
                 }
             }
-            _ if i < chars.len() => chars[i] = FRAGMENTS[frag % FRAGMENTS.len()].chars().next().unwrap_or(' '),
+            _ if i < chars.len() => {
+                chars[i] = FRAGMENTS[frag % FRAGMENTS.len()]
+                    .chars()
+                    .next()
+                    .unwrap_or(' ')
+            }
             _ => {}
         }
     }
