@@ -1,14 +1,4 @@
-//! Tributary's two small languages, pure (no I/O, no async):
-//!
-//! * [`mapping`]: `SELECT … FROM stream [WHERE …] INTO user BY email OR user_id` — turns
-//!   events into profile field values ([`Mapping::apply`]), whose states merge
-//!   order-independently ([`merge`]).
-//! * [`filter`]: `FILTER AND ( … ) FROM user ALIAS name` — audience membership
-//!   ([`Filter::matches`]).
-//!
-//! Both are lexed by [`lexer`], parsed by a hand-written recursive-descent [`parser`]
-//! (positions and "expected …, found …" messages in [`ParseError`]), checked at load time
-//! ([`check`]) and evaluated by [`eval`] with the function library in [`functions`].
+#![doc = include_str!("../README.md")]
 
 pub mod ast;
 pub mod check;

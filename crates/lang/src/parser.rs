@@ -145,7 +145,8 @@ impl Parser {
 
     /// A name: a bare identifier or a backtick-quoted one. Keywords are accepted as names
     /// (`AS kind`), except the words in `stop`, which may legitimately follow at this point
-    /// (so `FROM INTO user` reports the missing stream instead of naming it `INTO`).
+    /// (so `FROM INTO user` reports the missing stream instead of naming it `INTO`) — unless
+    /// another such word follows, as in `AS kind KIND string`.
     /// Returns (name, span, was_quoted).
     pub fn name(
         &mut self,
@@ -153,7 +154,10 @@ impl Parser {
         stop: &[&str],
     ) -> Result<(String, Span, bool), ParseError> {
         match &self.peek().kind {
-            TokenKind::Ident(s) if !stop.iter().any(|w| w.eq_ignore_ascii_case(s)) => {
+            TokenKind::Ident(s)
+                if !stop.iter().any(|w| w.eq_ignore_ascii_case(s))
+                    || stop.iter().any(|w| self.peek_at(1).is_word(w)) =>
+            {
                 let s = s.clone();
                 Ok((s, self.advance().span, false))
             }
