@@ -5,8 +5,10 @@
 //! (so `NOT (x = 1)` is true for a profile without `x`). Comparisons pick a domain:
 //! dates when either side is a date, a relative date (`"now-7d"`) or a date-looking string
 //! and both sides convert; otherwise numbers when both sides are numeric (numeric strings
-//! count); otherwise booleans; otherwise strings (case-sensitive). A list on the left
-//! matches when any element does (`!=`: when no element equals).
+//! count); otherwise booleans; otherwise strings (case-sensitive). Values that fit no common
+//! domain (a date or number against a non-date, non-numeric string) are incomparable: every
+//! operator is false except `!=`. A list on the left matches when any element does (`!=`:
+//! when no element equals).
 
 use std::cmp::Ordering;
 
@@ -216,11 +218,14 @@ pub fn compare(op: CmpOp, l: &FieldValue, r: &FieldValue, now: DateTime<Utc>) ->
 }
 
 fn order(l: &FieldValue, r: &FieldValue, now: DateTime<Utc>) -> Option<Ordering> {
-    let datey =
-        |v: &FieldValue| matches!(v, FieldValue::Date(_)) || is_relative(v) || looks_like_date(v);
-    if datey(l) || datey(r) {
-        if let (Some(a), Some(b)) = (to_date(l, now), to_date(r, now)) {
-            return Some(a.cmp(&b));
+    let strict_date = |v: &FieldValue| matches!(v, FieldValue::Date(_)) || is_relative(v);
+    if strict_date(l) || strict_date(r) || looks_like_date(l) || looks_like_date(r) {
+        match (to_date(l, now), to_date(r, now)) {
+            (Some(a), Some(b)) => return Some(a.cmp(&b)),
+            // A date against something that is no date: incomparable.
+            _ if strict_date(l) || strict_date(r) => return None,
+            // A date-looking string against a plain string: compare as strings below.
+            _ => {}
         }
     }
     let boolish = |v: &FieldValue| matches!(v, FieldValue::Bool(_));
@@ -230,8 +235,12 @@ fn order(l: &FieldValue, r: &FieldValue, now: DateTime<Utc>) -> Option<Ordering>
             _ => None,
         };
     }
-    if let (Some(a), Some(b)) = (l.as_number(), r.as_number()) {
-        return a.partial_cmp(&b);
+    let numeric = |v: &FieldValue| matches!(v, FieldValue::Int(_) | FieldValue::Number(_));
+    match (l.as_number(), r.as_number()) {
+        (Some(a), Some(b)) => return a.partial_cmp(&b),
+        // A number against a non-numeric string: incomparable (not a string comparison).
+        _ if numeric(l) || numeric(r) => return None,
+        _ => {}
     }
     match (l, r) {
         (FieldValue::Map(_), _) | (_, FieldValue::Map(_)) | (_, FieldValue::List(_)) => None,
