@@ -303,3 +303,42 @@ fn keywords_are_case_insensitive_and_trailing_comma_allowed() {
     assert_eq!(m.fields.len(), 2);
     assert_eq!(m.alias.as_deref(), Some("a"));
 }
+
+#[test]
+fn now_and_relative_dates_use_the_event_time() {
+    let m = parse_mapping(
+        "SELECT id AS id KIND string, now() AS at KIND date
+         FROM s WHERE todate(ts) > 'now-1h' INTO user BY id",
+    )
+    .unwrap();
+    let fresh = obj(json!({"id": "1", "ts": t(-60).to_rfc3339()}));
+    let stale = obj(json!({"id": "1", "ts": t(-7200).to_rfc3339()}));
+    let ev = m.apply(&fresh, t(0)).unwrap();
+    assert_eq!(ev.values["at"], FieldValue::Date(t(0)));
+    assert!(m.apply(&stale, t(0)).is_none());
+}
+
+#[test]
+fn field_paths() {
+    let e = json!({
+        "items": [{"sku": "A1"}, {"sku": "B2"}],
+        "a.b": "dotted key",
+        "a": {"c": "nested"},
+    });
+    assert_eq!(eval("items.1.sku", "string", e.clone()), json!("B2"));
+    assert_eq!(eval("items.9.sku", "string", e.clone()), Value::Null);
+    assert_eq!(eval("a.b", "string", e.clone()), json!("dotted key"));
+    assert_eq!(eval("`a.b`", "string", e.clone()), json!("dotted key"));
+    assert_eq!(eval("a.c", "string", e.clone()), json!("nested"));
+    assert_eq!(
+        eval("join(split(\"x;y\", \";\"), \"+\")", "string", e.clone()),
+        json!("x+y")
+    );
+    assert_eq!(
+        eval("replace(a.c, \"e\", \"3\")", "string", e.clone()),
+        json!("n3st3d")
+    );
+    assert_eq!(eval("tobool(\"true\")", "bool", e.clone()), json!(true));
+    assert_eq!(eval("first(a.c)", "string", e.clone()), json!("nested"));
+    assert_eq!(eval("latest(a.c)", "string", e), json!("nested"));
+}
