@@ -137,6 +137,27 @@ async fn peer_is_gone_after_drop() {
 }
 
 #[tokio::test]
+async fn peers_are_gone_after_a_panicking_test() {
+    let ports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ports.clone();
+    let test = tokio::spawn(async move {
+        let kinesalite = Kinesalite::start().await;
+        let moto = Moto::start().await;
+        seen.lock()
+            .unwrap()
+            .extend([port_of(&kinesalite.endpoint()), port_of(&moto.endpoint())]);
+        panic!("a failing test");
+    });
+    assert!(test.await.unwrap_err().is_panic());
+    for port in ports.lock().unwrap().iter() {
+        assert!(
+            listening_addresses(*port).is_empty(),
+            "peer on {port} outlived the panic"
+        );
+    }
+}
+
+#[tokio::test]
 async fn kinesis_local_pages_list_shards_on_loopback() {
     let kl = KinesisLocal::start().await;
     assert_eq!(
@@ -489,17 +510,29 @@ async fn wait_until_panics_at_the_deadline() {
 }
 
 #[tokio::test]
-#[ignore = "needs serve"]
-async fn test_server_starts_and_answers() {
+async fn test_server_starts_restarts_and_stops() {
     let kinesalite = Kinesalite::start().await;
     let mut server = TestServer::start(&kinesalite.endpoint()).await;
     assert!(server.base_url().starts_with("http://127.0.0.1:"));
-    let (status, _) = server.get("/").await;
-    assert!(status.as_u16() < 500, "{status}\n{}", server.logs());
-    let first_url = server.base_url().to_string();
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200, "{}", server.logs());
+
+    let (status, list) = server.get("/api/authorizations").await;
+    assert_eq!(status, 200, "{list}\n{}", server.logs());
+    let anonymous = server
+        .client()
+        .get(server.url("/api/authorizations"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status(), 401, "the API wants the bearer token");
+
+    let data_dir = server.data_dir().to_path_buf();
+    server.kill();
+    assert!(!server.is_running());
     server.restart().await;
-    assert!(server.is_running());
-    let _ = first_url;
+    assert_eq!(server.data_dir(), data_dir);
+    assert_eq!(server.get("/healthz").await.0, 200);
     assert!(
         server.stop().await,
         "clean exit on SIGTERM\n{}",
