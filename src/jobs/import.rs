@@ -3,24 +3,12 @@
 //! This file holds the job's configuration and its run loop glue; the shard work itself is in
 //! [`crate::kinesis::consumer`].
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
+pub use crate::store::StartPosition;
 use crate::store::{Job, JobState};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum StartPosition {
-    /// The oldest record still in the shard.
-    #[default]
-    TrimHorizon,
-    /// Only records written after the job starts.
-    Latest,
-    /// Records from this instant on.
-    AtTimestamp(DateTime<Utc>),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

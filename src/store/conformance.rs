@@ -100,6 +100,7 @@ async fn jobs_and_checkpoints(store: &dyn Store) {
         shard_id: id.into(),
         parent_shard_ids: parents.iter().map(|p| p.to_string()).collect(),
         state: ShardState::WaitingForParent,
+        start_position: StartPosition::AtTimestamp("2026-01-01T00:00:00Z".parse().unwrap()),
         sequence_number: None,
         sub_sequence_number: None,
         records: 0,
@@ -122,6 +123,7 @@ async fn jobs_and_checkpoints(store: &dyn Store) {
     assert_eq!(cps.len(), 2);
     assert_eq!(cps[0].state, ShardState::Reading);
     assert_eq!(cps[1].parent_shard_ids, ["s0"]);
+    assert!(matches!(cps[1].start_position, StartPosition::AtTimestamp(_)));
 }
 
 fn event(id: &str, n: i64) -> NewEvent {
@@ -158,13 +160,14 @@ async fn shard_batches_are_idempotent(store: &dyn Store) {
             shard_id: "s0".into(),
             parent_shard_ids: vec![],
             state: ShardState::Reading,
+            start_position: StartPosition::TrimHorizon,
             sequence_number: Some("3".into()),
             sub_sequence_number: None,
             records: 3,
             millis_behind_latest: Some(0),
         },
     };
-    let first = store.commit_shard_batch(batch.clone()).await.unwrap();
+    let first = store.commit_shard_batch(std::sync::Arc::new(batch.clone())).await.unwrap();
     assert_eq!(
         first,
         BatchOutcome {
@@ -173,7 +176,7 @@ async fn shard_batches_are_idempotent(store: &dyn Store) {
         }
     );
     // A replay of the same batch (a crash between commit and the next read) adds nothing.
-    let replay = store.commit_shard_batch(batch).await.unwrap();
+    let replay = store.commit_shard_batch(std::sync::Arc::new(batch)).await.unwrap();
     assert_eq!(replay, BatchOutcome::default());
 
     let j = store.get_job("j1").await.unwrap();

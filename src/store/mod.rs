@@ -157,6 +157,41 @@ impl ShardState {
     }
 }
 
+/// Where reading a shard without a checkpoint begins. Decided once, when the shard is first
+/// registered (the job's start position for the shards it found at start, the oldest record for
+/// children found later), and stored so a restart decides the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPosition {
+    /// The oldest record still in the shard.
+    #[default]
+    TrimHorizon,
+    /// Only records written after the job starts.
+    Latest,
+    /// Records from this instant on.
+    AtTimestamp(Timestamp),
+}
+
+impl StartPosition {
+    pub fn to_text(&self) -> String {
+        match self {
+            StartPosition::TrimHorizon => "trim_horizon".into(),
+            StartPosition::Latest => "latest".into(),
+            StartPosition::AtTimestamp(t) => format!("at_timestamp:{}", t.to_rfc3339()),
+        }
+    }
+    pub fn parse_text(text: &str) -> Option<Self> {
+        match text {
+            "trim_horizon" => Some(StartPosition::TrimHorizon),
+            "latest" => Some(StartPosition::Latest),
+            other => other
+                .strip_prefix("at_timestamp:")
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| StartPosition::AtTimestamp(t.with_timezone(&Utc))),
+        }
+    }
+}
+
 /// Where a job stands on one shard. `sequence_number` is the last record fully stored; reading
 /// resumes AFTER it (and after `sub_sequence_number` inside an aggregated record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +199,7 @@ pub struct ShardCheckpoint {
     pub shard_id: String,
     pub parent_shard_ids: Vec<String>,
     pub state: ShardState,
+    pub start_position: StartPosition,
     pub sequence_number: Option<String>,
     pub sub_sequence_number: Option<u64>,
     pub records: u64,
@@ -283,7 +319,8 @@ pub trait Store: Send + Sync + 'static {
         shard_id: &str,
         state: ShardState,
     ) -> StoreResult<()>;
-    async fn commit_shard_batch(&self, batch: ShardBatch) -> StoreResult<BatchOutcome>;
+    /// Shared, so a caller can retry a failed commit without copying the batch.
+    async fn commit_shard_batch(&self, batch: Arc<ShardBatch>) -> StoreResult<BatchOutcome>;
 
     // Event log
     async fn append_events(&self, stream: &str, events: Vec<NewEvent>) -> StoreResult<u64>;

@@ -1,12 +1,220 @@
-//! The shard consumer (work in progress).
+//! The shard consumer of an import job: discovers shards with ListShards, runs one reader task
+//! per readable shard (parents before children), re-lists periodically and whenever a shard
+//! ends, and stops every reader at a consistent point on pause, delete or shutdown.
+//!
+//! It needs only kinesis:ListShards, GetShardIterator and GetRecords. Checkpoints live in
+//! Tributary's store, committed with the events they cover.
 
+mod backoff;
+pub mod batch;
+pub mod lineage;
+mod reader;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
+use crate::aws::{AwsError, AwsErrorKind};
 use crate::jobs::import::ImportConfig;
-use crate::store::Job;
+use crate::kinesis::api::{list_shards, ShardInfo};
+use crate::store::{Job, ShardCheckpoint, ShardState};
+use backoff::Backoff;
+use reader::{read_shard, sleep, ReaderExit, ShardContext};
 
-pub async fn run_import(_state: &AppState, _job: &Job, _config: &ImportConfig, cancel: CancellationToken) -> Result<(), String> {
-    cancel.cancelled().await;
-    Ok(())
+/// New shards appear only through resharding, which we also notice when a shard ends; the
+/// periodic listing catches the rest.
+const RELIST_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs the import until cancelled (`Ok`) or until a failure retrying cannot fix (`Err` with a
+/// message for the job's `last_error`).
+pub async fn run_import(
+    state: &AppState,
+    job: &Job,
+    config: &ImportConfig,
+    cancel: CancellationToken,
+) -> Result<(), String> {
+    let Some(sdk) = retry(&cancel, || async {
+        state
+            .aws_config(&job.authorization_id, &config.region, config.role_arn.as_deref())
+            .await
+            .map_err(|e| AwsError { kind: e.aws_kind(), code: None, message: e.to_string() })
+    })
+    .await
+    .map_err(|e| e.message)?
+    else {
+        return Ok(());
+    };
+    let ctx = Arc::new(ShardContext {
+        store: state.store.clone(),
+        // Two SDK attempts: quick recovery from a dropped connection; everything else is
+        // classified and retried by the reader with its own backoff.
+        client: state.aws.kinesis(&sdk, 2),
+        metrics: state.metrics.clone(),
+        job_id: job.id.clone(),
+        event_stream: config.stream.clone(),
+        kinesis_stream: config.kinesis_stream.clone(),
+    });
+    let mut consumer = Consumer {
+        ctx: ctx.clone(),
+        config,
+        known: BTreeMap::new(),
+        listed: Vec::new(),
+        running: HashSet::new(),
+        readers: JoinSet::new(),
+        readers_cancel: cancel.child_token(),
+    };
+    let result = consumer.run(&cancel).await;
+    consumer.readers_cancel.cancel();
+    while consumer.readers.join_next().await.is_some() {}
+    result.map_err(|e| e.message)
+}
+
+struct Consumer<'a> {
+    ctx: Arc<ShardContext>,
+    config: &'a ImportConfig,
+    known: BTreeMap<String, ShardCheckpoint>,
+    listed: Vec<ShardInfo>,
+    running: HashSet<String>,
+    readers: JoinSet<(String, Result<ReaderExit, AwsError>)>,
+    readers_cancel: CancellationToken,
+}
+
+impl Consumer<'_> {
+    async fn run(&mut self, cancel: &CancellationToken) -> Result<(), AwsError> {
+        let store = self.ctx.store.clone();
+        self.known = store
+            .list_checkpoints(&self.ctx.job_id)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|c| (c.shard_id.clone(), c))
+            .collect();
+        let mut relist = tokio::time::interval(RELIST_INTERVAL);
+        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = relist.tick() => {
+                    if !self.refresh_shards(cancel).await? {
+                        return Ok(());
+                    }
+                }
+                Some(joined) = self.readers.join_next(), if !self.readers.is_empty() => {
+                    let (shard_id, result) = joined.map_err(|e| {
+                        AwsError::new(AwsErrorKind::Other, format!("a shard reader crashed: {e}"))
+                    })?;
+                    self.running.remove(&shard_id);
+                    match result {
+                        Ok(ReaderExit::Finished) => {
+                            if let Some(cp) = self.known.get_mut(&shard_id) {
+                                cp.state = ShardState::Finished;
+                            }
+                            // Its children may be readable now.
+                            relist.reset_immediately();
+                        }
+                        Ok(ReaderExit::Cancelled) => {}
+                        Err(e) if e.kind == AwsErrorKind::NotFound => self.shard_not_found(&shard_id, e, cancel).await?,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists shards, registers new ones and starts readers for every readable shard.
+    /// `Ok(false)` when cancelled while retrying.
+    async fn refresh_shards(&mut self, cancel: &CancellationToken) -> Result<bool, AwsError> {
+        let client = self.ctx.client.clone();
+        let stream = self.ctx.kinesis_stream.clone();
+        let Some(listed) = retry(cancel, || list_shards(&client, &stream)).await? else {
+            return Ok(false);
+        };
+        let new = lineage::register_new(&listed, &self.known, &self.config.start_position);
+        if !new.is_empty() {
+            self.ctx.store.register_shards(&self.ctx.job_id, &new).await.map_err(store_error)?;
+            tracing::info!(job = %self.ctx.job_id, shards = new.len(), "found new shards");
+            self.known.extend(new.into_iter().map(|c| (c.shard_id.clone(), c)));
+        }
+        self.listed = listed;
+        for shard_id in lineage::ready(&self.known, &self.listed) {
+            if self.running.contains(&shard_id) {
+                continue;
+            }
+            let cp = self.known.get_mut(&shard_id).expect("ready shards are known");
+            if cp.state == ShardState::WaitingForParent {
+                cp.state = ShardState::Reading;
+                self.ctx
+                    .store
+                    .set_shard_state(&self.ctx.job_id, &shard_id, ShardState::Reading)
+                    .await
+                    .map_err(store_error)?;
+            }
+            // The reader resumes from the stored checkpoint, not our possibly older copy.
+            let checkpoint = self
+                .ctx
+                .store
+                .list_checkpoints(&self.ctx.job_id)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .find(|c| c.shard_id == shard_id)
+                .unwrap_or_else(|| cp.clone());
+            let (ctx, token) = (self.ctx.clone(), self.readers_cancel.clone());
+            self.running.insert(shard_id.clone());
+            self.readers.spawn(async move {
+                let result = read_shard(ctx, checkpoint, token).await;
+                (shard_id, result)
+            });
+        }
+        Ok(true)
+    }
+
+    /// A shard that vanished while the stream still lists others aged out of retention: count
+    /// it as read. If the stream itself is gone, the job fails.
+    async fn shard_not_found(&mut self, shard_id: &str, err: AwsError, cancel: &CancellationToken) -> Result<(), AwsError> {
+        let client = self.ctx.client.clone();
+        let stream = self.ctx.kinesis_stream.clone();
+        let Some(listed) = retry(cancel, || list_shards(&client, &stream)).await? else {
+            return Ok(());
+        };
+        if listed.iter().any(|s| s.shard_id == shard_id) {
+            return Err(err);
+        }
+        tracing::warn!(job = %self.ctx.job_id, shard = shard_id, "shard no longer exists (past retention); treating it as read");
+        self.ctx.store.set_shard_state(&self.ctx.job_id, shard_id, ShardState::Finished).await.map_err(store_error)?;
+        if let Some(cp) = self.known.get_mut(shard_id) {
+            cp.state = ShardState::Finished;
+        }
+        Ok(())
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> AwsError {
+    AwsError::new(AwsErrorKind::Other, format!("Tributary's store failed: {e}"))
+}
+
+/// Calls `f` until it succeeds, retrying throttles and outages with backoff. `Ok(None)` when
+/// cancelled meanwhile.
+async fn retry<T, F, Fut>(cancel: &CancellationToken, mut f: F) -> Result<Option<T>, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
+    loop {
+        match f().await {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if e.kind.is_retryable() => {
+                tracing::warn!(error = %e, "AWS call failed; retrying");
+                if !sleep(cancel, backoff.next_delay()).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -325,15 +325,16 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO shard_checkpoints (job_id, shard_id, parent_shard_ids, state, sequence_number, sub_sequence_number, records, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO shard_checkpoints (job_id, shard_id, parent_shard_ids, state, sequence_number, sub_sequence_number, records, updated_at, start_position)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (job_id, shard_id) DO NOTHING",
                 )
                 .map_err(db)?;
             for s in &shards {
                 stmt.execute(params![
                     job_id, s.shard_id, serde_json::to_string(&s.parent_shard_ids).expect("strings serialize"),
-                    s.state.as_str(), s.sequence_number, s.sub_sequence_number.map(|n| n as i64), s.records as i64, now_text()
+                    s.state.as_str(), s.sequence_number, s.sub_sequence_number.map(|n| n as i64), s.records as i64, now_text(),
+                    s.start_position.to_text()
                 ])
                 .map_err(db)?;
             }
@@ -364,7 +365,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn commit_shard_batch(&self, batch: ShardBatch) -> StoreResult<BatchOutcome> {
+    async fn commit_shard_batch(&self, batch: Arc<ShardBatch>) -> StoreResult<BatchOutcome> {
         self.write(move |tx| {
             let now = now_text();
             let events_inserted = insert_events(tx, &batch.stream, &batch.events, &now)?;

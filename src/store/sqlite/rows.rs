@@ -95,7 +95,7 @@ pub(super) fn job_from_row(r: &Row<'_>) -> RowResult<Job> {
 }
 
 pub(super) const CHECKPOINT_COLUMNS: &str =
-    "shard_id, parent_shard_ids, state, sequence_number, sub_sequence_number, records, millis_behind_latest";
+    "shard_id, parent_shard_ids, state, sequence_number, sub_sequence_number, records, millis_behind_latest, start_position";
 
 pub(super) fn checkpoint_from_row(r: &Row<'_>) -> RowResult<ShardCheckpoint> {
     let shard_id: String = r.get(0)?;
@@ -105,11 +105,15 @@ pub(super) fn checkpoint_from_row(r: &Row<'_>) -> RowResult<ShardCheckpoint> {
     let sub_sequence_number = r.get::<_, Option<i64>>(4)?.map(|n| n as u64);
     let records = r.get::<_, i64>(5)? as u64;
     let millis_behind_latest = r.get(6)?;
+    let start: String = r.get(7)?;
     Ok((|| {
         Ok(ShardCheckpoint {
             parent_shard_ids: parse_json("parent shard ids", &parents)?,
             state: ShardState::parse(&state).ok_or_else(|| {
                 StoreError::Corrupt(format!("shard {shard_id} has unknown state {state:?}"))
+            })?,
+            start_position: StartPosition::parse_text(&start).ok_or_else(|| {
+                StoreError::Corrupt(format!("shard {shard_id} has unknown start position {start:?}"))
             })?,
             shard_id,
             sequence_number,

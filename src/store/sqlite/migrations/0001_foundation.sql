@@ -35,6 +35,7 @@ CREATE TABLE shard_checkpoints (
     shard_id             TEXT NOT NULL,
     parent_shard_ids     TEXT NOT NULL,
     state                TEXT NOT NULL,
+    start_position       TEXT NOT NULL,
     sequence_number      TEXT,
     sub_sequence_number  INTEGER,
     records              INTEGER NOT NULL DEFAULT 0,

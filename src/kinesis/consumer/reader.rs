@@ -1,0 +1,220 @@
+//! One shard's reader: iterator → GetRecords → decode → commit (events, dead letters and the
+//! checkpoint in one transaction) → next iterator, until the shard ends or the job stops.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::batch::{decode_page, Origin};
+use crate::aws::{AwsError, AwsErrorKind};
+use crate::kinesis::api::{get_records, get_shard_iterator, IteratorStart, RecordsPage};
+use crate::metrics::Metrics;
+use crate::store::{DynStore, ShardBatch, ShardCheckpoint, ShardState, StartPosition};
+
+/// Kinesis allows 5 GetRecords calls per second per shard.
+const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);
+/// An idle shard (nothing returned, nothing behind) is polled at most once a second.
+const IDLE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Progress of an idle shard (lag) is written at most this often.
+const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(10);
+/// A new iterator rejected this many times in a row means something is wrong, not stale.
+const MAX_ITERATOR_RENEWALS: u32 = 5;
+
+pub struct ShardContext {
+    pub store: DynStore,
+    pub client: aws_sdk_kinesis::Client,
+    pub metrics: Metrics,
+    pub job_id: String,
+    pub event_stream: String,
+    pub kinesis_stream: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReaderExit {
+    /// The shard is closed and every record of it is stored.
+    Finished,
+    Cancelled,
+}
+
+/// Reads `checkpoint.shard_id` from where its checkpoint says. Returns an error only for
+/// failures that retrying cannot fix (stream gone, access revoked, …).
+pub async fn read_shard(
+    ctx: Arc<ShardContext>,
+    mut checkpoint: ShardCheckpoint,
+    cancel: CancellationToken,
+) -> Result<ReaderExit, AwsError> {
+    let shard_id = checkpoint.shard_id.clone();
+    let job = ctx.job_id.as_str();
+    let lag_gauge = ctx.metrics.millis_behind_latest.with_label_values(&[job, &shard_id]);
+    let calls = ctx.metrics.get_records_calls.with_label_values(&[job]);
+    let throttles = ctx.metrics.get_records_throttles.with_label_values(&[job]);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut iterator: Option<String> = None;
+    let mut renewals = 0u32;
+    let mut last_call: Option<Instant> = None;
+    let mut last_commit = Instant::now();
+    let mut last_lag: Option<i64> = None;
+
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(ReaderExit::Cancelled);
+        }
+        let it = match &iterator {
+            Some(it) => it.clone(),
+            None => {
+                let start = match &checkpoint.sequence_number {
+                    Some(seq) => IteratorStart::AfterSequence(seq.clone()),
+                    None => match &checkpoint.start_position {
+                        StartPosition::TrimHorizon => IteratorStart::TrimHorizon,
+                        StartPosition::Latest => IteratorStart::Latest,
+                        StartPosition::AtTimestamp(t) => IteratorStart::AtTimestamp(*t),
+                    },
+                };
+                match get_shard_iterator(&ctx.client, &ctx.kinesis_stream, &shard_id, &start).await {
+                    Ok(it) => {
+                        iterator = Some(it.clone());
+                        it
+                    }
+                    Err(e) if e.kind.is_retryable() => {
+                        throttles.inc();
+                        if !sleep(&cancel, backoff.next_delay()).await {
+                            return Ok(ReaderExit::Cancelled);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+
+        if let Some(at) = last_call {
+            let wait = MIN_CALL_INTERVAL.saturating_sub(at.elapsed());
+            if !wait.is_zero() && !sleep(&cancel, wait).await {
+                return Ok(ReaderExit::Cancelled);
+            }
+        }
+        last_call = Some(Instant::now());
+        calls.inc();
+        let page = match get_records(&ctx.client, &it).await {
+            Ok(page) => page,
+            Err(e) => match e.kind {
+                // Iterators live five minutes; a fresh one from the checkpoint loses nothing.
+                AwsErrorKind::ExpiredIterator | AwsErrorKind::InvalidArgument if renewals < MAX_ITERATOR_RENEWALS => {
+                    tracing::debug!(job, shard = %shard_id, error = %e, "renewing shard iterator");
+                    renewals += 1;
+                    iterator = None;
+                    continue;
+                }
+                kind if kind.is_retryable() => {
+                    throttles.inc();
+                    let delay = backoff.next_delay();
+                    tracing::debug!(job, shard = %shard_id, error = %e, ?delay, "GetRecords failed; backing off");
+                    if !sleep(&cancel, delay).await {
+                        return Ok(ReaderExit::Cancelled);
+                    }
+                    continue;
+                }
+                _ => return Err(e),
+            },
+        };
+        backoff.reset();
+        renewals = 0;
+
+        let RecordsPage { records, next_iterator, millis_behind_latest } = page;
+        let shard_ended = next_iterator.is_none();
+        let idle = records.is_empty() && millis_behind_latest.unwrap_or(0) == 0;
+        if let Some(lag) = millis_behind_latest {
+            lag_gauge.set(lag);
+        }
+        let lag_changed = millis_behind_latest != last_lag;
+        let must_commit = !records.is_empty()
+            || shard_ended
+            || (lag_changed && last_commit.elapsed() >= IDLE_COMMIT_INTERVAL);
+        if must_commit {
+            let records_in = records.len() as u64;
+            let origin_ctx = ctx.clone();
+            let shard = shard_id.clone();
+            // Decoding thousands of records is CPU work: keep it off the async workers.
+            let decoded = tokio::task::spawn_blocking(move || {
+                let origin = Origin {
+                    event_stream: &origin_ctx.event_stream,
+                    kinesis_stream: &origin_ctx.kinesis_stream,
+                    shard_id: &shard,
+                };
+                decode_page(&origin, &records)
+            })
+            .await
+            .map_err(|e| AwsError::new(AwsErrorKind::Other, format!("decoding crashed: {e}")))?;
+
+            if decoded.last_sequence_number.is_some() {
+                checkpoint.sequence_number = decoded.last_sequence_number.clone();
+                checkpoint.sub_sequence_number = decoded.last_sub_sequence_number;
+            }
+            checkpoint.state = if shard_ended { ShardState::Finished } else { ShardState::Reading };
+            checkpoint.millis_behind_latest = millis_behind_latest;
+            let batch = ShardBatch {
+                job_id: ctx.job_id.clone(),
+                stream: ctx.event_stream.clone(),
+                events: decoded.events,
+                dead_letters: decoded.dead_letters,
+                records_in,
+                checkpoint: ShardCheckpoint {
+                    sequence_number: decoded.last_sequence_number,
+                    sub_sequence_number: decoded.last_sub_sequence_number,
+                    ..checkpoint.clone()
+                },
+            };
+            let timer = ctx.metrics.batch_commit_seconds.with_label_values(&[job]).start_timer();
+            let outcome = commit_with_retry(&ctx.store, batch, &cancel).await?;
+            timer.observe_duration();
+            ctx.metrics.import_records_in.with_label_values(&[job]).inc_by(records_in);
+            ctx.metrics.import_events_out.with_label_values(&[job]).inc_by(outcome.events_inserted);
+            ctx.metrics.import_dead_letters.with_label_values(&[job]).inc_by(outcome.dead_letters_inserted);
+            last_commit = Instant::now();
+            last_lag = millis_behind_latest;
+        }
+        if shard_ended {
+            tracing::info!(job, shard = %shard_id, "shard closed and fully read");
+            return Ok(ReaderExit::Finished);
+        }
+        iterator = next_iterator;
+        if idle && !sleep(&cancel, IDLE_POLL_INTERVAL.saturating_sub(MIN_CALL_INTERVAL)).await {
+            return Ok(ReaderExit::Cancelled);
+        }
+    }
+}
+
+/// A commit that fails (disk full, database locked for long) is retried: the batch is still in
+/// hand, and giving up would mean reading it again anyway. Cancellation wins only between tries.
+async fn commit_with_retry(
+    store: &DynStore,
+    batch: ShardBatch,
+    cancel: &CancellationToken,
+) -> Result<crate::store::BatchOutcome, AwsError> {
+    let batch = Arc::new(batch);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match store.commit_shard_batch(batch.clone()).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) => {
+                tracing::warn!(job = %batch.job_id, shard = %batch.checkpoint.shard_id, error = %e, "commit failed; retrying");
+                if backoff.attempts() >= 8 || !sleep(cancel, backoff.next_delay()).await {
+                    return Err(AwsError::new(
+                        AwsErrorKind::Other,
+                        format!("cannot write to Tributary's store: {e}; check disk space and the database, then resume the job"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps unless cancelled first; `false` means cancelled.
+pub(super) async fn sleep(cancel: &CancellationToken, duration: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(duration) => true,
+    }
+}
