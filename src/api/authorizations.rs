@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -143,7 +143,8 @@ async fn create(
         label,
         description: req.description.trim().to_owned(),
         credentials,
-        created_at: Utc::now(),
+        // The store keeps microseconds: answer with what a later GET will show.
+        created_at: Utc::now().trunc_subsecs(6),
     };
     state.store.insert_authorization(auth.clone()).await?;
     tracing::info!(id = %auth.id, label = %auth.label, "authorization created");

@@ -119,6 +119,27 @@ impl AwsError {
                     credential_or_other(action, &detail)
                 }
             }
+            // An error status whose body the SDK could not parse, e.g. an XML `<ErrorResponse>`
+            // (moto, proxies) where a JSON error was expected: classify it by status and any
+            // XML code, as for modelled errors, instead of calling every such denial transient.
+            SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() >= 400 => {
+                let raw = ctx.raw();
+                let status = raw.status().as_u16();
+                let body = raw
+                    .body()
+                    .bytes()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let code = xml_code(&body);
+                let aws_message =
+                    xml_message(&body).unwrap_or_else(|| body.chars().take(300).collect());
+                let kind = classify(Some(status), code.as_deref(), &body);
+                Self {
+                    kind,
+                    message: explain(kind, action, code.as_deref(), &aws_message),
+                    code,
+                }
+            }
             SdkError::ResponseError(_) => Self::new(
                 AwsErrorKind::Transient,
                 format!(
@@ -168,6 +189,13 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 fn xml_code(body: &str) -> Option<String> {
     let start = body.find("<Code>")? + "<Code>".len();
     let end = body[start..].find("</Code>")? + start;
+    Some(body[start..end].trim().to_owned())
+}
+
+/// `<Message>…</Message>` of an XML error body.
+fn xml_message(body: &str) -> Option<String> {
+    let start = body.find("<Message>")? + "<Message>".len();
+    let end = body[start..].find("</Message>")? + start;
     Some(body[start..end].trim().to_owned())
 }
 
@@ -311,6 +339,47 @@ mod tests {
         assert_eq!(classify(Some(503), None, ""), Transient);
         assert_eq!(classify(Some(429), None, ""), Throttled);
         assert_eq!(classify(Some(418), None, ""), Other);
+    }
+
+    #[test]
+    fn unparsable_error_bodies_are_classified_by_status_and_xml_code() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        let response = |status: u16,
+                        body: &'static str|
+         -> SdkError<
+            aws_sdk_kinesis::operation::list_streams::ListStreamsError,
+            HttpResponse,
+        > {
+            SdkError::response_error(
+                "malformed JSON error body",
+                HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body)),
+            )
+        };
+        let denial = "<ErrorResponse><Error><Code>AccessDenied</Code><Message>User: x is not authorized to perform: kinesis:ListStreams</Message></Error></ErrorResponse>";
+        let e = AwsError::from_sdk("kinesis:ListStreams", &response(403, denial));
+        assert_eq!(e.kind, AccessDenied);
+        assert_eq!(e.code.as_deref(), Some("AccessDenied"));
+        assert!(
+            e.message
+                .contains("is not authorized to perform: kinesis:ListStreams"),
+            "{}",
+            e.message
+        );
+        let bad_key = "<ErrorResponse><Error><Code>InvalidClientTokenId</Code><Message>nope</Message></Error></ErrorResponse>";
+        assert_eq!(
+            AwsError::from_sdk("kinesis:ListStreams", &response(403, bad_key)).kind,
+            InvalidCredentials
+        );
+        assert_eq!(
+            AwsError::from_sdk("kinesis:ListStreams", &response(500, "<html>boom</html>")).kind,
+            Transient
+        );
+        // A success status with an unreadable body stays transient.
+        assert_eq!(
+            AwsError::from_sdk("kinesis:ListStreams", &response(200, "<html>")).kind,
+            Transient
+        );
     }
 
     #[test]
