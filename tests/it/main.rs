@@ -3,5 +3,5 @@
 
 mod support;
 
-mod peers;
 mod foundation;
+mod peers;
