@@ -10,11 +10,14 @@ import threading
 def exit_with_parent() -> None:
     # The test harness keeps our stdin open while it lives; EOF means it is gone.
     def watch() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader makes the
+        # interpreter abort at shutdown.
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):
                 pass
-        finally:
-            os._exit(0)
+        except OSError:
+            pass
+        os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
 

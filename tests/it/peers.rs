@@ -409,6 +409,41 @@ async fn fault_proxy_first_calls_and_internal_errors() {
 }
 
 #[tokio::test]
+async fn fault_proxy_cuts_connections() {
+    let kinesalite = Kinesalite::start().await;
+    create_stream(&kinesis_client(&kinesalite.endpoint()), "d", 1).await;
+    let proxy = FaultProxy::start(
+        &kinesalite.endpoint(),
+        FaultPlan::new(3).first("ListShards", 1, Fault::Disconnect),
+    )
+    .await;
+    let client = kinesis_client_no_retry(&proxy.endpoint());
+    let err = client
+        .list_shards()
+        .stream_name("d")
+        .send()
+        .await
+        .expect_err("cut connection");
+    assert!(
+        matches!(
+            err,
+            aws_sdk_kinesis::error::SdkError::ResponseError(_)
+                | aws_sdk_kinesis::error::SdkError::DispatchFailure(_)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(proxy.counts("ListShards").disconnects, 1);
+    // The SDK's default retries get past it.
+    proxy.set_plan(FaultPlan::new(3).first("ListShards", 2, Fault::Disconnect));
+    kinesis_client(&proxy.endpoint())
+        .list_shards()
+        .stream_name("d")
+        .send()
+        .await
+        .expect("retried past the cut");
+}
+
+#[tokio::test]
 async fn fault_proxy_fails_chosen_put_records_entries() {
     let kinesalite = Kinesalite::start().await;
     let direct = kinesis_client(&kinesalite.endpoint());

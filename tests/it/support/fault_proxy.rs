@@ -38,6 +38,9 @@ pub enum Fault {
     InternalError,
     /// Wait, then go on (other rules may still apply, then forward).
     Delay(Duration),
+    /// Not forwarded; the connection is cut right after the status line and headers (a 200
+    /// whose body never arrives): the client sees an I/O error, as with a connection reset.
+    Disconnect,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +93,11 @@ impl FaultPlan {
         self.rule(action, Fault::Delay(delay), When::Share(share))
     }
 
+    /// Cuts the connection of `share` of `action` calls (see [`Fault::Disconnect`]).
+    pub fn disconnect(self, action: &str, share: f64) -> FaultPlan {
+        self.rule(action, Fault::Disconnect, When::Share(share))
+    }
+
     /// Applies `fault` to the first `n` calls of `action`.
     pub fn first(self, action: &str, n: u64, fault: Fault) -> FaultPlan {
         self.rule(action, fault, When::First(n))
@@ -121,6 +129,7 @@ pub struct FaultCounts {
     pub calls: u64,
     pub throttled: u64,
     pub internal_errors: u64,
+    pub disconnects: u64,
     pub delayed: u64,
     /// PutRecords entries failed by the proxy.
     pub failed_entries: u64,
@@ -174,7 +183,8 @@ impl PlanState {
                 fault => {
                     match fault {
                         Fault::Throttle => counts.throttled += 1,
-                        _ => counts.internal_errors += 1,
+                        Fault::InternalError => counts.internal_errors += 1,
+                        _ => counts.disconnects += 1,
                     }
                     decision.fault = Some(fault);
                     break;
@@ -301,6 +311,18 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 "InternalFailure",
                 "Internal service failure (injected by the test fault proxy).",
             );
+        }
+        Some(Fault::Disconnect) => {
+            let failing = futures::stream::once(async {
+                Err::<axum::body::Bytes, _>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected by the test fault proxy",
+                ))
+            });
+            let mut resp = Response::new(Body::from_stream(failing));
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static(JSON_CONTENT_TYPE));
+            return resp;
         }
         _ => {}
     }
