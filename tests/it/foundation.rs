@@ -1079,3 +1079,38 @@ async fn cli_lists_and_shows_authorizations_without_the_secret() {
     let (status, _) = server.get(&format!("/api/authorizations/{keys}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_authorization_in_use_by_a_job_cannot_be_deleted() {
+    let server = offline_server().await;
+    let auth =
+        id_of(&create_auth(&server, keys_body("in use", CANARY_KEY_ID, CANARY_SECRET)).await);
+    // An export job: it needs no AWS (it fails at once in this version) but uses the
+    // authorization all the same.
+    let (status, job) = server
+        .post(
+            "/api/jobs",
+            &json!({"type": "kinesis_export", "label": "nightly export", "authorization": auth, "config": {}}),
+        )
+        .await;
+    if status == StatusCode::NOT_FOUND {
+        eprintln!("SKIPPED: no /api/jobs route in this build: {job}");
+        return;
+    }
+    assert_eq!(status, StatusCode::CREATED, "{job}\n{}", server.logs());
+    let job_id = id_of(&job);
+
+    let (status, body) = server.delete(&format!("/api/authorizations/{auth}")).await;
+    let message = assert_error(status, &body, 409, "conflict");
+    assert!(
+        message.contains("nightly export"),
+        "names the job: {message}"
+    );
+    let (status, _) = server.get(&format!("/api/authorizations/{auth}")).await;
+    assert_eq!(status, StatusCode::OK, "still there");
+
+    let (status, body) = server.delete(&format!("/api/jobs/{job_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = server.delete(&format!("/api/authorizations/{auth}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+}
