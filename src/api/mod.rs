@@ -6,6 +6,8 @@ pub mod aws;
 pub mod error;
 pub mod extract;
 mod health;
+pub mod jobs;
+pub mod streams;
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -20,6 +22,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(authorizations::router())
         .merge(aws::router())
+        .merge(jobs::router())
+        .merge(streams::router())
         .fallback(|| async {
             ApiError::not_found("no such API route; see the README's API reference")
         })
@@ -59,4 +63,101 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         .with_label_values(&[&method, response.status().as_str()])
         .inc();
     response
+}
+
+/// An in-process server for HTTP-level tests: a temp-dir SQLite store, token `t`, no network.
+#[cfg(test)]
+pub(crate) mod tests {
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    use crate::app::AppState;
+    use crate::aws::AwsConnector;
+    use crate::jobs::JobManager;
+    use crate::metrics::Metrics;
+    use crate::secrets::{ApiToken, MasterKey};
+
+    pub const TOKEN: &str = "t";
+
+    pub struct TestApp {
+        pub state: AppState,
+        router: axum::Router,
+        _dir: tempfile::TempDir,
+    }
+
+    pub async fn app() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db"))
+            .await
+            .expect("store opens");
+        let state = AppState {
+            store: std::sync::Arc::new(store),
+            master_key: MasterKey::from_hex(&"ab".repeat(32)).expect("key"),
+            api_token: std::sync::Arc::new(ApiToken {
+                value: TOKEN.into(),
+                generated: false,
+                path: None,
+            }),
+            aws: AwsConnector::from_environment().await,
+            metrics: Metrics::new(),
+            jobs: JobManager::default(),
+        };
+        TestApp {
+            router: super::router(state.clone()),
+            state,
+            _dir: dir,
+        }
+    }
+
+    impl TestApp {
+        /// Sends raw bytes; `token` false leaves the Authorization header out.
+        pub async fn send(
+            &self,
+            method: Method,
+            path: &str,
+            body: Vec<u8>,
+            token: bool,
+        ) -> (StatusCode, Value) {
+            let mut req = Request::builder().method(method).uri(path);
+            if token {
+                req = req.header("authorization", format!("Bearer {TOKEN}"));
+            }
+            let req = req
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("request builds");
+            let resp = self
+                .router
+                .clone()
+                .oneshot(req)
+                .await
+                .expect("router answers");
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .expect("body reads");
+            let value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            };
+            (status, value)
+        }
+
+        pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+            self.send(Method::GET, path, vec![], true).await
+        }
+
+        pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+            self.send(Method::POST, path, body.to_string().into_bytes(), true)
+                .await
+        }
+
+        pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+            self.send(Method::DELETE, path, vec![], true).await
+        }
+    }
 }
