@@ -449,7 +449,6 @@ async fn api_routes_need_the_token_but_health_and_metrics_do_not() {
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             let message = assert_error(status, &body, 401, "unauthorized");
             assert!(message.contains("TRIBUTARY_API_TOKEN"), "{message}");
-            let _ = auth;
         }
     }
     let (_, list) = server.get("/api/authorizations").await;
@@ -653,6 +652,11 @@ async fn role_authorization_assumes_the_role_with_its_external_id() {
         .await;
     assert_eq!(status, StatusCode::OK, "{policies}\n{}", server.logs());
     assert_eq!(policies["principal"], moto.user_arn("tributary").as_str());
+    assert_eq!(policies["external_id"], external_id.as_str());
+    assert_eq!(
+        policies["trust_policy"]["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        external_id.as_str()
+    );
     let trust = policies["trust_policy"].to_string();
     let permissions = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
         "Action":["kinesis:ListStreams","kinesis:ListShards"],"Resource":"*"}]}"#;
@@ -696,7 +700,6 @@ async fn role_authorization_assumes_the_role_with_its_external_id() {
     assert!(message.contains("external ID"), "{message}");
     let (status, body) = server.get(&streams_path(&wrong_id)).await;
     assert_error(status, &body, 400, "assume_role_failed");
-    assert!(!external_id.is_empty());
 }
 
 #[tokio::test]
@@ -799,6 +802,30 @@ async fn stream_list_is_sorted_and_denied_without_list_streams() {
     let (status, body) = server.post(&verify_path(&importer), &Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["arn"], moto.user_arn("importer").as_str());
+
+    // The CLI shows the same list, and the same advice when it is denied.
+    let (ok, stdout, stderr) = cli(
+        &server,
+        TEST_API_TOKEN,
+        &["streams", "--auth", &lister, "--region", TEST_REGION],
+        None,
+    );
+    assert!(ok, "tributary streams failed: {stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["alpha-clicks", "mid-orders", "zeta-events"]
+    );
+    let (ok, _, stderr) = cli(
+        &server,
+        TEST_API_TOKEN,
+        &["streams", "--auth", &importer, "--region", TEST_REGION],
+        None,
+    );
+    assert!(!ok, "a denied list fails the command");
+    assert!(
+        stderr.contains("list_streams_denied") && stderr.contains("type the stream name"),
+        "{stderr}"
+    );
 
     // Unknown keys are a credentials problem, not a missing permission.
     let unknown = id_of(
