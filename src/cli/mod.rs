@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod client;
+pub mod events;
+pub mod jobs;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +45,35 @@ pub enum Command {
         #[arg(long)]
         role_arn: Option<String>,
     },
+    /// Manage import jobs.
+    Job {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: jobs::JobCommand,
+    },
+    /// Show a Tributary event stream's events, newest first.
+    Events {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The event stream.
+        stream: String,
+        /// At most this many events (1–1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only events older than this seq (the cursor printed at the end of a page).
+        #[arg(long)]
+        before: Option<i64>,
+    },
+    /// Send events (a JSON object, an array of objects, or NDJSON) to an event stream.
+    Collect {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The event stream.
+        stream: String,
+        /// The file to send; `-` or nothing reads standard input.
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 /// Runs a client command; `serve` is handled by the binary.
@@ -56,5 +87,17 @@ pub async fn run_client(command: Command) -> Result<(), client::ClientError> {
             region,
             role_arn,
         } => auth::streams(&Client::new(&server)?, &auth, &region, role_arn.as_deref()).await,
+        Command::Job { server, command } => jobs::run(&Client::new(&server)?, command).await,
+        Command::Events {
+            server,
+            stream,
+            limit,
+            before,
+        } => events::events(&Client::new(&server)?, &stream, limit, before).await,
+        Command::Collect {
+            server,
+            stream,
+            file,
+        } => events::collect(&Client::new(&server)?, &stream, file.as_deref()).await,
     }
 }
