@@ -157,3 +157,56 @@ pub async fn get_records(client: &Client, iterator: &str) -> Result<RecordsPage,
         millis_behind_latest: out.millis_behind_latest,
     })
 }
+
+/// The outcome of one entry of a PutRecords call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Accepted { shard_id: String, sequence_number: String },
+    /// Failed inside a successful call (e.g. `ProvisionedThroughputExceededException`,
+    /// `InternalFailure`): only these entries are sent again.
+    Failed { code: String, message: String },
+}
+
+/// `kinesis:PutRecords`. Returns one outcome per entry, in order.
+pub async fn put_records(
+    client: &Client,
+    stream: &str,
+    entries: &[(&str, &[u8])],
+) -> Result<Vec<PutOutcome>, AwsError> {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let records = entries
+        .iter()
+        .map(|(key, data)| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(*key)
+                .data(Blob::new(data.to_vec()))
+                .build()
+                .expect("partition key and data are set")
+        })
+        .collect::<Vec<_>>();
+    let out = client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(records))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("kinesis:PutRecords", &e))?;
+    if out.records.len() != entries.len() {
+        return Err(AwsError::new(
+            crate::aws::AwsErrorKind::Transient,
+            format!("kinesis:PutRecords answered {} entries for {} records; retrying", out.records.len(), entries.len()),
+        ));
+    }
+    Ok(out
+        .records
+        .into_iter()
+        .map(|r| match (r.error_code, r.shard_id, r.sequence_number) {
+            (None, Some(shard_id), Some(sequence_number)) => PutOutcome::Accepted { shard_id, sequence_number },
+            (code, _, _) => PutOutcome::Failed {
+                code: code.unwrap_or_else(|| "Unknown".into()),
+                message: r.error_message.unwrap_or_default(),
+            },
+        })
+        .collect())
+}

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod consumer;
 pub mod decode;
+pub mod producer;
 
 /// Kinesis stream names: 1–128 characters of `[a-zA-Z0-9_.-]`.
 pub fn validate_stream_name(name: &str) -> Result<(), String> {
