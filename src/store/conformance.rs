@@ -11,6 +11,10 @@ pub async fn run_all(store: &dyn Store) {
     jobs_and_checkpoints(store).await;
     shard_batches_are_idempotent(store).await;
     event_log_pages_newest_first(store).await;
+    cdp_mappings_and_events_after(store).await;
+    cdp_profile_batches(store).await;
+    cdp_audiences_and_outbox(store).await;
+    cdp_reset_for_rebuild(store).await;
 }
 
 fn auth(id: &str, label: &str) -> Authorization {
@@ -123,7 +127,10 @@ async fn jobs_and_checkpoints(store: &dyn Store) {
     assert_eq!(cps.len(), 2);
     assert_eq!(cps[0].state, ShardState::Reading);
     assert_eq!(cps[1].parent_shard_ids, ["s0"]);
-    assert!(matches!(cps[1].start_position, StartPosition::AtTimestamp(_)));
+    assert!(matches!(
+        cps[1].start_position,
+        StartPosition::AtTimestamp(_)
+    ));
 }
 
 fn event(id: &str, n: i64) -> NewEvent {
@@ -167,7 +174,10 @@ async fn shard_batches_are_idempotent(store: &dyn Store) {
             millis_behind_latest: Some(0),
         },
     };
-    let first = store.commit_shard_batch(std::sync::Arc::new(batch.clone())).await.unwrap();
+    let first = store
+        .commit_shard_batch(std::sync::Arc::new(batch.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         first,
         BatchOutcome {
@@ -176,7 +186,10 @@ async fn shard_batches_are_idempotent(store: &dyn Store) {
         }
     );
     // A replay of the same batch (a crash between commit and the next read) adds nothing.
-    let replay = store.commit_shard_batch(std::sync::Arc::new(batch)).await.unwrap();
+    let replay = store
+        .commit_shard_batch(std::sync::Arc::new(batch))
+        .await
+        .unwrap();
     assert_eq!(replay, BatchOutcome::default());
 
     let j = store.get_job("j1").await.unwrap();
@@ -227,4 +240,336 @@ async fn event_log_pages_newest_first(store: &dyn Store) {
     assert!(store.list_dead_letters("j1", 10).await.unwrap().is_empty());
     assert!(store.list_checkpoints("j1").await.unwrap().is_empty());
     store.delete_authorization("a1").await.unwrap();
+}
+
+// ----- CDP ------------------------------------------------------------------------------------
+
+async fn cdp_mappings_and_events_after(store: &dyn Store) {
+    assert!(matches!(
+        store.get_mapping("web").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .put_mapping("web", "SELECT a AS a KIND string FROM web INTO user BY a")
+        .await
+        .unwrap();
+    let m = store.put_mapping("web", "v2").await.unwrap();
+    assert_eq!(store.get_mapping("web").await.unwrap(), m);
+    assert_eq!(store.list_mappings().await.unwrap().len(), 1);
+
+    let max = store.max_event_seq().await.unwrap();
+    store
+        .append_events("clicks", vec![event("c1", 1), event("c2", 2)])
+        .await
+        .unwrap();
+    let after = store.events_after(max, 10).await.unwrap();
+    assert_eq!(after.len(), 2);
+    assert!(after[0].seq < after[1].seq);
+    assert_eq!(after[0].stream, "clicks");
+    assert_eq!(store.count_events(max, after[1].seq).await.unwrap(), 2);
+    let total: u64 = store
+        .list_streams()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.events)
+        .sum();
+    assert_eq!(store.count_events(0, max).await.unwrap(), total - 2);
+
+    let pos = store.processor_position().await.unwrap();
+    assert_eq!(
+        pos,
+        ProcessorPosition {
+            cursor: 0,
+            rebuild_target: None
+        }
+    );
+    let lag = store.processor_lag().await.unwrap();
+    assert!(lag.contains(&("clicks".to_string(), 2)));
+    // The cursor moves with a batch.
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            cursor: Some(after[1].seq),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.processor_position().await.unwrap().cursor,
+        after[1].seq
+    );
+    assert!(store.processor_lag().await.unwrap().is_empty());
+}
+
+fn profile(id: &str, visits: i64) -> Profile {
+    let mut state = tributary_lang::ProfileState::new();
+    state.fields.insert(
+        "visits".into(),
+        tributary_lang::FieldState::Count { count: visits },
+    );
+    Profile {
+        id: id.into(),
+        state,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+fn ident(field: &str, value: &str, profile_id: &str) -> IdentityRow {
+    IdentityRow {
+        field: field.into(),
+        value: value.into(),
+        profile_id: profile_id.into(),
+    }
+}
+
+async fn cdp_profile_batches(store: &dyn Store) {
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upserts: vec![profile("p1", 1), profile("p2", 2), profile("p3", 3)],
+            identities: vec![
+                ident("email", "a@x.io", "p1"),
+                ident("email", "b@x.io", "p2"),
+                ident("user_id", "u3", "p3"),
+            ],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let found = store
+        .lookup_identities(vec![
+            ("email".into(), "a@x.io".into()),
+            ("email".into(), "zzz".into()),
+            ("user_id".into(), "u3".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![ident("email", "a@x.io", "p1"), ident("user_id", "u3", "p3")]
+    );
+    let got = store
+        .get_profiles(vec!["p2".into(), "nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].state, profile("p2", 2).state);
+    assert_eq!(store.count_profiles().await.unwrap(), 3);
+
+    // p2 merges into p1, later p1 into p3: p2 still resolves (to p3).
+    let mut merged = profile("p1", 3);
+    merged.created_at = got[0].created_at;
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upserts: vec![merged],
+            deletes: vec!["p2".into()],
+            identities: vec![ident("email", "b@x.io", "p1")],
+            redirects: vec![("p2".into(), "p1".into())],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(store.get_profile("p2").await.unwrap().id, "p1");
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upserts: vec![profile("p3", 6)],
+            deletes: vec!["p1".into()],
+            identities: vec![
+                ident("email", "a@x.io", "p3"),
+                ident("email", "b@x.io", "p3"),
+            ],
+            redirects: vec![("p1".into(), "p3".into())],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(store.get_profile("p2").await.unwrap().id, "p3");
+    assert_eq!(store.get_profile("p1").await.unwrap().id, "p3");
+    assert!(matches!(
+        store.get_profile("p9").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store.profile_identities("p3").await.unwrap(),
+        vec![
+            ("email".to_string(), "a@x.io".to_string()),
+            ("email".to_string(), "b@x.io".to_string()),
+            ("user_id".to_string(), "u3".to_string())
+        ]
+    );
+    let page = store.list_profiles(None, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["p3"]
+    );
+    assert!(store
+        .list_profiles(Some("p3".into()), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+fn audience(id: &str, slug: &str) -> Audience {
+    Audience {
+        id: id.into(),
+        slug: slug.into(),
+        name: format!("{slug} name"),
+        description: String::new(),
+        filter: "visits > 1".into(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+fn change(a: &Audience, profile_id: &str, kind: ChangeKind) -> NewAudienceChange {
+    NewAudienceChange {
+        audience_id: a.id.clone(),
+        audience_slug: a.slug.clone(),
+        profile_id: profile_id.into(),
+        kind,
+        at: Utc::now(),
+    }
+}
+
+async fn cdp_audiences_and_outbox(store: &dyn Store) {
+    let vip = audience("aud1", "vip");
+    store.insert_audience(vip.clone()).await.unwrap();
+    store
+        .insert_audience(audience("aud2", "all"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_audience(audience("aud3", "vip")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut changed = vip.clone();
+    changed.filter = "visits > 5".into();
+    store.update_audience(changed.clone()).await.unwrap();
+    assert_eq!(
+        store.get_audience("vip").await.unwrap().filter,
+        "visits > 5"
+    );
+
+    let before = store.list_audience_changes(0, 1000).await.unwrap().len();
+    assert_eq!(before, 0);
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upserts: vec![profile("p4", 1), profile("p5", 1)],
+            memberships_added: ["p3", "p4", "p5"]
+                .iter()
+                .map(|p| Membership {
+                    audience_id: "aud1".into(),
+                    profile_id: (*p).into(),
+                    entered_at: Utc::now(),
+                })
+                .collect(),
+            changes: vec![
+                change(&vip, "p3", ChangeKind::Enter),
+                change(&vip, "p4", ChangeKind::Enter),
+                change(&vip, "p5", ChangeKind::Enter),
+            ],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let counts = store.list_audiences().await.unwrap();
+    assert_eq!(
+        counts
+            .iter()
+            .map(|(a, n)| (a.slug.as_str(), *n))
+            .collect::<Vec<_>>(),
+        [("all", 0), ("vip", 3)]
+    );
+    let m = store.list_members("aud1", None, 2).await.unwrap();
+    assert_eq!(
+        m.iter().map(|m| m.profile_id.as_str()).collect::<Vec<_>>(),
+        ["p3", "p4"]
+    );
+    let m = store
+        .list_members("aud1", Some("p4".into()), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        m.iter().map(|m| m.profile_id.as_str()).collect::<Vec<_>>(),
+        ["p5"]
+    );
+    let ms = store
+        .profile_memberships(vec!["p4".into(), "p9".into()])
+        .await
+        .unwrap();
+    assert_eq!(ms.len(), 1);
+
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            memberships_removed: vec![("aud1".into(), "p4".into())],
+            changes: vec![change(&vip, "p4", ChangeKind::Exit)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let all = store.list_audience_changes(0, 1000).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        all.iter()
+            .map(|c| (c.profile_id.as_str(), c.kind))
+            .collect::<Vec<_>>(),
+        [
+            ("p3", ChangeKind::Enter),
+            ("p4", ChangeKind::Enter),
+            ("p5", ChangeKind::Enter),
+            ("p4", ChangeKind::Exit)
+        ]
+    );
+    assert_eq!(all[0].audience_slug, "vip");
+    let tail = store.list_audience_changes(all[1].seq, 2).await.unwrap();
+    assert_eq!(tail, all[2..4].to_vec());
+    assert_eq!(store.list_audiences().await.unwrap()[1].1, 2);
+
+    // A merged-away profile leaves its memberships.
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            deletes: vec!["p5".into()],
+            redirects: vec![("p5".into(), "p3".into())],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(store.list_members("aud1", None, 10).await.unwrap().len(), 1);
+    store.delete_audience("all").await.unwrap();
+    assert!(matches!(
+        store.delete_audience("all").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn cdp_reset_for_rebuild(store: &dyn Store) {
+    let before = store.list_audience_changes(0, 1000).await.unwrap().len();
+    let target = store.reset_profiles().await.unwrap();
+    assert_eq!(target, store.max_event_seq().await.unwrap());
+    let pos = store.processor_position().await.unwrap();
+    assert_eq!(
+        pos,
+        ProcessorPosition {
+            cursor: 0,
+            rebuild_target: Some(target)
+        }
+    );
+    assert_eq!(store.count_profiles().await.unwrap(), 0);
+    assert!(store
+        .lookup_identities(vec![("email".into(), "a@x.io".into())])
+        .await
+        .unwrap()
+        .is_empty());
+    // Every member exited, in the outbox.
+    let changes = store.list_audience_changes(0, 1000).await.unwrap();
+    assert_eq!(changes.len(), before + 1);
+    assert_eq!(changes.last().unwrap().kind, ChangeKind::Exit);
+    assert_eq!(store.list_audiences().await.unwrap()[0].1, 0);
+    store.finish_rebuild().await.unwrap();
+    assert_eq!(
+        store.processor_position().await.unwrap().rebuild_target,
+        None
+    );
+    store.delete_audience("vip").await.unwrap();
 }

@@ -283,6 +283,129 @@ pub struct BatchOutcome {
 }
 
 // ---------------------------------------------------------------------------------------------
+// CDP records: mappings, profiles, audiences, the audience-change outbox
+// ---------------------------------------------------------------------------------------------
+
+/// The mapping text of one event stream (one mapping per stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamMapping {
+    pub stream: String,
+    pub text: String,
+    pub updated_at: Timestamp,
+}
+
+/// A profile: its fields with their merge states. `state.to_json()` is the user-visible
+/// fields object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub id: String,
+    pub state: tributary_lang::ProfileState,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An identifier (`BY` field and value) and the live profile holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdentityRow {
+    pub field: String,
+    pub value: String,
+    pub profile_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    /// The filter text as written.
+    pub filter: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Enter,
+    Exit,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Enter => "enter",
+            ChangeKind::Exit => "exit",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enter" => Some(ChangeKind::Enter),
+            "exit" => Some(ChangeKind::Exit),
+            _ => None,
+        }
+    }
+}
+
+/// One entry or exit, before the store gives it its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudienceChange {
+    pub audience_id: String,
+    pub audience_slug: String,
+    pub profile_id: String,
+    pub kind: ChangeKind,
+    pub at: Timestamp,
+}
+
+/// A row of the audience-change outbox. `seq` is monotonic (AUTOINCREMENT: never reused),
+/// so a consumer's cursor is the last `seq` it handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceChange {
+    pub seq: i64,
+    pub audience_id: String,
+    pub audience_slug: String,
+    pub profile_id: String,
+    pub kind: ChangeKind,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub audience_id: String,
+    pub profile_id: String,
+    pub entered_at: Timestamp,
+}
+
+/// Everything one processor step changed: committed in ONE transaction with the processor's
+/// cursor, so a crash loses nothing and replays nothing.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileBatch {
+    /// Profiles created or changed (full state).
+    pub upserts: Vec<Profile>,
+    /// Profiles merged away (their memberships go too).
+    pub deletes: Vec<String>,
+    /// Identifiers to (re)point.
+    pub identities: Vec<IdentityRow>,
+    /// `(merged id, survivor id)`; earlier redirects to the merged id are repointed too.
+    pub redirects: Vec<(String, String)>,
+    pub memberships_added: Vec<Membership>,
+    /// `(audience id, profile id)`.
+    pub memberships_removed: Vec<(String, String)>,
+    pub changes: Vec<NewAudienceChange>,
+    /// The processor's new cursor (last event seq applied); `None` leaves it.
+    pub cursor: Option<i64>,
+}
+
+/// The processor's position, and the rebuild in progress if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessorPosition {
+    /// The last event `seq` applied.
+    pub cursor: i64,
+    /// A rebuild runs until the cursor reaches this `seq`.
+    pub rebuild_target: Option<i64>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // The trait
 // ---------------------------------------------------------------------------------------------
 
@@ -335,6 +458,71 @@ pub trait Store: Send + Sync + 'static {
 
     // Dead letters
     async fn list_dead_letters(&self, job_id: &str, limit: u32) -> StoreResult<Vec<DeadLetter>>;
+
+    // ----- CDP: mappings, profiles, audiences, the audience-change outbox -----------------
+    // Profiles, identities, memberships and changes are written only by the profile
+    // processor (`crate::cdp`), one writer at a time; everything it reads between two of its
+    // commits is therefore current.
+
+    /// Creates or replaces a stream's mapping text (validated by the caller).
+    async fn put_mapping(&self, stream: &str, text: &str) -> StoreResult<StreamMapping>;
+    async fn get_mapping(&self, stream: &str) -> StoreResult<StreamMapping>;
+    async fn list_mappings(&self) -> StoreResult<Vec<StreamMapping>>;
+
+    /// Events of every stream after `after_seq`, oldest first.
+    async fn events_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StoredEvent>>;
+    async fn processor_position(&self) -> StoreResult<ProcessorPosition>;
+    /// Events not yet applied by the processor, per stream (streams with none left out).
+    async fn processor_lag(&self) -> StoreResult<Vec<(String, u64)>>;
+    /// Events with `seq` in `(after, upto]`.
+    async fn count_events(&self, after: i64, upto: i64) -> StoreResult<u64>;
+    async fn max_event_seq(&self) -> StoreResult<i64>;
+
+    /// The profiles holding any of these `(field, value)` identifiers.
+    async fn lookup_identities(&self, keys: Vec<(String, String)>)
+        -> StoreResult<Vec<IdentityRow>>;
+    /// Live profiles by id (missing ids are left out; no redirects followed).
+    async fn get_profiles(&self, ids: Vec<String>) -> StoreResult<Vec<Profile>>;
+    /// One profile; the id of a merged-away profile resolves to its survivor.
+    async fn get_profile(&self, id: &str) -> StoreResult<Profile>;
+    /// Profiles in id order after `after`: for re-evaluating audiences page by page.
+    async fn list_profiles(&self, after: Option<String>, limit: u32) -> StoreResult<Vec<Profile>>;
+    async fn count_profiles(&self) -> StoreResult<u64>;
+    /// A profile's identifiers, `(field, value)` sorted.
+    async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>>;
+    /// The memberships of these profiles.
+    async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>>;
+    /// One processor step, atomically (see [`ProfileBatch`]).
+    async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()>;
+    /// Starts a rebuild: every membership exits (change rows), profiles, identities,
+    /// redirects and memberships are cleared, the cursor goes back to 0 and the rebuild
+    /// target becomes the newest event `seq` (returned). One transaction.
+    async fn reset_profiles(&self) -> StoreResult<i64>;
+    /// Clears the rebuild target once the processor has reached it.
+    async fn finish_rebuild(&self) -> StoreResult<()>;
+
+    /// Fails with `Conflict` when the slug is taken.
+    async fn insert_audience(&self, audience: Audience) -> StoreResult<()>;
+    /// Replaces name, description, filter (by id).
+    async fn update_audience(&self, audience: Audience) -> StoreResult<()>;
+    async fn get_audience(&self, slug: &str) -> StoreResult<Audience>;
+    /// With member counts, in slug order.
+    async fn list_audiences(&self) -> StoreResult<Vec<(Audience, u64)>>;
+    /// Deletes the audience and its memberships (its outbox rows stay).
+    async fn delete_audience(&self, slug: &str) -> StoreResult<()>;
+    /// Members in profile id order after `after` (an exclusive profile id cursor).
+    async fn list_members(
+        &self,
+        audience_id: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<Membership>>;
+    /// The outbox after `after_seq`, oldest first: what export jobs publish.
+    async fn list_audience_changes(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceChange>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -2,6 +2,7 @@
 //! queue in front of it is cheaper than lock contention) and a few readers, in WAL mode so
 //! readers never block the writer. Blocking calls run on tokio's blocking pool.
 
+mod cdp;
 mod rows;
 
 use std::path::Path;
@@ -14,7 +15,10 @@ use super::*;
 use rows::*;
 
 /// Versioned migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_foundation.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_foundation.sql"),
+    include_str!("migrations/0002_cdp.sql"),
+];
 const READERS: usize = 4;
 
 pub struct SqliteStore {
@@ -465,6 +469,96 @@ impl Store for SqliteStore {
             rows.map(|r| r.map_err(db)?).collect()
         })
         .await
+    }
+
+    // ----- CDP (implemented in cdp.rs) ---------------------------------------------------
+
+    async fn put_mapping(&self, stream: &str, text: &str) -> StoreResult<StreamMapping> {
+        self.cdp_put_mapping(stream, text).await
+    }
+    async fn get_mapping(&self, stream: &str) -> StoreResult<StreamMapping> {
+        self.cdp_get_mapping(stream).await
+    }
+    async fn list_mappings(&self) -> StoreResult<Vec<StreamMapping>> {
+        self.cdp_list_mappings().await
+    }
+    async fn events_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+        self.cdp_events_after(after_seq, limit).await
+    }
+    async fn processor_position(&self) -> StoreResult<ProcessorPosition> {
+        self.cdp_processor_position().await
+    }
+    async fn processor_lag(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.cdp_processor_lag().await
+    }
+    async fn count_events(&self, after: i64, upto: i64) -> StoreResult<u64> {
+        self.cdp_count_events(after, upto).await
+    }
+    async fn max_event_seq(&self) -> StoreResult<i64> {
+        self.cdp_max_event_seq().await
+    }
+    async fn lookup_identities(
+        &self,
+        keys: Vec<(String, String)>,
+    ) -> StoreResult<Vec<IdentityRow>> {
+        self.cdp_lookup_identities(keys).await
+    }
+    async fn get_profiles(&self, ids: Vec<String>) -> StoreResult<Vec<Profile>> {
+        self.cdp_get_profiles(ids).await
+    }
+    async fn get_profile(&self, id: &str) -> StoreResult<Profile> {
+        self.cdp_get_profile(id).await
+    }
+    async fn list_profiles(&self, after: Option<String>, limit: u32) -> StoreResult<Vec<Profile>> {
+        self.cdp_list_profiles(after, limit).await
+    }
+    async fn count_profiles(&self) -> StoreResult<u64> {
+        self.cdp_count_profiles().await
+    }
+    async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>> {
+        self.cdp_profile_identities(id).await
+    }
+    async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>> {
+        self.cdp_profile_memberships(ids).await
+    }
+    async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()> {
+        self.cdp_commit_profile_batch(batch).await
+    }
+    async fn reset_profiles(&self) -> StoreResult<i64> {
+        self.cdp_reset_profiles().await
+    }
+    async fn finish_rebuild(&self) -> StoreResult<()> {
+        self.cdp_finish_rebuild().await
+    }
+    async fn insert_audience(&self, audience: Audience) -> StoreResult<()> {
+        self.cdp_insert_audience(audience).await
+    }
+    async fn update_audience(&self, audience: Audience) -> StoreResult<()> {
+        self.cdp_update_audience(audience).await
+    }
+    async fn get_audience(&self, slug: &str) -> StoreResult<Audience> {
+        self.cdp_get_audience(slug).await
+    }
+    async fn list_audiences(&self) -> StoreResult<Vec<(Audience, u64)>> {
+        self.cdp_list_audiences().await
+    }
+    async fn delete_audience(&self, slug: &str) -> StoreResult<()> {
+        self.cdp_delete_audience(slug).await
+    }
+    async fn list_members(
+        &self,
+        audience_id: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<Membership>> {
+        self.cdp_list_members(audience_id, after, limit).await
+    }
+    async fn list_audience_changes(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceChange>> {
+        self.cdp_list_audience_changes(after_seq, limit).await
     }
 }
 

@@ -1,0 +1,653 @@
+//! The CDP part of the SQLite backend: mappings, profiles and their identity index,
+//! audiences, memberships, the audience-change outbox and the processor's cursor.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use tributary_lang::ProfileState;
+
+use super::rows::{to_text, RowResult};
+use super::{db, SqliteStore};
+use crate::store::*;
+
+fn parse_time(text: &str) -> StoreResult<Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {text:?}: {e}")))
+}
+
+const PROFILE_COLUMNS: &str = "id, state, created_at, updated_at";
+const AUDIENCE_COLUMNS: &str = "id, slug, name, description, filter, created_at, updated_at";
+const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at";
+
+fn profile_from_row(r: &Row<'_>) -> RowResult<Profile> {
+    let id: String = r.get(0)?;
+    let state: String = r.get(1)?;
+    let created_at: String = r.get(2)?;
+    let updated_at: String = r.get(3)?;
+    Ok((|| {
+        Ok(Profile {
+            state: serde_json::from_str::<ProfileState>(&state)
+                .map_err(|e| StoreError::Corrupt(format!("profile {id} state: {e}")))?,
+            created_at: parse_time(&created_at)?,
+            updated_at: parse_time(&updated_at)?,
+            id,
+        })
+    })())
+}
+
+fn audience_from_row(r: &Row<'_>) -> RowResult<Audience> {
+    let created_at: String = r.get(5)?;
+    let updated_at: String = r.get(6)?;
+    let (id, slug, name, description, filter) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok((|| {
+        Ok(Audience {
+            id,
+            slug,
+            name,
+            description,
+            filter,
+            created_at: parse_time(&created_at)?,
+            updated_at: parse_time(&updated_at)?,
+        })
+    })())
+}
+
+fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
+    let kind: String = r.get(4)?;
+    let at: String = r.get(5)?;
+    let (seq, audience_id, audience_slug, profile_id) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    Ok((|| {
+        Ok(AudienceChange {
+            kind: ChangeKind::parse(&kind).ok_or_else(|| {
+                StoreError::Corrupt(format!("audience change {seq} has kind {kind:?}"))
+            })?,
+            at: parse_time(&at)?,
+            seq,
+            audience_id,
+            audience_slug,
+            profile_id,
+        })
+    })())
+}
+
+fn membership_from_row(r: &Row<'_>) -> RowResult<Membership> {
+    let entered_at: String = r.get(2)?;
+    let (audience_id, profile_id) = (r.get(0)?, r.get(1)?);
+    Ok((|| {
+        Ok(Membership {
+            audience_id,
+            profile_id,
+            entered_at: parse_time(&entered_at)?,
+        })
+    })())
+}
+
+fn mapping_from_row(r: &Row<'_>) -> RowResult<StreamMapping> {
+    let updated_at: String = r.get(2)?;
+    let (stream, text) = (r.get(0)?, r.get(1)?);
+    Ok((|| {
+        Ok(StreamMapping {
+            stream,
+            text,
+            updated_at: parse_time(&updated_at)?,
+        })
+    })())
+}
+
+fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<StoreResult<T>>>) -> StoreResult<Vec<T>> {
+    rows.map(|r| r.map_err(db)?).collect()
+}
+
+fn state_value(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
+    conn.prepare_cached("SELECT value FROM cdp_state WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(db)
+}
+
+fn set_state(tx: &Transaction<'_>, key: &str, value: Option<&str>) -> StoreResult<()> {
+    match value {
+        Some(v) => tx
+            .prepare_cached(
+                "INSERT INTO cdp_state (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut s| s.execute(params![key, v])),
+        None => tx
+            .prepare_cached("DELETE FROM cdp_state WHERE key = ?1")
+            .and_then(|mut s| s.execute([key])),
+    }
+    .map(|_| ())
+    .map_err(db)
+}
+
+fn cursor(conn: &Connection) -> StoreResult<i64> {
+    Ok(state_value(conn, "cursor")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+fn insert_change(tx: &Transaction<'_>, c: &NewAudienceChange) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            c.audience_id,
+            c.audience_slug,
+            c.profile_id,
+            c.kind.as_str(),
+            to_text(&c.at)
+        ])
+    })
+    .map(|_| ())
+    .map_err(db)
+}
+
+impl SqliteStore {
+    pub(super) async fn cdp_put_mapping(
+        &self,
+        stream: &str,
+        text: &str,
+    ) -> StoreResult<StreamMapping> {
+        let (stream, text) = (stream.to_owned(), text.to_owned());
+        self.write(move |tx| {
+            let now = parse_time(&to_text(&Utc::now()))?;
+            tx.execute(
+                "INSERT INTO stream_mappings (stream, text, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (stream) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
+                params![stream, text, to_text(&now)],
+            )
+            .map_err(db)?;
+            Ok(StreamMapping {
+                stream,
+                text,
+                updated_at: now,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_get_mapping(&self, stream: &str) -> StoreResult<StreamMapping> {
+        let stream = stream.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT stream, text, updated_at FROM stream_mappings WHERE stream = ?1",
+                [&stream],
+                mapping_from_row,
+            )
+            .optional()
+            .map_err(db)?
+            .ok_or(StoreError::NotFound {
+                what: "mapping for stream",
+                id: stream,
+            })?
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_list_mappings(&self) -> StoreResult<Vec<StreamMapping>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT stream, text, updated_at FROM stream_mappings ORDER BY stream",
+                )
+                .map_err(db)?;
+            let rows = stmt.query_map([], mapping_from_row).map_err(db)?;
+            collect(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_events_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    super::rows::EVENT_COLUMNS
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![after_seq, limit], super::rows::event_from_row)
+                .map_err(db)?;
+            collect(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_processor_position(&self) -> StoreResult<ProcessorPosition> {
+        self.read(|conn| {
+            Ok(ProcessorPosition {
+                cursor: cursor(conn)?,
+                rebuild_target: state_value(conn, "rebuild_target")?.and_then(|v| v.parse().ok()),
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_processor_lag(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.read(|conn| {
+            let cursor = cursor(conn)?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT stream, COUNT(*) FROM events WHERE seq > ?1 GROUP BY stream ORDER BY stream",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([cursor], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_count_events(&self, after: i64, upto: i64) -> StoreResult<u64> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT COUNT(*) FROM events WHERE seq > ?1 AND seq <= ?2")
+                .and_then(|mut s| s.query_row([after, upto], |r| r.get::<_, i64>(0)))
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_max_event_seq(&self) -> StoreResult<i64> {
+        self.read(|conn| {
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_lookup_identities(
+        &self,
+        keys: Vec<(String, String)>,
+    ) -> StoreResult<Vec<IdentityRow>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT profile_id FROM identities WHERE field = ?1 AND value = ?2")
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for (field, value) in keys {
+                let found: Option<String> = stmt
+                    .query_row(params![field, value], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                if let Some(profile_id) = found {
+                    out.push(IdentityRow {
+                        field,
+                        value,
+                        profile_id,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_get_profiles(&self, ids: Vec<String>) -> StoreResult<Vec<Profile>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = ?1"
+                ))
+                .map_err(db)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(p) = stmt
+                    .query_row([&id], profile_from_row)
+                    .optional()
+                    .map_err(db)?
+                {
+                    out.push(p?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_get_profile(&self, id: &str) -> StoreResult<Profile> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let live: String = conn
+                .prepare_cached("SELECT to_id FROM profile_redirects WHERE from_id = ?1")
+                .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+                .map_err(db)?
+                .unwrap_or_else(|| id.clone());
+            conn.prepare_cached(&format!(
+                "SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([&live], profile_from_row).optional())
+            .map_err(db)?
+            .ok_or(StoreError::NotFound {
+                what: "profile",
+                id,
+            })?
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_list_profiles(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<Profile>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {PROFILE_COLUMNS} FROM profiles WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![after.unwrap_or_default(), limit], profile_from_row)
+                .map_err(db)?;
+            collect(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_count_profiles(&self) -> StoreResult<u64> {
+        self.read(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM profiles", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_profile_identities(
+        &self,
+        id: &str,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT field, value FROM identities WHERE profile_id = ?1 ORDER BY field, value",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_profile_memberships(
+        &self,
+        ids: Vec<String>,
+    ) -> StoreResult<Vec<Membership>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT audience_id, profile_id, entered_at FROM memberships WHERE profile_id = ?1",
+                )
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for id in ids {
+                let rows = stmt.query_map([&id], membership_from_row).map_err(db)?;
+                out.extend(collect(rows)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_commit_profile_batch(
+        &self,
+        batch: Arc<ProfileBatch>,
+    ) -> StoreResult<()> {
+        self.write(move |tx| {
+            {
+                let mut upsert = tx
+                    .prepare_cached(
+                        "INSERT INTO profiles (id, state, created_at, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                    )
+                    .map_err(db)?;
+                let mut buf = Vec::with_capacity(1024);
+                for p in &batch.upserts {
+                    buf.clear();
+                    serde_json::to_writer(&mut buf, &p.state).expect("profile states serialize");
+                    let state = std::str::from_utf8(&buf).expect("serde_json writes UTF-8");
+                    upsert
+                        .execute(params![p.id, state, to_text(&p.created_at), to_text(&p.updated_at)])
+                        .map_err(db)?;
+                }
+            }
+            for id in &batch.deletes {
+                tx.prepare_cached("DELETE FROM profiles WHERE id = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(db)?;
+                tx.prepare_cached("DELETE FROM memberships WHERE profile_id = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(db)?;
+            }
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO identities (field, value, profile_id) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (field, value) DO UPDATE SET profile_id = excluded.profile_id",
+                    )
+                    .map_err(db)?;
+                for i in &batch.identities {
+                    stmt.execute(params![i.field, i.value, i.profile_id]).map_err(db)?;
+                }
+            }
+            for (from, to) in &batch.redirects {
+                tx.prepare_cached("UPDATE profile_redirects SET to_id = ?2 WHERE to_id = ?1")
+                    .and_then(|mut s| s.execute([from, to]))
+                    .map_err(db)?;
+                tx.prepare_cached(
+                    "INSERT INTO profile_redirects (from_id, to_id) VALUES (?1, ?2)
+                     ON CONFLICT (from_id) DO UPDATE SET to_id = excluded.to_id",
+                )
+                .and_then(|mut s| s.execute([from, to]))
+                .map_err(db)?;
+            }
+            {
+                let mut del = tx
+                    .prepare_cached("DELETE FROM memberships WHERE audience_id = ?1 AND profile_id = ?2")
+                    .map_err(db)?;
+                for (a, p) in &batch.memberships_removed {
+                    del.execute([a, p]).map_err(db)?;
+                }
+                let mut add = tx
+                    .prepare_cached(
+                        "INSERT INTO memberships (audience_id, profile_id, entered_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .map_err(db)?;
+                for m in &batch.memberships_added {
+                    add.execute(params![m.audience_id, m.profile_id, to_text(&m.entered_at)])
+                        .map_err(db)?;
+                }
+            }
+            for c in &batch.changes {
+                insert_change(tx, c)?;
+            }
+            if let Some(c) = batch.cursor {
+                set_state(tx, "cursor", Some(&c.to_string()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_reset_profiles(&self) -> StoreResult<i64> {
+        self.write(|tx| {
+            let at = to_text(&Utc::now());
+            tx.execute(
+                "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at)
+                 SELECT m.audience_id, a.slug, m.profile_id, 'exit', ?1
+                   FROM memberships m JOIN audiences a ON a.id = m.audience_id
+                  ORDER BY m.profile_id, a.slug",
+                [&at],
+            )
+            .map_err(db)?;
+            tx.execute_batch(
+                "DELETE FROM memberships; DELETE FROM identities; DELETE FROM profile_redirects;
+                 DELETE FROM profiles;",
+            )
+            .map_err(db)?;
+            let target: i64 = tx
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+                .map_err(db)?;
+            set_state(tx, "cursor", Some("0"))?;
+            set_state(tx, "rebuild_target", Some(&target.to_string()))?;
+            Ok(target)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_finish_rebuild(&self) -> StoreResult<()> {
+        self.write(|tx| set_state(tx, "rebuild_target", None)).await
+    }
+
+    pub(super) async fn cdp_insert_audience(&self, a: Audience) -> StoreResult<()> {
+        self.write(move |tx| {
+            let result = tx.execute(
+                &format!("INSERT INTO audiences ({AUDIENCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![a.id, a.slug, a.name, a.description, a.filter, to_text(&a.created_at), to_text(&a.updated_at)],
+            );
+            match result {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(StoreError::Conflict(format!(
+                        "an audience with slug {:?} already exists; choose another slug",
+                        a.slug
+                    )))
+                }
+                other => other.map(|_| ()).map_err(db),
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_update_audience(&self, a: Audience) -> StoreResult<()> {
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE audiences SET name = ?2, description = ?3, filter = ?4, updated_at = ?5 WHERE id = ?1",
+                    params![a.id, a.name, a.description, a.filter, to_text(&a.updated_at)],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(StoreError::NotFound { what: "audience", id: a.slug });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_get_audience(&self, slug: &str) -> StoreResult<Audience> {
+        let slug = slug.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE slug = ?1"),
+                [&slug],
+                audience_from_row,
+            )
+            .optional()
+            .map_err(db)?
+            .ok_or(StoreError::NotFound {
+                what: "audience",
+                id: slug,
+            })?
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_list_audiences(&self) -> StoreResult<Vec<(Audience, u64)>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {AUDIENCE_COLUMNS} FROM audiences ORDER BY slug"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([], audience_from_row).map_err(db)?;
+            let audiences = collect(rows)?;
+            let mut count = conn
+                .prepare_cached("SELECT COUNT(*) FROM memberships WHERE audience_id = ?1")
+                .map_err(db)?;
+            audiences
+                .into_iter()
+                .map(|a| {
+                    let n: i64 = count.query_row([&a.id], |r| r.get(0)).map_err(db)?;
+                    Ok((a, n as u64))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_delete_audience(&self, slug: &str) -> StoreResult<()> {
+        let slug = slug.to_owned();
+        self.write(move |tx| {
+            match tx
+                .execute("DELETE FROM audiences WHERE slug = ?1", [&slug])
+                .map_err(db)?
+            {
+                0 => Err(StoreError::NotFound {
+                    what: "audience",
+                    id: slug,
+                }),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_list_members(
+        &self,
+        audience_id: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<Membership>> {
+        let audience_id = audience_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT audience_id, profile_id, entered_at FROM memberships
+                      WHERE audience_id = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(
+                    params![audience_id, after.unwrap_or_default(), limit],
+                    membership_from_row,
+                )
+                .map_err(db)?;
+            collect(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_list_audience_changes(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceChange>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLUMNS} FROM audience_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![after_seq, limit], change_from_row)
+                .map_err(db)?;
+            collect(rows)
+        })
+        .await
+    }
+}

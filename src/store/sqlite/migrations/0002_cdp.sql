@@ -1,0 +1,68 @@
+-- CDP: stream mappings, profiles with their identity index, audiences, memberships, the
+-- audience-change outbox and the profile processor's cursor.
+
+CREATE TABLE stream_mappings (
+    stream      TEXT PRIMARY KEY,
+    text        TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+
+-- `state` is the ProfileState (every field with its merge state) as JSON.
+CREATE TABLE profiles (
+    id          TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+
+-- (identity field, value) -> the live profile holding it. Rows always point at a live profile:
+-- a merge repoints the merged profile's identities to the survivor.
+CREATE TABLE identities (
+    field       TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    profile_id  TEXT NOT NULL,
+    PRIMARY KEY (field, value)
+);
+CREATE INDEX identities_by_profile ON identities (profile_id);
+
+-- Ids of merged-away profiles keep resolving to the survivor (kept flat: to_id is live).
+CREATE TABLE profile_redirects (
+    from_id  TEXT PRIMARY KEY,
+    to_id    TEXT NOT NULL
+);
+CREATE INDEX profile_redirects_by_target ON profile_redirects (to_id);
+
+CREATE TABLE audiences (
+    id           TEXT PRIMARY KEY,
+    slug         TEXT NOT NULL UNIQUE,
+    name         TEXT NOT NULL,
+    description  TEXT NOT NULL DEFAULT '',
+    filter       TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+
+CREATE TABLE memberships (
+    audience_id  TEXT NOT NULL REFERENCES audiences (id) ON DELETE CASCADE,
+    profile_id   TEXT NOT NULL,
+    entered_at   TEXT NOT NULL,
+    PRIMARY KEY (audience_id, profile_id)
+);
+CREATE INDEX memberships_by_profile ON memberships (profile_id);
+
+-- The outbox export jobs read after their own cursor. Never updated, only appended.
+CREATE TABLE audience_changes (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    audience_id    TEXT NOT NULL,
+    audience_slug  TEXT NOT NULL,
+    profile_id     TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    at             TEXT NOT NULL
+);
+
+-- The processor's cursor (`cursor`: the last event seq applied) and rebuild bookkeeping.
+CREATE TABLE cdp_state (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+INSERT INTO cdp_state (key, value) VALUES ('cursor', '0');
