@@ -4,4 +4,6 @@
 mod support;
 
 mod foundation;
+mod import;
+mod import_faults;
 mod peers;
