@@ -8,6 +8,7 @@ pub mod extract;
 mod health;
 pub mod jobs;
 pub mod streams;
+mod ui;
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(health::router())
+        .merge(ui::router())
         .merge(api)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -92,8 +94,11 @@ pub(crate) mod tests {
         let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db"))
             .await
             .expect("store opens");
+        let store: crate::store::DynStore = std::sync::Arc::new(store);
+        let metrics = Metrics::new();
         let state = AppState {
-            store: std::sync::Arc::new(store),
+            cdp: crate::cdp::Cdp::new(store.clone(), metrics.clone()),
+            store,
             master_key: MasterKey::from_hex(&"ab".repeat(32)).expect("key"),
             api_token: std::sync::Arc::new(ApiToken {
                 value: TOKEN.into(),
@@ -101,7 +106,7 @@ pub(crate) mod tests {
                 path: None,
             }),
             aws: AwsConnector::from_environment().await,
-            metrics: Metrics::new(),
+            metrics,
             jobs: JobManager::default(),
         };
         TestApp {
