@@ -66,6 +66,11 @@ fn kinesis_client_with(
     Client::from_conf(config.build())
 }
 
+/// An STS client for `endpoint` with the static test credentials (no retries).
+pub fn sts_client(endpoint: &str) -> aws_sdk_sts::Client {
+    sts_client_as(endpoint, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY)
+}
+
 /// An STS client for `endpoint` signing with the given keys (no retries).
 pub fn sts_client_as(endpoint: &str, access_key_id: &str, secret: &str) -> aws_sdk_sts::Client {
     let config = aws_sdk_sts::Config::builder()

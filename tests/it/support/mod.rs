@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 pub use fault_proxy::{Fault, FaultCounts, FaultPlan, FaultProxy};
 pub use kinesis::{
     create_stream, delete_stream, kinesis_client, kinesis_client_as, kinesis_client_no_retry,
-    list_shards, merge_shards, put_records, read_all, split_shard, split_shard_in_half,
+    list_shards, merge_shards, put_records, read_all, split_shard, split_shard_in_half, sts_client,
     sts_client_as, wait_stream_active, ReadRecord, TEST_ACCESS_KEY_ID, TEST_REGION,
     TEST_SECRET_ACCESS_KEY,
 };
