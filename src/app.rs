@@ -18,6 +18,8 @@ pub struct AppState {
     pub aws: AwsConnector,
     pub metrics: Metrics,
     pub jobs: JobManager,
+    /// Mappings, the profile processor and audiences (one shared handle).
+    pub cdp: crate::cdp::Cdp,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod app;
+pub mod audiences;
 pub mod aws;
+pub mod cdp;
 pub mod cli;
 pub mod config;
 pub mod jobs;

@@ -2,7 +2,8 @@
 //! so tests can run several servers in one process.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -16,6 +17,14 @@ pub struct Metrics {
     pub get_records_throttles: IntCounterVec,
     pub millis_behind_latest: IntGaugeVec,
     pub batch_commit_seconds: HistogramVec,
+    // Profile processor and audiences (crate::cdp, crate::audiences)
+    pub cdp_events_processed: IntCounter,
+    pub cdp_events_mapped: IntCounter,
+    pub cdp_profiles_merged: IntCounter,
+    pub cdp_audience_changes: IntCounterVec,
+    pub cdp_batch_seconds: Histogram,
+    pub cdp_processor_lag: IntGaugeVec,
+    pub cdp_processor_lag_total: IntGauge,
 }
 
 impl Metrics {
@@ -79,7 +88,15 @@ impl Metrics {
         registry
             .register(Box::new(batch_commit_seconds.clone()))
             .expect("unique metric");
+        let cdp = CdpMetrics::register(&registry);
         Self {
+            cdp_events_processed: cdp.events_processed,
+            cdp_events_mapped: cdp.events_mapped,
+            cdp_profiles_merged: cdp.profiles_merged,
+            cdp_audience_changes: cdp.audience_changes,
+            cdp_batch_seconds: cdp.batch_seconds,
+            cdp_processor_lag: cdp.processor_lag,
+            cdp_processor_lag_total: cdp.processor_lag_total,
             registry,
             http_requests,
             import_records_in,
@@ -109,5 +126,94 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The profile processor's metrics, registered together.
+struct CdpMetrics {
+    events_processed: IntCounter,
+    events_mapped: IntCounter,
+    profiles_merged: IntCounter,
+    audience_changes: IntCounterVec,
+    batch_seconds: Histogram,
+    processor_lag: IntGaugeVec,
+    processor_lag_total: IntGauge,
+}
+
+impl CdpMetrics {
+    fn register(registry: &Registry) -> Self {
+        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+            r.register(Box::new(m.clone())).expect("unique metric");
+            m
+        }
+        CdpMetrics {
+            events_processed: reg(
+                registry,
+                IntCounter::new(
+                    "cdp_events_processed_total",
+                    "Events the profile processor has read from the event log",
+                )
+                .expect("valid metric"),
+            ),
+            events_mapped: reg(
+                registry,
+                IntCounter::new(
+                    "cdp_events_mapped_total",
+                    "Events that a mapping turned into a profile change",
+                )
+                .expect("valid metric"),
+            ),
+            profiles_merged: reg(
+                registry,
+                IntCounter::new(
+                    "cdp_profiles_merged_total",
+                    "Stored profiles merged into another by identity resolution",
+                )
+                .expect("valid metric"),
+            ),
+            audience_changes: reg(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cdp_audience_changes_total",
+                        "Audience entries and exits written to the outbox",
+                    ),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            batch_seconds: reg(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "cdp_batch_seconds",
+                        "Time for one profile processor batch, commit included",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
+            processor_lag: reg(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cdp_processor_lag_events",
+                        "Events stored but not yet applied to profiles, per stream",
+                    ),
+                    &["stream"],
+                )
+                .expect("valid metric"),
+            ),
+            processor_lag_total: reg(
+                registry,
+                IntGauge::new(
+                    "cdp_processor_lag_events_total",
+                    "Events stored but not yet applied to profiles",
+                )
+                .expect("valid metric"),
+            ),
+        }
     }
 }

@@ -43,12 +43,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let master_key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
     let api_token = ApiToken::load_or_create(settings.api_token.as_deref(), &settings.data_dir)?;
     let store = crate::store::open(&settings.store_url).await?;
+    let metrics = Metrics::new();
     let state = AppState {
+        cdp: crate::cdp::Cdp::new(store.clone(), metrics.clone()),
         store,
         master_key,
         api_token: Arc::new(api_token),
         aws: AwsConnector::from_environment().await,
-        metrics: Metrics::new(),
+        metrics,
         jobs: JobManager::default(),
     };
 
@@ -70,6 +72,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         tracing::info!(jobs = resumed, "resumed running jobs from their checkpoints");
     }
 
+    // The profile processor: events → profiles → audience changes, until shutdown.
+    let processor_stop = CancellationToken::new();
+    let processor = tokio::spawn(state.cdp.clone().run(processor_stop.clone()));
+
     let app = crate::api::router(state.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -77,6 +83,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         .map_err(ServeError::Http)?;
     // Jobs stop after the API so no request starts one mid-shutdown.
     state.jobs.stop_all().await;
+    processor_stop.cancel();
+    let _ = processor.await;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! The HTTP API: one router per resource, merged over shared [`AppState`]. Every `/api/...`
 //! route requires the bearer token; `/healthz` and `/metrics` do not.
 
+pub mod audiences;
 pub mod authorizations;
 pub mod aws;
 pub mod error;
 pub mod extract;
 mod health;
 pub mod jobs;
+pub mod mapping;
+pub mod profiles;
 pub mod streams;
 mod ui;
 
@@ -25,6 +28,9 @@ pub fn router(state: AppState) -> Router {
         .merge(aws::router())
         .merge(jobs::router())
         .merge(streams::router())
+        .merge(mapping::router())
+        .merge(profiles::router())
+        .merge(audiences::router())
         .fallback(|| async {
             ApiError::not_found("no such API route; see the README's API reference")
         })

@@ -386,7 +386,8 @@ pub struct ProfileBatch {
     pub deletes: Vec<String>,
     /// Identifiers to (re)point.
     pub identities: Vec<IdentityRow>,
-    /// `(merged id, survivor id)`; earlier redirects to the merged id are repointed too.
+    /// `(merged id, survivor id)`, applied in order: the merged profile's identifiers and
+    /// earlier redirects to it are repointed to the survivor.
     pub redirects: Vec<(String, String)>,
     pub memberships_added: Vec<Membership>,
     /// `(audience id, profile id)`.

@@ -443,6 +443,9 @@ impl SqliteStore {
                 }
             }
             for (from, to) in &batch.redirects {
+                tx.prepare_cached("UPDATE identities SET profile_id = ?2 WHERE profile_id = ?1")
+                    .and_then(|mut s| s.execute([from, to]))
+                    .map_err(db)?;
                 tx.prepare_cached("UPDATE profile_redirects SET to_id = ?2 WHERE to_id = ?1")
                     .and_then(|mut s| s.execute([from, to]))
                     .map_err(db)?;

@@ -1,0 +1,295 @@
+//! The CDP core: stream mappings, identity resolution and the profile processor that turns
+//! the event log into profiles and audience changes.
+//!
+//! [`Cdp`] is the one handle every caller (API routes, the processor task, the schedule)
+//! shares. It serializes everything that writes profiles, identities, memberships or audience
+//! changes behind one lock — the processor's batches, audience re-evaluations and rebuilds —
+//! so each of those steps reads current state and commits it in one transaction.
+
+pub mod identity;
+pub mod processor;
+pub mod registry;
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, Notify};
+use tributary_lang::{dates, parse_mapping, Mapping, ParseError};
+
+use crate::audiences::{AudienceError, AudienceSet};
+use crate::metrics::Metrics;
+use crate::store::{Audience, DynStore, StoreError, StoreResult, StoredEvent, StreamMapping};
+pub use registry::MappingRegistry;
+
+/// Top-level event fields read, in order, as the event's time (for `latest`/`first` and
+/// relative dates in mappings); else the Kinesis arrival time, else when it was stored.
+pub const EVENT_TIME_FIELDS: &[&str] = &["_ts", "timestamp", "ts", "time", "event_time"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CdpError {
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error(
+        "the mapping reads FROM {from:?} but is being set on stream {stream:?}; they must match"
+    )]
+    WrongStream { from: String, stream: String },
+    #[error(transparent)]
+    Audience(#[from] AudienceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Progress of `POST /api/profiles/rebuild`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RebuildStatus {
+    /// `idle` (never rebuilt), `running` or `done`.
+    pub state: &'static str,
+    pub processed: u64,
+    pub total: u64,
+}
+
+#[derive(Clone)]
+pub struct Cdp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: DynStore,
+    metrics: Metrics,
+    /// Held by every writer of profiles/memberships/changes (see the module docs).
+    write_lock: Mutex<()>,
+    mappings: RwLock<Option<Arc<MappingRegistry>>>,
+    audiences: RwLock<Option<Arc<AudienceSet>>>,
+    /// Wakes the processor early (new events, a rebuild).
+    wake: Notify,
+}
+
+impl Cdp {
+    pub fn new(store: DynStore, metrics: Metrics) -> Self {
+        Cdp {
+            inner: Arc::new(Inner {
+                store,
+                metrics,
+                write_lock: Mutex::new(()),
+                mappings: RwLock::new(None),
+                audiences: RwLock::new(None),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Asks the processor to look for new events now rather than at its next poll.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    // ----- mappings ---------------------------------------------------------------------
+
+    /// The parsed mappings of every stream (cached until a mapping changes).
+    pub async fn mappings(&self) -> StoreResult<Arc<MappingRegistry>> {
+        if let Some(r) = self.inner.mappings.read().expect("lock").clone() {
+            return Ok(r);
+        }
+        let rows = self.inner.store.list_mappings().await?;
+        let r = Arc::new(MappingRegistry::new(rows));
+        *self.inner.mappings.write().expect("lock") = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Validates and stores a stream's mapping. New events use it; existing profiles keep
+    /// what older mappings made until a rebuild.
+    pub async fn set_mapping(
+        &self,
+        stream: &str,
+        text: &str,
+    ) -> Result<(Mapping, StreamMapping), CdpError> {
+        let mapping = parse_mapping(text)?;
+        if mapping.from != stream {
+            return Err(CdpError::WrongStream {
+                from: mapping.from.clone(),
+                stream: stream.to_owned(),
+            });
+        }
+        let _guard = self.inner.write_lock.lock().await;
+        let stored = self.inner.store.put_mapping(stream, text).await?;
+        *self.inner.mappings.write().expect("lock") = None;
+        Ok((mapping, stored))
+    }
+
+    // ----- audiences --------------------------------------------------------------------
+
+    /// Every audience, compiled (cached until an audience changes).
+    pub async fn audiences(&self) -> Result<Arc<AudienceSet>, CdpError> {
+        if let Some(a) = self.inner.audiences.read().expect("lock").clone() {
+            return Ok(a);
+        }
+        let rows = self
+            .inner
+            .store
+            .list_audiences()
+            .await?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        let set = Arc::new(AudienceSet::new(rows)?);
+        *self.inner.audiences.write().expect("lock") = Some(set.clone());
+        Ok(set)
+    }
+
+    fn forget_audiences(&self) {
+        *self.inner.audiences.write().expect("lock") = None;
+    }
+
+    /// Creates an audience and evaluates every profile against it (in the background; members
+    /// enter as the pages commit).
+    pub async fn create_audience(
+        &self,
+        audience: Audience,
+    ) -> Result<tributary_lang::Filter, CdpError> {
+        let filter = {
+            let _guard = self.inner.write_lock.lock().await;
+            let set = self.audiences().await?;
+            let filter = set.check(&audience)?;
+            self.inner.store.insert_audience(audience.clone()).await?;
+            self.forget_audiences();
+            filter
+        };
+        self.spawn_reevaluation(vec![audience.slug]);
+        Ok(filter)
+    }
+
+    /// Changes an audience's name, description and filter, then re-evaluates everyone.
+    pub async fn update_audience(
+        &self,
+        audience: Audience,
+    ) -> Result<tributary_lang::Filter, CdpError> {
+        let filter = {
+            let _guard = self.inner.write_lock.lock().await;
+            let set = self.audiences().await?;
+            let filter = set.check(&audience)?;
+            self.inner.store.update_audience(audience.clone()).await?;
+            self.forget_audiences();
+            filter
+        };
+        self.spawn_reevaluation(vec![audience.slug]);
+        Ok(filter)
+    }
+
+    /// Deletes an audience no other audience INCLUDEs. Its memberships go; no exit changes
+    /// are written (export jobs naming it are told by the audience's absence).
+    pub async fn delete_audience(&self, slug: &str) -> Result<(), CdpError> {
+        let _guard = self.inner.write_lock.lock().await;
+        let set = self.audiences().await?;
+        set.check_delete(slug)?;
+        self.inner.store.delete_audience(slug).await?;
+        self.forget_audiences();
+        Ok(())
+    }
+
+    fn spawn_reevaluation(&self, slugs: Vec<String>) {
+        let cdp = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cdp.reevaluate(&slugs).await {
+                tracing::error!(error = %e, audiences = ?slugs, "re-evaluating audiences failed");
+            }
+        });
+    }
+
+    // ----- rebuild and lag --------------------------------------------------------------
+
+    /// Starts rebuilding every profile from the stored events (see
+    /// [`crate::store::Store::reset_profiles`]); the processor does the work.
+    pub async fn start_rebuild(&self) -> StoreResult<RebuildStatus> {
+        {
+            let _guard = self.inner.write_lock.lock().await;
+            self.inner.store.reset_profiles().await?;
+        }
+        self.wake();
+        self.rebuild_status().await
+    }
+
+    pub async fn rebuild_status(&self) -> StoreResult<RebuildStatus> {
+        let store = &self.inner.store;
+        let pos = store.processor_position().await?;
+        Ok(match pos.rebuild_target {
+            None => RebuildStatus {
+                state: "idle",
+                processed: 0,
+                total: 0,
+            },
+            Some(target) => RebuildStatus {
+                state: if pos.cursor >= target {
+                    "done"
+                } else {
+                    "running"
+                },
+                processed: store.count_events(0, pos.cursor.min(target)).await?,
+                total: store.count_events(0, target).await?,
+            },
+        })
+    }
+}
+
+/// Events not yet applied by the profile processor, per stream (streams with none are left
+/// out). For `GET /api/streams`.
+pub async fn lag(store: &DynStore) -> StoreResult<Vec<(String, u64)>> {
+    store.processor_lag().await
+}
+
+/// The time an event happened (see [`EVENT_TIME_FIELDS`]).
+pub fn event_time(event: &StoredEvent) -> DateTime<Utc> {
+    time_from_fields(&event.fields)
+        .or_else(|| {
+            event
+                .origin
+                .as_ref()
+                .and_then(|o| o.approximate_arrival_timestamp)
+        })
+        .unwrap_or(event.stored_at)
+}
+
+fn time_from_fields(fields: &Map<String, Value>) -> Option<DateTime<Utc>> {
+    EVENT_TIME_FIELDS
+        .iter()
+        .find_map(|f| match fields.get(*f)? {
+            Value::String(s) => dates::parse_date(s),
+            Value::Number(n) => dates::from_epoch(n.as_f64()?),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn event_time_prefers_the_event_fields() {
+        let mut e = StoredEvent {
+            seq: 1,
+            event_id: "e".into(),
+            stream: "web".into(),
+            fields: json!({"ts": 1_700_000_000}).as_object().unwrap().clone(),
+            origin: None,
+            stored_at: Utc::now(),
+        };
+        assert_eq!(event_time(&e).timestamp(), 1_700_000_000);
+        e.fields = json!({"timestamp": "2024-01-02T03:04:05Z"})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(event_time(&e).to_rfc3339(), "2024-01-02T03:04:05+00:00");
+        e.fields = json!({"ts": "garbage"}).as_object().unwrap().clone();
+        assert_eq!(event_time(&e), e.stored_at);
+    }
+}
