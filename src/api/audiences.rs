@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
             get(show).put(update).delete(remove),
         )
         .route("/api/audiences/{slug}/members", get(members))
+        .route("/api/audience-changes", get(changes))
 }
 
 pub fn view(a: &Audience, members: Option<u64>) -> Value {
@@ -229,6 +230,44 @@ async fn members(
     };
     Ok(Json(json!({
         "members": page.iter().map(|m| json!({"profile_id": m.profile_id, "entered_at": m.entered_at})).collect::<Vec<_>>(),
+        "next": next,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// The audience-change outbox after `after` (a `seq`), oldest first:
+/// `{"changes":[{"seq","audience_id","audience","profile_id","kind","at"}],"next": seq or null}`.
+async fn changes(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ChangesQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be 1–{MAX_PAGE}"),
+        ));
+    }
+    let page = state
+        .store
+        .list_audience_changes(q.after.unwrap_or(0), limit)
+        .await?;
+    let next = page.last().map(|c| c.seq);
+    Ok(Json(json!({
+        "changes": page.iter().map(|c| json!({
+            "seq": c.seq,
+            "audience_id": c.audience_id,
+            "audience": c.audience_slug,
+            "profile_id": c.profile_id,
+            "kind": c.kind.as_str(),
+            "at": c.at,
+        })).collect::<Vec<_>>(),
         "next": next,
     })))
 }

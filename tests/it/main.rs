@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cdp;
 mod foundation;
 mod import;
 mod import_faults;
