@@ -2,6 +2,7 @@
 //! over its HTTP API, so the CLI can do nothing the API cannot.
 
 pub mod auth;
+pub mod cdp;
 pub mod client;
 pub mod events;
 pub mod jobs;
@@ -74,12 +75,38 @@ pub enum Command {
         /// The file to send; `-` or nothing reads standard input.
         file: Option<std::path::PathBuf>,
     },
+    /// Set and show event stream mappings (events → profile fields).
+    Mapping {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: cdp::MappingCommand,
+    },
+    /// Manage audiences (profiles matching a filter) and read their entry/exit changes.
+    Audience {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: cdp::AudienceCommand,
+    },
+    /// Look up profiles; rebuild them from the stored events.
+    Profile {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: cdp::ProfileCommand,
+    },
 }
 
 /// Runs a client command; `serve` is handled by the binary.
 pub async fn run_client(command: Command) -> Result<(), client::ClientError> {
     match command {
         Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Mapping { server, command } => cdp::mapping(&Client::new(&server)?, command).await,
+        Command::Audience { server, command } => {
+            cdp::audience(&Client::new(&server)?, command).await
+        }
+        Command::Profile { server, command } => cdp::profile(&Client::new(&server)?, command).await,
         Command::Auth { server, command } => auth::run(&Client::new(&server)?, command).await,
         Command::Streams {
             server,

@@ -322,3 +322,81 @@ async fn collected_events_become_profiles_audiences_and_changes() {
     assert_eq!(rebuilt["fields"], after["fields"]);
     assert_eq!(rebuilt["audiences"], json!(["buyers"]));
 }
+
+/// Runs the `tributary` CLI against `server`; `(success, stdout, stderr)`.
+fn cli(server: &TestServer, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(args)
+        .arg("--server")
+        .arg(server.base_url())
+        .env("TRIBUTARY_API_TOKEN", crate::support::TEST_API_TOKEN)
+        .env_remove("TRIBUTARY_SERVER")
+        .env_remove("TRIBUTARY_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tributary CLI");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("CLI output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn cli_sets_mappings_manages_audiences_and_finds_profiles() {
+    let server = TestServer::builder().start().await;
+    let (ok, out, err) = cli(&server, &["mapping", "set", "web", "-"], MAPPING);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("visits"), "{out}");
+    let (ok, _, err) = cli(&server, &["mapping", "set", "web", "-"], "SELECT nope");
+    assert!(!ok);
+    assert!(err.contains("line 1, column"), "{err}");
+    let (ok, out, _) = cli(&server, &["mapping", "show", "web"], "");
+    assert!(ok && out.contains("INTO user BY email OR user_id"), "{out}");
+
+    let (ok, out, err) = cli(
+        &server,
+        &["audience", "create", "buyers", "--filter", "spent >= 10"],
+        "",
+    );
+    assert!(ok, "{out}{err}");
+    collect(&server, json!([{"email": "c@x.io", "amount": 20}])).await;
+    let profile = profile_when(&server, "email", "c@x.io", "c is a buyer", |p| {
+        p["audiences"] == json!(["buyers"])
+    })
+    .await;
+    let (ok, out, _) = cli(&server, &["audience", "list"], "");
+    assert!(
+        ok && out.contains("buyers") && out.contains("spent >= 10"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&server, &["audience", "members", "buyers"], "");
+    assert!(ok && out.contains(profile["id"].as_str().unwrap()), "{out}");
+    let (ok, out, _) = cli(
+        &server,
+        &[
+            "profile", "get", "--field", "email", "--value", "c@x.io", "--json",
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["fields"]["visits"], 1);
+    let (ok, out, _) = cli(&server, &["audience", "changes"], "");
+    assert!(ok && out.contains("enter"), "{out}");
+    let (ok, _, _) = cli(&server, &["audience", "delete", "buyers"], "");
+    assert!(ok);
+    let (ok, _, err) = cli(&server, &["audience", "show", "buyers"], "");
+    assert!(!ok && err.contains("404"), "{err}");
+}
