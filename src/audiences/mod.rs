@@ -333,10 +333,9 @@ mod tests {
             .collect();
         assert_eq!(slugs, ["a", "c"]);
         // Unaffected audiences keep their old membership even when they would now differ.
-        let old = vec![false, true, false];
         let idx_b = set.index_of_slug("b").unwrap();
         let mut old_by_index = vec![false; 3];
-        old_by_index[idx_b] = old[1];
+        old_by_index[idx_b] = true;
         let m = set.evaluate(&json!({"visits": 5}), &old_by_index, &affected, Utc::now());
         assert!(m[idx_b]);
         assert!(m[set.index_of_slug("a").unwrap()]);

@@ -253,7 +253,7 @@ async fn collected_events_become_profiles_audiences_and_changes() {
     let (status, old) = server.get(&format!("/api/profiles/{bob_id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(old["id"], ann_id.as_str());
-    assert_eq!(members(&server, "us").await, [ann_id.clone()]);
+    assert_eq!(members(&server, "us").await, std::slice::from_ref(&ann_id));
 
     // Moving away: latest country wins, so she exits `us` and, through INCLUDE, `us_buyers`.
     collect(&server, json!({"user_id": "u-bob", "country": "CA"})).await;
