@@ -1137,3 +1137,77 @@ async fn pause_and_resume_lose_and_repeat_nothing() {
     .await;
     assert_eq!(stream_count(&s.server, "web").await, 2000);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. Start positions across pauses and restarts.
+// ---------------------------------------------------------------------------------------------
+
+/// `latest` means "records put after the job was created": a quiet shard (no record read yet,
+/// so no checkpoint) must not skip what arrives while the job is paused or the server is down.
+#[tokio::test]
+async fn a_latest_job_keeps_records_that_arrive_while_it_is_paused_or_down() {
+    let mut s = Setup::on_kinesalite().await;
+    create_stream(&s.kinesis, "clicks", 1).await;
+    put_records(&s.kinesis, "clicks", &keyed_records(5, 2, 0, "old")).await;
+    let job = s.import("clicks", "web", json!("latest")).await;
+    let label = [("job", job.as_str())];
+    eventually(&s.server, Some(&job), "the shard is being read", || async {
+        metric(&s.server, "tributary_get_records_calls_total", &label).await >= 1.0
+    })
+    .await;
+
+    let (status, paused) = s
+        .server
+        .post(&format!("/api/jobs/{job}/pause"), &Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let while_paused = keyed_records(5, 2, 2, "while-paused");
+    put_records(&s.kinesis, "clicks", &while_paused).await;
+    let (status, resumed) = s
+        .server
+        .post(&format!("/api/jobs/{job}/resume"), &Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    wait_events(&s.server, &job, "web", 10).await;
+
+    s.server.kill();
+    let while_down = keyed_records(5, 2, 4, "while-down");
+    put_records(&s.kinesis, "clicks", &while_down).await;
+    s.server.restart().await;
+    wait_events(&s.server, &job, "web", 20).await;
+
+    let events = all_events(&s.server, "web").await;
+    let put: Vec<_> = while_paused.iter().chain(&while_down).cloned().collect();
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_order_per_key(&events);
+}
+
+#[tokio::test]
+async fn at_timestamp_starts_at_the_first_record_from_that_instant() {
+    let s = Setup::on_kinesalite().await;
+    create_stream(&s.kinesis, "clicks", 2).await;
+    put_records(&s.kinesis, "clicks", &keyed_records(10, 3, 0, "before")).await;
+    // Arrival timestamps have millisecond precision: step past the last "before" record.
+    let cut = chrono::Utc::now() + chrono::Duration::milliseconds(5);
+    wait_until(WAIT, "the clock passes the cut", || async {
+        chrono::Utc::now() > cut + chrono::Duration::milliseconds(5)
+    })
+    .await;
+    let after = keyed_records(10, 3, 3, "after");
+    put_records(&s.kinesis, "clicks", &after).await;
+    let job = s
+        .import(
+            "clicks",
+            "web",
+            json!({"at_timestamp": cut.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
+        )
+        .await;
+    wait_events(&s.server, &job, "web", 30).await;
+    let more = keyed_records(10, 1, 6, "later");
+    put_records(&s.kinesis, "clicks", &more).await;
+    wait_events(&s.server, &job, "web", 40).await;
+    let events = all_events(&s.server, "web").await;
+    let put: Vec<_> = after.iter().chain(&more).cloned().collect();
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_order_per_key(&events);
+}

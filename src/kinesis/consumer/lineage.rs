@@ -12,14 +12,21 @@ use crate::store::{ShardCheckpoint, ShardState, StartPosition};
 /// Checkpoints for shards in `listed` that the job does not know yet.
 ///
 /// On a job's first listing the job's `start` applies: for `latest`, shards already closed are
-/// skipped (registered as finished) and open ones start at the tip; for `trim_horizon` and
-/// `at_timestamp` every shard uses that position, read in lineage order. Shards found later are
-/// children created while the job ran: they always start at their oldest record, or records
-/// written between the split and our first read would be lost.
+/// skipped (registered as finished) and open ones are stored as starting at `now` (an
+/// `at_timestamp` position; the run that registers them reads them from the tip, see the
+/// consumer's `start_at_tip`); for `trim_horizon` and `at_timestamp` every shard uses that
+/// position, read in lineage order. Shards found later are children created while the job ran:
+/// they always start at their oldest record, or records written between the split and our first
+/// read would be lost.
+///
+/// Why not store `latest` as such: a shard without a checkpoint (nothing read from it yet) would
+/// take a new LATEST iterator after every pause or restart and silently skip every record that
+/// arrived meanwhile. A fixed instant means the same thing at every (re)start.
 pub fn register_new(
     listed: &[ShardInfo],
     known: &BTreeMap<String, ShardCheckpoint>,
     start: &StartPosition,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<ShardCheckpoint> {
     let first_listing = known.is_empty();
     let listed_ids: HashSet<&str> = listed.iter().map(|s| s.shard_id.as_str()).collect();
@@ -32,7 +39,7 @@ pub fn register_new(
                 (true, StartPosition::Latest) if s.ending_sequence_number.is_some() => {
                     (ShardState::Finished, StartPosition::Latest)
                 }
-                (true, StartPosition::Latest) => (ShardState::Reading, StartPosition::Latest),
+                (true, StartPosition::Latest) => (ShardState::Reading, StartPosition::AtTimestamp(now)),
                 (true, other) => (waiting_or_reading(&parents, &listed_ids, known), other.clone()),
                 (false, _) => (waiting_or_reading(&parents, &listed_ids, known), StartPosition::TrimHorizon),
             };
@@ -111,10 +118,14 @@ mod tests {
         ]
     }
 
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().into()
+    }
+
     #[test]
     fn trim_horizon_reads_parents_first() {
         let listed = resharded();
-        let mut known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::TrimHorizon));
+        let mut known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::TrimHorizon, now()));
         assert_eq!(ready(&known, &listed), ["s0", "s3"]);
         assert_eq!(known["s4"].state, ShardState::WaitingForParent);
 
@@ -127,19 +138,22 @@ mod tests {
     }
 
     #[test]
-    fn latest_skips_closed_shards_and_starts_open_ones_at_the_tip() {
+    fn latest_skips_closed_shards_and_starts_open_ones_at_the_jobs_start() {
         let listed = resharded();
-        let known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::Latest));
+        let known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::Latest, now()));
         assert_eq!(ready(&known, &listed), ["s1", "s4"]);
-        assert!(known.values().all(|c| c.start_position == StartPosition::Latest));
+        // A fixed instant, not LATEST: a restart before the first record must not skip ahead.
+        for id in ["s1", "s4"] {
+            assert_eq!(known[id].start_position, StartPosition::AtTimestamp(now()));
+        }
     }
 
     #[test]
     fn children_found_later_start_at_their_oldest_record() {
         let before = vec![shard("s0", &[], false)];
-        let known = as_map(register_new(&before, &BTreeMap::new(), &StartPosition::Latest));
+        let known = as_map(register_new(&before, &BTreeMap::new(), &StartPosition::Latest, now()));
         let after = vec![shard("s0", &[], true), shard("s1", &["s0"], false), shard("s2", &["s0"], false)];
-        let new = register_new(&after, &known, &StartPosition::Latest);
+        let new = register_new(&after, &known, &StartPosition::Latest, now());
         assert_eq!(new.len(), 2);
         assert!(new.iter().all(|c| c.start_position == StartPosition::TrimHorizon));
         assert!(new.iter().all(|c| c.state == ShardState::WaitingForParent));
@@ -148,7 +162,7 @@ mod tests {
     #[test]
     fn parents_trimmed_away_do_not_block_children() {
         let listed = vec![shard("s5", &["gone"], false)];
-        let known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::TrimHorizon));
+        let known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::TrimHorizon, now()));
         assert_eq!(known["s5"].state, ShardState::Reading);
         assert_eq!(ready(&known, &listed), ["s5"]);
     }

@@ -21,7 +21,7 @@ use crate::app::AppState;
 use crate::aws::{AwsError, AwsErrorKind};
 use crate::jobs::import::ImportConfig;
 use crate::kinesis::api::{list_shards, ShardInfo};
-use crate::store::{Job, ShardCheckpoint, ShardState};
+use crate::store::{Job, ShardCheckpoint, ShardState, StartPosition};
 use backoff::Backoff;
 use reader::{read_shard, sleep, ReaderExit, ShardContext};
 
@@ -64,6 +64,7 @@ pub async fn run_import(
         known: BTreeMap::new(),
         listed: Vec::new(),
         running: HashSet::new(),
+        start_at_tip: HashSet::new(),
         readers: JoinSet::new(),
         readers_cancel: cancel.child_token(),
     };
@@ -79,6 +80,10 @@ struct Consumer<'a> {
     known: BTreeMap<String, ShardCheckpoint>,
     listed: Vec<ShardInfo>,
     running: HashSet<String>,
+    /// Shards of a `latest` job registered by this run: their first reader takes a LATEST
+    /// iterator. The store keeps the registration instant instead (see
+    /// [`lineage::register_new`]), which a later run (resume, restart) starts from.
+    start_at_tip: HashSet<String>,
     readers: JoinSet<(String, Result<ReaderExit, AwsError>)>,
     readers_cancel: CancellationToken,
 }
@@ -133,7 +138,11 @@ impl Consumer<'_> {
         let Some(listed) = retry(cancel, || list_shards(&client, &stream)).await? else {
             return Ok(false);
         };
-        let new = lineage::register_new(&listed, &self.known, &self.config.start_position);
+        let first_listing_at_tip = self.known.is_empty() && self.config.start_position == StartPosition::Latest;
+        let new = lineage::register_new(&listed, &self.known, &self.config.start_position, chrono::Utc::now());
+        if first_listing_at_tip {
+            self.start_at_tip.extend(new.iter().map(|c| c.shard_id.clone()));
+        }
         if !new.is_empty() {
             self.ctx.store.register_shards(&self.ctx.job_id, &new).await.map_err(store_error)?;
             tracing::info!(job = %self.ctx.job_id, shards = new.len(), "found new shards");
@@ -154,7 +163,7 @@ impl Consumer<'_> {
                     .map_err(store_error)?;
             }
             // The reader resumes from the stored checkpoint, not our possibly older copy.
-            let checkpoint = self
+            let mut checkpoint = self
                 .ctx
                 .store
                 .list_checkpoints(&self.ctx.job_id)
@@ -163,6 +172,9 @@ impl Consumer<'_> {
                 .into_iter()
                 .find(|c| c.shard_id == shard_id)
                 .unwrap_or_else(|| cp.clone());
+            if checkpoint.sequence_number.is_none() && self.start_at_tip.contains(&shard_id) {
+                checkpoint.start_position = StartPosition::Latest;
+            }
             let (ctx, token) = (self.ctx.clone(), self.readers_cancel.clone());
             self.running.insert(shard_id.clone());
             self.readers.spawn(async move {
