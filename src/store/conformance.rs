@@ -14,6 +14,7 @@ pub async fn run_all(store: &dyn Store) {
     cdp_mappings_and_events_after(store).await;
     cdp_profile_batches(store).await;
     cdp_audiences_and_outbox(store).await;
+    export_progress_and_backfill_pages(store).await;
     cdp_reset_for_rebuild(store).await;
 }
 
@@ -572,4 +573,93 @@ async fn cdp_reset_for_rebuild(store: &dyn Store) {
         None
     );
     store.delete_audience("vip").await.unwrap();
+}
+
+async fn export_progress_and_backfill_pages(store: &dyn Store) {
+    store
+        .insert_authorization(auth("ax", "export-auth"))
+        .await
+        .unwrap();
+    store
+        .insert_job(Job {
+            job_type: JobType::KinesisExport,
+            ..job("jx", "ax")
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.get_export_progress("jx").await.unwrap(), None);
+
+    // Whatever members the CDP tests left: pages of one must walk them all, in order.
+    let mut expected: Vec<String> = Vec::new();
+    for audience in ["aud1", "aud2"] {
+        let members = store.list_members(audience, None, 100).await.unwrap();
+        expected.extend(members.into_iter().map(|m| m.profile_id));
+    }
+    assert!(
+        !expected.is_empty(),
+        "the CDP conformance steps leave members behind"
+    );
+    let ids = vec!["aud2".to_string(), "aud1".to_string()];
+    let head = store.audience_change_head().await.unwrap();
+    assert!(head >= 3);
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = store
+            .backfill_page(ids.clone(), after.clone(), 1)
+            .await
+            .unwrap();
+        assert_eq!(page.head, head);
+        let Some(last) = page.members.last() else {
+            break;
+        };
+        after = Some((last.audience_id.clone(), last.profile_id.clone()));
+        seen.extend(page.members.iter().map(|m| m.profile_id.clone()));
+    }
+    assert_eq!(seen, expected);
+
+    let progress = ExportProgress {
+        cursor: head,
+        backfill: Some(BackfillProgress {
+            total: 3,
+            sent: 3,
+            done: true,
+            after,
+        }),
+    };
+    let round = ExportRound {
+        progress: progress.clone(),
+        changes_read: 3,
+        records_sent: 2,
+        dead_letters: vec![NewDeadLetter {
+            shard_id: "-".into(),
+            sequence_number: "change-1".into(),
+            sub_sequence_number: None,
+            position: 0,
+            partition_key: "p3".into(),
+            reason: "record of 2000000 bytes exceeds Kinesis' 1 MiB".into(),
+            raw: vec![b'{'],
+        }],
+    };
+    store
+        .commit_export_round("jx", Arc::new(round))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_export_progress("jx").await.unwrap(),
+        Some(progress)
+    );
+    let totals = store.get_job("jx").await.unwrap().totals;
+    assert_eq!(
+        totals,
+        JobTotals {
+            records_in: 3,
+            events_out: 2,
+            dead_letters: 1
+        }
+    );
+    assert_eq!(store.list_dead_letters("jx", 10).await.unwrap().len(), 1);
+
+    store.delete_job("jx").await.unwrap();
+    assert_eq!(store.get_export_progress("jx").await.unwrap(), None);
+    store.delete_authorization("ax").await.unwrap();
 }

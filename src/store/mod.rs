@@ -407,6 +407,44 @@ pub struct ProcessorPosition {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Export records: each export job's progress through the audience-change outbox
+// ---------------------------------------------------------------------------------------------
+
+/// How far an export job has published. Everything up to `cursor` (an audience-change `seq`)
+/// is acknowledged by Kinesis (or dead-lettered).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportProgress {
+    pub cursor: i64,
+    pub backfill: Option<BackfillProgress>,
+}
+
+/// The one-time 'enter' of the members an export job found when it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillProgress {
+    pub total: u64,
+    pub sent: u64,
+    pub done: bool,
+    /// The last `(audience id, profile id)` sent: the next page starts after it.
+    pub after: Option<(String, String)>,
+}
+
+/// A page of current members, and the outbox head in the same snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillPage {
+    pub members: Vec<Membership>,
+    pub head: i64,
+}
+
+/// One finished export round: the new progress, counters and dead letters, committed together.
+#[derive(Debug, Clone, Default)]
+pub struct ExportRound {
+    pub progress: ExportProgress,
+    pub changes_read: u64,
+    pub records_sent: u64,
+    pub dead_letters: Vec<NewDeadLetter>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // The trait
 // ---------------------------------------------------------------------------------------------
 
@@ -524,6 +562,22 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<AudienceChange>>;
+
+    // ----- Export jobs ------------------------------------------------------------------------
+
+    async fn get_export_progress(&self, job_id: &str) -> StoreResult<Option<ExportProgress>>;
+    /// Records a finished round atomically: progress, the job's counters, dead letters.
+    async fn commit_export_round(&self, job_id: &str, round: Arc<ExportRound>) -> StoreResult<()>;
+    /// Current members of these audiences in `(audience id, profile id)` order after `after`,
+    /// with the outbox head of the same snapshot.
+    async fn backfill_page(
+        &self,
+        audience_ids: Vec<String>,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> StoreResult<BackfillPage>;
+    /// The newest audience-change `seq` (0 when none).
+    async fn audience_change_head(&self) -> StoreResult<i64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

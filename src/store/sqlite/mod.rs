@@ -3,6 +3,7 @@
 //! readers never block the writer. Blocking calls run on tokio's blocking pool.
 
 mod cdp;
+mod export;
 mod rows;
 
 use std::path::Path;
@@ -18,6 +19,7 @@ use rows::*;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_foundation.sql"),
     include_str!("migrations/0002_cdp.sql"),
+    include_str!("migrations/0003_export.sql"),
 ];
 const READERS: usize = 4;
 
@@ -559,6 +561,27 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<AudienceChange>> {
         self.cdp_list_audience_changes(after_seq, limit).await
+    }
+
+    async fn get_export_progress(&self, job_id: &str) -> StoreResult<Option<ExportProgress>> {
+        self.export_get_progress(job_id).await
+    }
+
+    async fn commit_export_round(&self, job_id: &str, round: Arc<ExportRound>) -> StoreResult<()> {
+        self.export_commit_round(job_id, round).await
+    }
+
+    async fn backfill_page(
+        &self,
+        audience_ids: Vec<String>,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> StoreResult<BackfillPage> {
+        self.export_backfill_page(audience_ids, after, limit).await
+    }
+
+    async fn audience_change_head(&self) -> StoreResult<i64> {
+        self.export_change_head().await
     }
 }
 

@@ -1,0 +1,164 @@
+//! The export part of the SQLite backend: each export job's progress through the audience-change
+//! outbox, its backfill snapshot pages, and its finished rounds.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{db, now_text, SqliteStore};
+use crate::store::*;
+
+impl SqliteStore {
+    pub(super) async fn export_get_progress(
+        &self,
+        job_id: &str,
+    ) -> StoreResult<Option<ExportProgress>> {
+        let job_id = job_id.to_owned();
+        self.read(move |conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT progress FROM export_progress WHERE job_id = ?1",
+                    [&job_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            text.map(|t| {
+                serde_json::from_str(&t).map_err(|e| {
+                    StoreError::Corrupt(format!("export progress of job {job_id}: {e}"))
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub(super) async fn export_commit_round(
+        &self,
+        job_id: &str,
+        round: Arc<ExportRound>,
+    ) -> StoreResult<()> {
+        let job_id = job_id.to_owned();
+        self.write(move |tx| {
+            let now = now_text();
+            let progress = serde_json::to_string(&round.progress).expect("progress serializes");
+            tx.execute(
+                "INSERT INTO export_progress (job_id, progress, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job_id) DO UPDATE SET progress = excluded.progress, updated_at = excluded.updated_at",
+                params![job_id, progress, now],
+            )
+            .map_err(db)?;
+            let mut dead = 0i64;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO dead_letters (job_id, shard_id, sequence_number, sub_sequence_number, position, partition_key, reason, raw, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .map_err(db)?;
+                for d in &round.dead_letters {
+                    dead += stmt
+                        .execute(params![
+                            job_id,
+                            d.shard_id,
+                            d.sequence_number,
+                            d.sub_sequence_number.map_or(-1, |n| n as i64),
+                            d.position,
+                            d.partition_key,
+                            d.reason,
+                            d.raw,
+                            now
+                        ])
+                        .map_err(db)? as i64;
+                }
+            }
+            tx.execute(
+                "UPDATE jobs SET records_in = records_in + ?2, events_out = events_out + ?3,
+                                 dead_letters = dead_letters + ?4, updated_at = ?5 WHERE id = ?1",
+                params![job_id, round.changes_read as i64, round.records_sent as i64, dead, now],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn export_backfill_page(
+        &self,
+        audience_ids: Vec<String>,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> StoreResult<BackfillPage> {
+        self.read(move |conn| {
+            // One read transaction: the members and the outbox head come from the same snapshot,
+            // which is what lets live changes after `head` be sent after these 'enter's.
+            conn.execute_batch("BEGIN DEFERRED").map_err(db)?;
+            let result = (|| {
+                let (after_audience, after_profile) = after.unwrap_or_default();
+                let mut members = Vec::new();
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT audience_id, profile_id, entered_at FROM memberships
+                          WHERE audience_id = ?1 AND (audience_id > ?2 OR profile_id > ?3)
+                          ORDER BY profile_id LIMIT ?4",
+                    )
+                    .map_err(db)?;
+                let mut ids = audience_ids.clone();
+                ids.sort();
+                for audience_id in ids.iter().filter(|a| **a >= after_audience) {
+                    let want = limit as usize - members.len();
+                    if want == 0 {
+                        break;
+                    }
+                    let rows = stmt
+                        .query_map(
+                            params![audience_id, after_audience, after_profile, want as i64],
+                            |r| {
+                                Ok((
+                                    r.get::<_, String>(0)?,
+                                    r.get::<_, String>(1)?,
+                                    r.get::<_, String>(2)?,
+                                ))
+                            },
+                        )
+                        .map_err(db)?;
+                    for row in rows {
+                        let (audience_id, profile_id, entered_at) = row.map_err(db)?;
+                        let entered_at = chrono::DateTime::parse_from_rfc3339(&entered_at)
+                            .map(|t| t.with_timezone(&Utc))
+                            .map_err(|e| {
+                                StoreError::Corrupt(format!("membership time {entered_at:?}: {e}"))
+                            })?;
+                        members.push(Membership {
+                            audience_id,
+                            profile_id,
+                            entered_at,
+                        });
+                    }
+                }
+                let head: i64 = conn
+                    .query_row(
+                        "SELECT COALESCE(MAX(seq), 0) FROM audience_changes",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                Ok(BackfillPage { members, head })
+            })();
+            conn.execute_batch("COMMIT").map_err(db)?;
+            result
+        })
+        .await
+    }
+
+    pub(super) async fn export_change_head(&self) -> StoreResult<i64> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM audience_changes",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)
+        })
+        .await
+    }
+}
