@@ -8,3 +8,4 @@ mod foundation;
 mod import;
 mod import_faults;
 mod peers;
+mod ui;

@@ -1,0 +1,156 @@
+//! The web UI in a real browser: `tests/ui/flow.test.mjs` (playwright-core driving Debian's
+//! headless chromium) clicks through the screens of a real `tributary serve` whose Kinesis is
+//! kinesalite and whose STS is moto. This side starts the peers and the server, creates the
+//! Kinesis streams and keeps putting records while the browser watches them arrive.
+//!
+//! Skipped (with `SKIPPED: chromium not installed`) only when `/usr/bin/chromium` is missing;
+//! `scripts/setup-peers` installs it when run as root. `TRIBUTARY_SCREENSHOTS=1` makes the test
+//! save the screenshots in `docs/screenshots/` that the README shows.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncReadExt as _;
+
+use crate::support::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const IMPORT_STREAM: &str = "ui-clickstream";
+const TRIGGER_STREAM: &str = "ui-triggers";
+const FLOW_TIMEOUT: Duration = Duration::from_secs(420);
+const FLOW_DONE: &str = "UI FLOW OK";
+
+fn record(n: u64) -> (String, Vec<u8>) {
+    let user = n % 7;
+    let body = json!({"email": format!("user{user}@example.com"), "user_id": format!("u{user}"),
+                      "page": format!("/products/{}", n % 13), "n": n, "amount": (n % 5) * 10});
+    (format!("u{user}"), body.to_string().into_bytes())
+}
+
+#[tokio::test]
+async fn web_ui_in_a_real_browser() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("SKIPPED: chromium not installed ({CHROMIUM} is missing; scripts/setup-peers installs it when run as root)");
+        return;
+    }
+    let playwright = peer_path("node/node_modules/playwright-core/package.json");
+    let kinesalite = Kinesalite::start().await;
+    let moto = Moto::start().await;
+    // The user the browser's AWS-keys authorization holds: moto's STS names it on Verify;
+    // kinesalite checks no signature, so the same keys read the stream.
+    let (key_id, secret) = moto
+        .create_user_with_policy(
+            "ui-user",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        )
+        .await;
+    let server = TestServer::builder()
+        .kinesis_endpoint(&kinesalite.endpoint())
+        .sts_endpoint(&moto.endpoint())
+        .start()
+        .await;
+
+    let kinesis = kinesis_client(&kinesalite.endpoint());
+    create_stream(&kinesis, IMPORT_STREAM, 2).await;
+    create_stream(&kinesis, TRIGGER_STREAM, 1).await;
+    wait_stream_active(&kinesis, IMPORT_STREAM).await;
+    wait_stream_active(&kinesis, TRIGGER_STREAM).await;
+    let first: Vec<_> = (0..40).map(record).collect();
+    put_records(&kinesis, IMPORT_STREAM, &first).await;
+    // One record that is not JSON: the job's dead letters show it with its reason.
+    put_records(
+        &kinesis,
+        IMPORT_STREAM,
+        &[("broken", b"\xff\xfe not json at all".to_vec())],
+    )
+    .await;
+
+    // Records keep arriving while the browser watches: 3 every second.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicU64::new(40));
+    let putter = {
+        let (stop, counter, kinesis) = (stop.clone(), counter.clone(), kinesis.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let n = counter.fetch_add(3, Ordering::Relaxed);
+                let batch: Vec<_> = (n..n + 3).map(record).collect();
+                put_records(&kinesis, IMPORT_STREAM, &batch).await;
+            }
+        })
+    };
+
+    let shots = std::env::var("TRIBUTARY_SCREENSHOTS").is_ok_and(|v| v == "1");
+    let profile_dir = tempfile::tempdir().expect("browser profile dir");
+    let script = repo_root().join("tests/ui/flow.test.mjs");
+    let mut child = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("TRIBUTARY_UI_URL", server.base_url())
+        .env("TRIBUTARY_UI_TOKEN", TEST_API_TOKEN)
+        .env("TRIBUTARY_UI_KINESIS_ENDPOINT", kinesalite.endpoint())
+        .env("TRIBUTARY_UI_IMPORT_STREAM", IMPORT_STREAM)
+        .env("TRIBUTARY_UI_TRIGGER_STREAM", TRIGGER_STREAM)
+        .env("TRIBUTARY_UI_ACCESS_KEY_ID", &key_id)
+        .env("TRIBUTARY_UI_SECRET_ACCESS_KEY", &secret)
+        .env("TRIBUTARY_UI_PLAYWRIGHT", &playwright)
+        .env("TRIBUTARY_UI_PROFILE_DIR", profile_dir.path())
+        .env("TRIBUTARY_UI_CHROMIUM", CHROMIUM)
+        .env(
+            "TRIBUTARY_UI_SCREENSHOT_DIR",
+            if shots {
+                repo_root().join("docs/screenshots")
+            } else {
+                profile_dir.path().join("screenshots")
+            },
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node (Node.js is needed for the browser test)");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let read_out = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s).await;
+        s
+    });
+    let read_err = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s).await;
+        s
+    });
+    let status = match tokio::time::timeout(FLOW_TIMEOUT, child.wait()).await {
+        Ok(status) => status.expect("wait for node"),
+        Err(_) => {
+            let _ = child.kill().await;
+            panic!(
+                "the browser flow took longer than {FLOW_TIMEOUT:?}\n{}\n{}",
+                read_out.await.unwrap_or_default(),
+                server.logs()
+            );
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = putter.await;
+    let out = read_out.await.unwrap_or_default();
+    let err = read_err.await.unwrap_or_default();
+    println!("{out}");
+    assert!(
+        status.success() && out.contains(FLOW_DONE),
+        "the browser flow failed ({status}):\n--- stdout\n{out}\n--- stderr\n{err}\n--- server\n{}",
+        server.logs()
+    );
+    // The flow's import job really ran: what the browser saw is in the store.
+    let (_, streams) = server.get("/api/streams").await;
+    let web = streams["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "web_events").cloned())
+        .unwrap_or_else(|| panic!("no web_events stream: {streams}"));
+    assert!(web["events"].as_u64().unwrap_or(0) >= 40, "{web}");
+}
