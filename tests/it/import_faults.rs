@@ -2,11 +2,13 @@
 //! kinesalite answers a share of calls with ProvisionedThroughputExceededException, HTTP 500s
 //! and cut connections (no emulator throttles on its own).
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::import::{
     all_events, assert_exactly_once, assert_order_per_key, eventually, job_view, key_counters,
-    keyed_records, metric, wait_events, Setup,
+    keyed_records, metric, shards_of, wait_events, Setup,
 };
 use crate::support::*;
 
@@ -70,4 +72,117 @@ async fn throttles_500s_and_cut_connections_are_retried_and_every_record_stored_
         "{counts:?}"
     );
     assert!(proxy.counts("ListShards").calls > 0);
+}
+
+/// Crashes while a resharded stream is read in lineage order: the job must pick up where each
+/// shard stood (parents finished, children waiting or half read) and still read parents first.
+/// GetRecords is slowed down by the proxy so that the kills land in the middle of the lineage.
+#[tokio::test]
+async fn kills_in_the_middle_of_a_resharded_lineage_keep_parents_first_and_exactly_once() {
+    let kinesalite = Kinesalite::start().await;
+    let proxy = FaultProxy::start(
+        &kinesalite.endpoint(),
+        FaultPlan::new(5).delay("GetRecords", 1.0, Duration::from_millis(250)),
+    )
+    .await;
+    let mut s = Setup::with(kinesalite, &proxy.endpoint()).await;
+    create_stream(&s.kinesis, "clicks", 2).await;
+    let ids: Vec<String> = list_shards(&s.kinesis, "clicks")
+        .await
+        .iter()
+        .map(|x| x.shard_id().to_string())
+        .collect();
+
+    // shard 0 splits into A and B; B merges with shard 1 into C: C is a grandchild of shard 0.
+    let mut put = keyed_records(40, 20, 0, "gen0");
+    put_records(&s.kinesis, "clicks", &put).await;
+    split_shard_in_half(&s.kinesis, "clicks", &ids[0]).await;
+    let gen1 = keyed_records(40, 20, 20, "gen1");
+    put_records(&s.kinesis, "clicks", &gen1).await;
+    put.extend(gen1);
+    let shards = list_shards(&s.kinesis, "clicks").await;
+    let children: Vec<&aws_sdk_kinesis::types::Shard> = shards
+        .iter()
+        .filter(|x| x.parent_shard_id() == Some(ids[0].as_str()))
+        .collect();
+    assert_eq!(children.len(), 2);
+    // The upper child is adjacent to shard 1.
+    let upper = children
+        .iter()
+        .max_by_key(|x| {
+            x.hash_key_range()
+                .unwrap()
+                .starting_hash_key()
+                .parse::<u128>()
+                .unwrap()
+        })
+        .unwrap()
+        .shard_id()
+        .to_string();
+    merge_shards(&s.kinesis, "clicks", &upper, &ids[1]).await;
+    let gen2 = keyed_records(40, 20, 40, "gen2");
+    put_records(&s.kinesis, "clicks", &gen2).await;
+    put.extend(gen2);
+    let total = put.len() as u64;
+
+    let job = s.import("clicks", "web", json!("trim_horizon")).await;
+    for threshold in [1, total / 3, total / 2] {
+        wait_events(&s.server, &job, "web", threshold).await;
+        s.server.kill();
+        s.server.restart().await;
+    }
+    wait_events(&s.server, &job, "web", total).await;
+    let events = all_events(&s.server, "web").await;
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_order_per_key(&events);
+    eventually(
+        &s.server,
+        Some(&job),
+        "every shard but the open ones finished",
+        || async {
+            let shards = shards_of(&job_view(&s.server, &job).await);
+            shards.len() == 5
+                && [&ids[0], &ids[1], &upper]
+                    .iter()
+                    .all(|p| shards[p.as_str()]["state"] == "finished")
+        },
+    )
+    .await;
+    let view = job_view(&s.server, &job).await;
+    assert_eq!(view["state"], "running", "{view}");
+    assert_eq!(view["status"]["events_out"], total);
+}
+
+/// Iterators expire after five minutes on AWS (and a restarted emulator forgets them): the
+/// reader takes a new one after its checkpoint, so nothing is skipped or read twice.
+#[tokio::test]
+async fn expired_iterators_are_renewed_from_the_checkpoint() {
+    let kinesalite = Kinesalite::start().await;
+    let plan = FaultPlan::new(3)
+        .first(
+            "GetRecords",
+            2,
+            Fault::Error(400, "ExpiredIteratorException"),
+        )
+        .error("GetRecords", 0.15, 400, "ExpiredIteratorException");
+    let proxy = FaultProxy::start(&kinesalite.endpoint(), plan).await;
+    let s = Setup::with(kinesalite, &proxy.endpoint()).await;
+    create_stream(&s.kinesis, "clicks", 2).await;
+    let mut put = keyed_records(50, 10, 0, "backlog");
+    put_records(&s.kinesis, "clicks", &put).await;
+    let job = s.import("clicks", "web", json!("trim_horizon")).await;
+    for round in 0..6 {
+        let more = keyed_records(50, 2, 10 + 2 * round, "live");
+        put_records(&s.kinesis, "clicks", &more).await;
+        put.extend(more);
+        wait_events(&s.server, &job, "web", put.len() as u64 - 50).await;
+    }
+    let total = put.len() as u64;
+    wait_events(&s.server, &job, "web", total).await;
+    let events = all_events(&s.server, "web").await;
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_order_per_key(&events);
+    let view = job_view(&s.server, &job).await;
+    assert_eq!(view["state"], "running", "{view}");
+    assert!(proxy.counts("GetRecords").errors >= 2);
 }

@@ -41,6 +41,9 @@ pub enum Fault {
     /// Not forwarded; the connection is cut right after the status line and headers (a 200
     /// whose body never arrives): the client sees an I/O error, as with a connection reset.
     Disconnect,
+    /// Any AWS JSON error: HTTP `status` with `{"__type": code, ...}` (e.g. 400
+    /// `ExpiredIteratorException`); not forwarded.
+    Error(u16, &'static str),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +96,11 @@ impl FaultPlan {
         self.rule(action, Fault::Delay(delay), When::Share(share))
     }
 
+    /// Answers `share` of `action` calls with the AWS error `code` and HTTP `status`.
+    pub fn error(self, action: &str, share: f64, status: u16, code: &'static str) -> FaultPlan {
+        self.rule(action, Fault::Error(status, code), When::Share(share))
+    }
+
     /// Cuts the connection of `share` of `action` calls (see [`Fault::Disconnect`]).
     pub fn disconnect(self, action: &str, share: f64) -> FaultPlan {
         self.rule(action, Fault::Disconnect, When::Share(share))
@@ -130,6 +138,8 @@ pub struct FaultCounts {
     pub throttled: u64,
     pub internal_errors: u64,
     pub disconnects: u64,
+    /// Calls answered with a [`Fault::Error`].
+    pub errors: u64,
     pub delayed: u64,
     /// PutRecords entries failed by the proxy.
     pub failed_entries: u64,
@@ -184,6 +194,7 @@ impl PlanState {
                     match fault {
                         Fault::Throttle => counts.throttled += 1,
                         Fault::InternalError => counts.internal_errors += 1,
+                        Fault::Error(..) => counts.errors += 1,
                         _ => counts.disconnects += 1,
                     }
                     decision.fault = Some(fault);
@@ -310,6 +321,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalFailure",
                 "Internal service failure (injected by the test fault proxy).",
+            );
+        }
+        Some(Fault::Error(status, code)) => {
+            return error_response(
+                StatusCode::from_u16(status).expect("HTTP status"),
+                code,
+                "Injected by the test fault proxy.",
             );
         }
         Some(Fault::Disconnect) => {
