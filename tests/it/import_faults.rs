@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
 
 use crate::import::{
     all_events, assert_exactly_once, assert_order_per_key, eventually, job_view, key_counters,
-    keyed_records, metric, shards_of, wait_events, Setup,
+    keyed_records, metric, shards_of, stream_count, wait_events, wait_state, Setup,
 };
 use crate::support::*;
 
@@ -185,4 +186,43 @@ async fn expired_iterators_are_renewed_from_the_checkpoint() {
     let view = job_view(&s.server, &job).await;
     assert_eq!(view["state"], "running", "{view}");
     assert!(proxy.counts("GetRecords").errors >= 2);
+}
+
+/// Access revoked while the job runs (AWS answers 400 AccessDeniedException): the job fails
+/// with a clear error and keeps what it stored; once access is back, resuming it reads on from
+/// the checkpoints.
+#[tokio::test]
+async fn access_revoked_mid_run_fails_the_job_and_resume_reads_on_after_it_is_restored() {
+    let kinesalite = Kinesalite::start().await;
+    let proxy = FaultProxy::start(&kinesalite.endpoint(), FaultPlan::new(1)).await;
+    let s = Setup::with(kinesalite, &proxy.endpoint()).await;
+    create_stream(&s.kinesis, "clicks", 2).await;
+    let first = keyed_records(20, 10, 0, "before");
+    put_records(&s.kinesis, "clicks", &first).await;
+    let job = s.import("clicks", "web", json!("trim_horizon")).await;
+    wait_events(&s.server, &job, "web", 200).await;
+
+    proxy.set_plan(FaultPlan::new(1).error("*", 1.0, 400, "AccessDeniedException"));
+    let second = keyed_records(20, 10, 10, "after");
+    put_records(&s.kinesis, "clicks", &second).await;
+    let view = wait_state(&s.server, &job, "failed").await;
+    let error = view["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("AccessDenied"), "{error}");
+    assert!(error.contains("kinesis:"), "names the call: {error}");
+    assert!(error.contains("policy"), "says what to do: {error}");
+    assert_eq!(stream_count(&s.server, "web").await, 200);
+
+    proxy.set_plan(FaultPlan::new(1));
+    let (status, resumed) = s
+        .server
+        .post(&format!("/api/jobs/{job}/resume"), &Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(resumed["state"], "running", "{resumed}");
+    assert!(resumed["last_error"].is_null(), "{resumed}");
+    wait_events(&s.server, &job, "web", 400).await;
+    let events = all_events(&s.server, "web").await;
+    let put: Vec<_> = first.iter().chain(&second).cloned().collect();
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_order_per_key(&events);
 }
