@@ -18,6 +18,7 @@ pub struct Metrics {
     pub millis_behind_latest: IntGaugeVec,
     pub batch_commit_seconds: HistogramVec,
     // Profile processor and audiences (crate::cdp, crate::audiences)
+    pub export: ExportMetrics,
     pub cdp_events_processed: IntCounter,
     pub cdp_events_mapped: IntCounter,
     pub cdp_profiles_merged: IntCounter,
@@ -89,7 +90,9 @@ impl Metrics {
             .register(Box::new(batch_commit_seconds.clone()))
             .expect("unique metric");
         let cdp = CdpMetrics::register(&registry);
+        let export = ExportMetrics::register(&registry);
         Self {
+            export,
             cdp_events_processed: cdp.events_processed,
             cdp_events_mapped: cdp.events_mapped,
             cdp_profiles_merged: cdp.profiles_merged,
@@ -213,6 +216,66 @@ impl CdpMetrics {
                     "Events stored but not yet applied to profiles",
                 )
                 .expect("valid metric"),
+            ),
+        }
+    }
+}
+
+/// What export jobs report: records sent, retries, throttles, failures, batch sizes, and the
+/// time from an audience change to Kinesis' acknowledgement of its record.
+#[derive(Clone)]
+pub struct ExportMetrics {
+    pub records_sent: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub throttles: IntCounterVec,
+    pub failures: IntCounterVec,
+    pub batch_size: HistogramVec,
+    pub change_to_ack_seconds: HistogramVec,
+}
+
+impl ExportMetrics {
+    fn register(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &["job"]).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["job"])
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        Self {
+            records_sent: counter(
+                "export_records_sent_total",
+                "Records Kinesis accepted from export jobs",
+            ),
+            retries: counter(
+                "export_retries_total",
+                "PutRecords entries sent again after a failure",
+            ),
+            throttles: counter(
+                "export_throttles_total",
+                "PutRecords calls or entries throttled",
+            ),
+            failures: counter(
+                "export_failures_total",
+                "Records dead-lettered or calls failed for good (access, missing stream)",
+            ),
+            batch_size: histogram(
+                "export_batch_size",
+                "Records per PutRecords call",
+                vec![1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0],
+            ),
+            change_to_ack_seconds: histogram(
+                "export_change_to_ack_seconds",
+                "From an audience change to Kinesis acknowledging its record",
+                vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             ),
         }
     }

@@ -2,6 +2,7 @@
 //! the producer.
 
 pub mod api;
+pub mod backoff;
 pub mod consumer;
 pub mod decode;
 pub mod producer;

@@ -28,9 +28,19 @@ pub struct DecodedPage {
 /// always maps to the same id, so a replay after a crash cannot store a second copy. The target
 /// event stream is part of it, so two jobs importing one Kinesis stream into two event streams
 /// each keep their own copy.
-pub fn event_id(origin: &Origin<'_>, sequence_number: &str, sub_sequence_number: u64, index: u32) -> String {
+pub fn event_id(
+    origin: &Origin<'_>,
+    sequence_number: &str,
+    sub_sequence_number: u64,
+    index: u32,
+) -> String {
     let mut h = Sha256::new();
-    for part in [origin.event_stream, origin.kinesis_stream, origin.shard_id, sequence_number] {
+    for part in [
+        origin.event_stream,
+        origin.kinesis_stream,
+        origin.shard_id,
+        sequence_number,
+    ] {
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
@@ -40,7 +50,10 @@ pub fn event_id(origin: &Origin<'_>, sequence_number: &str, sub_sequence_number:
 }
 
 pub fn decode_page(origin: &Origin<'_>, records: &[KinesisRecord]) -> DecodedPage {
-    let mut page = DecodedPage { events: Vec::with_capacity(records.len()), ..Default::default() };
+    let mut page = DecodedPage {
+        events: Vec::with_capacity(records.len()),
+        ..Default::default()
+    };
     for record in records {
         let decoded = decode_record(&RawRecord {
             data: &record.data,
@@ -51,7 +64,12 @@ pub fn decode_page(origin: &Origin<'_>, records: &[KinesisRecord]) -> DecodedPag
         for event in decoded.events {
             last_sub = last_sub.max(Some(event.sub_sequence_number));
             page.events.push(NewEvent {
-                event_id: event_id(origin, &record.sequence_number, event.sub_sequence_number, event.index),
+                event_id: event_id(
+                    origin,
+                    &record.sequence_number,
+                    event.sub_sequence_number,
+                    event.index,
+                ),
                 fields: event.fields,
                 origin: Some(KinesisOrigin {
                     stream: origin.kinesis_stream.to_owned(),
@@ -94,7 +112,11 @@ mod tests {
         }
     }
 
-    const ORIGIN: Origin<'static> = Origin { event_stream: "web", kinesis_stream: "clicks", shard_id: "shardId-0" };
+    const ORIGIN: Origin<'static> = Origin {
+        event_stream: "web",
+        kinesis_stream: "clicks",
+        shard_id: "shardId-0",
+    };
 
     #[test]
     fn ids_are_stable_and_distinct() {
@@ -103,21 +125,44 @@ mod tests {
         assert_ne!(a, event_id(&ORIGIN, "1", 0, 1));
         assert_ne!(a, event_id(&ORIGIN, "1", 1, 0));
         assert_ne!(a, event_id(&ORIGIN, "2", 0, 0));
-        assert_ne!(a, event_id(&Origin { event_stream: "other", ..ORIGIN }, "1", 0, 0));
+        assert_ne!(
+            a,
+            event_id(
+                &Origin {
+                    event_stream: "other",
+                    ..ORIGIN
+                },
+                "1",
+                0,
+                0
+            )
+        );
     }
 
     #[test]
     fn a_page_becomes_events_dead_letters_and_a_checkpoint() {
-        let records = [record("1", br#"{"a":1}"#), record("2", b"\xff not json"), record("3", br#"[{"b":1},{"b":2}]"#)];
+        let records = [
+            record("1", br#"{"a":1}"#),
+            record("2", b"\xff not json"),
+            record("3", br#"[{"b":1},{"b":2}]"#),
+        ];
         let page = decode_page(&ORIGIN, &records);
         assert_eq!(page.events.len(), 3);
         assert_eq!(page.dead_letters.len(), 1);
         assert_eq!(page.dead_letters[0].sequence_number, "2");
         assert_eq!(page.last_sequence_number.as_deref(), Some("3"));
         let origin = page.events[2].origin.as_ref().unwrap();
-        assert_eq!((origin.stream.as_str(), origin.sequence_number.as_str()), ("clicks", "3"));
+        assert_eq!(
+            (origin.stream.as_str(), origin.sequence_number.as_str()),
+            ("clicks", "3")
+        );
         let replay = decode_page(&ORIGIN, &records);
-        let ids = |p: &DecodedPage| p.events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>();
+        let ids = |p: &DecodedPage| {
+            p.events
+                .iter()
+                .map(|e| e.event_id.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&page), ids(&replay));
     }
 }

@@ -39,9 +39,17 @@ pub fn register_new(
                 (true, StartPosition::Latest) if s.ending_sequence_number.is_some() => {
                     (ShardState::Finished, StartPosition::Latest)
                 }
-                (true, StartPosition::Latest) => (ShardState::Reading, StartPosition::AtTimestamp(now)),
-                (true, other) => (waiting_or_reading(&parents, &listed_ids, known), other.clone()),
-                (false, _) => (waiting_or_reading(&parents, &listed_ids, known), StartPosition::TrimHorizon),
+                (true, StartPosition::Latest) => {
+                    (ShardState::Reading, StartPosition::AtTimestamp(now))
+                }
+                (true, other) => (
+                    waiting_or_reading(&parents, &listed_ids, known),
+                    other.clone(),
+                ),
+                (false, _) => (
+                    waiting_or_reading(&parents, &listed_ids, known),
+                    StartPosition::TrimHorizon,
+                ),
             };
             ShardCheckpoint {
                 shard_id: s.shard_id.clone(),
@@ -119,20 +127,31 @@ mod tests {
     }
 
     fn now() -> chrono::DateTime<chrono::Utc> {
-        chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().into()
+        chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .into()
     }
 
     #[test]
     fn trim_horizon_reads_parents_first() {
         let listed = resharded();
-        let mut known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::TrimHorizon, now()));
+        let mut known = as_map(register_new(
+            &listed,
+            &BTreeMap::new(),
+            &StartPosition::TrimHorizon,
+            now(),
+        ));
         assert_eq!(ready(&known, &listed), ["s0", "s3"]);
         assert_eq!(known["s4"].state, ShardState::WaitingForParent);
 
         known.get_mut("s0").unwrap().state = ShardState::Finished;
         assert_eq!(ready(&known, &listed), ["s1", "s2", "s3"]);
         known.get_mut("s2").unwrap().state = ShardState::Finished;
-        assert_eq!(ready(&known, &listed), ["s1", "s3"], "s4 still waits for its other parent s3");
+        assert_eq!(
+            ready(&known, &listed),
+            ["s1", "s3"],
+            "s4 still waits for its other parent s3"
+        );
         known.get_mut("s3").unwrap().state = ShardState::Finished;
         assert_eq!(ready(&known, &listed), ["s1", "s4"]);
     }
@@ -140,7 +159,12 @@ mod tests {
     #[test]
     fn latest_skips_closed_shards_and_starts_open_ones_at_the_jobs_start() {
         let listed = resharded();
-        let known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::Latest, now()));
+        let known = as_map(register_new(
+            &listed,
+            &BTreeMap::new(),
+            &StartPosition::Latest,
+            now(),
+        ));
         assert_eq!(ready(&known, &listed), ["s1", "s4"]);
         // A fixed instant, not LATEST: a restart before the first record must not skip ahead.
         for id in ["s1", "s4"] {
@@ -151,18 +175,34 @@ mod tests {
     #[test]
     fn children_found_later_start_at_their_oldest_record() {
         let before = vec![shard("s0", &[], false)];
-        let known = as_map(register_new(&before, &BTreeMap::new(), &StartPosition::Latest, now()));
-        let after = vec![shard("s0", &[], true), shard("s1", &["s0"], false), shard("s2", &["s0"], false)];
+        let known = as_map(register_new(
+            &before,
+            &BTreeMap::new(),
+            &StartPosition::Latest,
+            now(),
+        ));
+        let after = vec![
+            shard("s0", &[], true),
+            shard("s1", &["s0"], false),
+            shard("s2", &["s0"], false),
+        ];
         let new = register_new(&after, &known, &StartPosition::Latest, now());
         assert_eq!(new.len(), 2);
-        assert!(new.iter().all(|c| c.start_position == StartPosition::TrimHorizon));
+        assert!(new
+            .iter()
+            .all(|c| c.start_position == StartPosition::TrimHorizon));
         assert!(new.iter().all(|c| c.state == ShardState::WaitingForParent));
     }
 
     #[test]
     fn parents_trimmed_away_do_not_block_children() {
         let listed = vec![shard("s5", &["gone"], false)];
-        let known = as_map(register_new(&listed, &BTreeMap::new(), &StartPosition::TrimHorizon, now()));
+        let known = as_map(register_new(
+            &listed,
+            &BTreeMap::new(),
+            &StartPosition::TrimHorizon,
+            now(),
+        ));
         assert_eq!(known["s5"].state, ShardState::Reading);
         assert_eq!(ready(&known, &listed), ["s5"]);
     }

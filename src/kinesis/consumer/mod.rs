@@ -5,7 +5,6 @@
 //! It needs only kinesis:ListShards, GetShardIterator and GetRecords. Checkpoints live in
 //! Tributary's store, committed with the events they cover.
 
-mod backoff;
 pub mod batch;
 pub mod lineage;
 mod reader;
@@ -21,9 +20,10 @@ use crate::app::AppState;
 use crate::aws::{AwsError, AwsErrorKind};
 use crate::jobs::import::ImportConfig;
 use crate::kinesis::api::{list_shards, ShardInfo};
+use crate::kinesis::backoff::sleep_unless_cancelled as sleep;
+use crate::kinesis::backoff::Backoff;
 use crate::store::{Job, ShardCheckpoint, ShardState, StartPosition};
-use backoff::Backoff;
-use reader::{read_shard, sleep, ReaderExit, ShardContext};
+use reader::{read_shard, ReaderExit, ShardContext};
 
 /// New shards appear only through resharding, which we also notice when a shard ends; the
 /// periodic listing catches the rest.
@@ -39,9 +39,17 @@ pub async fn run_import(
 ) -> Result<(), String> {
     let Some(sdk) = retry(&cancel, || async {
         state
-            .aws_config(&job.authorization_id, &config.region, config.role_arn.as_deref())
+            .aws_config(
+                &job.authorization_id,
+                &config.region,
+                config.role_arn.as_deref(),
+            )
             .await
-            .map_err(|e| AwsError { kind: e.aws_kind(), code: None, message: e.to_string() })
+            .map_err(|e| AwsError {
+                kind: e.aws_kind(),
+                code: None,
+                message: e.to_string(),
+            })
     })
     .await
     .map_err(|e| e.message)?
@@ -138,22 +146,37 @@ impl Consumer<'_> {
         let Some(listed) = retry(cancel, || list_shards(&client, &stream)).await? else {
             return Ok(false);
         };
-        let first_listing_at_tip = self.known.is_empty() && self.config.start_position == StartPosition::Latest;
-        let new = lineage::register_new(&listed, &self.known, &self.config.start_position, chrono::Utc::now());
+        let first_listing_at_tip =
+            self.known.is_empty() && self.config.start_position == StartPosition::Latest;
+        let new = lineage::register_new(
+            &listed,
+            &self.known,
+            &self.config.start_position,
+            chrono::Utc::now(),
+        );
         if first_listing_at_tip {
-            self.start_at_tip.extend(new.iter().map(|c| c.shard_id.clone()));
+            self.start_at_tip
+                .extend(new.iter().map(|c| c.shard_id.clone()));
         }
         if !new.is_empty() {
-            self.ctx.store.register_shards(&self.ctx.job_id, &new).await.map_err(store_error)?;
+            self.ctx
+                .store
+                .register_shards(&self.ctx.job_id, &new)
+                .await
+                .map_err(store_error)?;
             tracing::info!(job = %self.ctx.job_id, shards = new.len(), "found new shards");
-            self.known.extend(new.into_iter().map(|c| (c.shard_id.clone(), c)));
+            self.known
+                .extend(new.into_iter().map(|c| (c.shard_id.clone(), c)));
         }
         self.listed = listed;
         for shard_id in lineage::ready(&self.known, &self.listed) {
             if self.running.contains(&shard_id) {
                 continue;
             }
-            let cp = self.known.get_mut(&shard_id).expect("ready shards are known");
+            let cp = self
+                .known
+                .get_mut(&shard_id)
+                .expect("ready shards are known");
             if cp.state == ShardState::WaitingForParent {
                 cp.state = ShardState::Reading;
                 self.ctx
@@ -187,7 +210,12 @@ impl Consumer<'_> {
 
     /// A shard that vanished while the stream still lists others aged out of retention: count
     /// it as read. If the stream itself is gone, the job fails.
-    async fn shard_not_found(&mut self, shard_id: &str, err: AwsError, cancel: &CancellationToken) -> Result<(), AwsError> {
+    async fn shard_not_found(
+        &mut self,
+        shard_id: &str,
+        err: AwsError,
+        cancel: &CancellationToken,
+    ) -> Result<(), AwsError> {
         let client = self.ctx.client.clone();
         let stream = self.ctx.kinesis_stream.clone();
         let Some(listed) = retry(cancel, || list_shards(&client, &stream)).await? else {
@@ -197,7 +225,11 @@ impl Consumer<'_> {
             return Err(err);
         }
         tracing::warn!(job = %self.ctx.job_id, shard = shard_id, "shard no longer exists (past retention); treating it as read");
-        self.ctx.store.set_shard_state(&self.ctx.job_id, shard_id, ShardState::Finished).await.map_err(store_error)?;
+        self.ctx
+            .store
+            .set_shard_state(&self.ctx.job_id, shard_id, ShardState::Finished)
+            .await
+            .map_err(store_error)?;
         if let Some(cp) = self.known.get_mut(shard_id) {
             cp.state = ShardState::Finished;
         }
@@ -206,7 +238,10 @@ impl Consumer<'_> {
 }
 
 fn store_error(e: crate::store::StoreError) -> AwsError {
-    AwsError::new(AwsErrorKind::Other, format!("Tributary's store failed: {e}"))
+    AwsError::new(
+        AwsErrorKind::Other,
+        format!("Tributary's store failed: {e}"),
+    )
 }
 
 /// Calls `f` until it succeeds, retrying throttles and outages with backoff. `Ok(None)` when

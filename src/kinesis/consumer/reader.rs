@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
 use super::batch::{decode_page, Origin};
 use crate::aws::{AwsError, AwsErrorKind};
 use crate::kinesis::api::{get_records, get_shard_iterator, IteratorStart, RecordsPage};
+use crate::kinesis::backoff::{sleep_unless_cancelled as sleep, Backoff};
 use crate::metrics::Metrics;
 use crate::store::{DynStore, ShardBatch, ShardCheckpoint, ShardState, StartPosition};
 
@@ -47,7 +47,10 @@ pub async fn read_shard(
 ) -> Result<ReaderExit, AwsError> {
     let shard_id = checkpoint.shard_id.clone();
     let job = ctx.job_id.as_str();
-    let lag_gauge = ctx.metrics.millis_behind_latest.with_label_values(&[job, &shard_id]);
+    let lag_gauge = ctx
+        .metrics
+        .millis_behind_latest
+        .with_label_values(&[job, &shard_id]);
     let calls = ctx.metrics.get_records_calls.with_label_values(&[job]);
     let throttles = ctx.metrics.get_records_throttles.with_label_values(&[job]);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -72,7 +75,8 @@ pub async fn read_shard(
                         StartPosition::AtTimestamp(t) => IteratorStart::AtTimestamp(*t),
                     },
                 };
-                match get_shard_iterator(&ctx.client, &ctx.kinesis_stream, &shard_id, &start).await {
+                match get_shard_iterator(&ctx.client, &ctx.kinesis_stream, &shard_id, &start).await
+                {
                     Ok(it) => {
                         iterator = Some(it.clone());
                         it
@@ -101,7 +105,9 @@ pub async fn read_shard(
             Ok(page) => page,
             Err(e) => match e.kind {
                 // Iterators live five minutes; a fresh one from the checkpoint loses nothing.
-                AwsErrorKind::ExpiredIterator | AwsErrorKind::InvalidArgument if renewals < MAX_ITERATOR_RENEWALS => {
+                AwsErrorKind::ExpiredIterator | AwsErrorKind::InvalidArgument
+                    if renewals < MAX_ITERATOR_RENEWALS =>
+                {
                     tracing::debug!(job, shard = %shard_id, error = %e, "renewing shard iterator");
                     renewals += 1;
                     iterator = None;
@@ -122,7 +128,11 @@ pub async fn read_shard(
         backoff.reset();
         renewals = 0;
 
-        let RecordsPage { records, next_iterator, millis_behind_latest } = page;
+        let RecordsPage {
+            records,
+            next_iterator,
+            millis_behind_latest,
+        } = page;
         let shard_ended = next_iterator.is_none();
         let idle = records.is_empty() && millis_behind_latest.unwrap_or(0) == 0;
         if let Some(lag) = millis_behind_latest {
@@ -152,7 +162,11 @@ pub async fn read_shard(
                 checkpoint.sequence_number = decoded.last_sequence_number.clone();
                 checkpoint.sub_sequence_number = decoded.last_sub_sequence_number;
             }
-            checkpoint.state = if shard_ended { ShardState::Finished } else { ShardState::Reading };
+            checkpoint.state = if shard_ended {
+                ShardState::Finished
+            } else {
+                ShardState::Reading
+            };
             checkpoint.millis_behind_latest = millis_behind_latest;
             let batch = ShardBatch {
                 job_id: ctx.job_id.clone(),
@@ -166,12 +180,25 @@ pub async fn read_shard(
                     ..checkpoint.clone()
                 },
             };
-            let timer = ctx.metrics.batch_commit_seconds.with_label_values(&[job]).start_timer();
+            let timer = ctx
+                .metrics
+                .batch_commit_seconds
+                .with_label_values(&[job])
+                .start_timer();
             let outcome = commit_with_retry(&ctx.store, batch, &cancel).await?;
             timer.observe_duration();
-            ctx.metrics.import_records_in.with_label_values(&[job]).inc_by(records_in);
-            ctx.metrics.import_events_out.with_label_values(&[job]).inc_by(outcome.events_inserted);
-            ctx.metrics.import_dead_letters.with_label_values(&[job]).inc_by(outcome.dead_letters_inserted);
+            ctx.metrics
+                .import_records_in
+                .with_label_values(&[job])
+                .inc_by(records_in);
+            ctx.metrics
+                .import_events_out
+                .with_label_values(&[job])
+                .inc_by(outcome.events_inserted);
+            ctx.metrics
+                .import_dead_letters
+                .with_label_values(&[job])
+                .inc_by(outcome.dead_letters_inserted);
             last_commit = Instant::now();
             last_lag = millis_behind_latest;
         }
@@ -180,7 +207,13 @@ pub async fn read_shard(
             return Ok(ReaderExit::Finished);
         }
         iterator = next_iterator;
-        if idle && !sleep(&cancel, IDLE_POLL_INTERVAL.saturating_sub(MIN_CALL_INTERVAL)).await {
+        if idle
+            && !sleep(
+                &cancel,
+                IDLE_POLL_INTERVAL.saturating_sub(MIN_CALL_INTERVAL),
+            )
+            .await
+        {
             return Ok(ReaderExit::Cancelled);
         }
     }
@@ -208,13 +241,5 @@ async fn commit_with_retry(
                 }
             }
         }
-    }
-}
-
-/// Sleeps unless cancelled first; `false` means cancelled.
-pub(super) async fn sleep(cancel: &CancellationToken, duration: Duration) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(duration) => true,
     }
 }

@@ -51,12 +51,22 @@ mod tests {
     use crate::kinesis::producer::limits::MAX_RECORD_BYTES;
 
     fn rec(id: u64, key: &str, size: usize) -> PendingRecord {
-        PendingRecord { id, partition_key: key.into(), data: vec![b'x'; size] }
+        PendingRecord {
+            id,
+            partition_key: key.into(),
+            data: vec![b'x'; size],
+        }
     }
 
     #[test]
     fn one_record_per_key_in_change_order() {
-        let pending = vec![rec(1, "a", 10), rec(2, "a", 10), rec(3, "b", 10), rec(4, "a", 10), rec(5, "c", 10)];
+        let pending = vec![
+            rec(1, "a", 10),
+            rec(2, "a", 10),
+            rec(3, "b", 10),
+            rec(4, "a", 10),
+            rec(5, "c", 10),
+        ];
         assert_eq!(next_batch(&pending), [0, 2, 4]);
     }
 

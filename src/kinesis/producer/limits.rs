@@ -33,6 +33,10 @@ mod tests {
         assert!(k.starts_with("sha256:") && k.chars().count() <= MAX_PARTITION_KEY_CHARS);
         assert_eq!(k, partition_key(&long));
         assert_ne!(k, partition_key(&format!("{long}x")));
-        assert_eq!(partition_key(&"é".repeat(256)), "é".repeat(256), "256 characters fit even at 512 bytes");
+        assert_eq!(
+            partition_key(&"é".repeat(256)),
+            "é".repeat(256),
+            "256 characters fit even at 512 bytes"
+        );
     }
 }

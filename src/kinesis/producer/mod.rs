@@ -3,5 +3,7 @@
 
 pub mod batcher;
 pub mod limits;
+pub mod sender;
 
 pub use batcher::{next_batch, PendingRecord};
+pub use sender::{SendOutcome, Sender};

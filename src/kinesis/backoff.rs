@@ -1,4 +1,4 @@
-//! Exponential backoff with full jitter (AWS' recommended shape): the n-th wait is uniform in
+//! Waiting between tries: exponential backoff with full jitter (AWS' recommended shape): the n-th wait is uniform in
 //! `[0, min(cap, base · 2ⁿ)]`, so many shards retrying at once spread out instead of colliding.
 
 use std::time::Duration;
@@ -14,7 +14,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, attempt: 0 }
+        Self {
+            base,
+            cap,
+            attempt: 0,
+        }
     }
 
     /// The wait before the next try.
@@ -36,6 +40,18 @@ impl Backoff {
 
     pub fn reset(&mut self) {
         self.attempt = 0;
+    }
+}
+
+/// Sleeps unless `cancel` fires first; `false` means cancelled. Every wait in a job goes
+/// through this, so pause and shutdown never wait out a backoff.
+pub async fn sleep_unless_cancelled(
+    cancel: &tokio_util::sync::CancellationToken,
+    duration: Duration,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(duration) => true,
     }
 }
 
