@@ -248,7 +248,7 @@ try {
       const err = page.locator('.lang-error');
       await err.waitFor();
       check(Number(await err.getAttribute('data-line')) === 3, `the error is on line 3, got ${await err.getAttribute('data-line')}`);
-      await shot(page, 'mapping-error');
+      await page.locator('section', { has: page.locator('#mapping-form') }).screenshot({ path: path.join(SHOTS, 'mapping-error.png') });
       await editor.fill([
         'SELECT',
         '    email(email)     AS email        KIND string,',

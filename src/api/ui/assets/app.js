@@ -45,7 +45,27 @@
     return el;
   }
   function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
-  function replace(el, ...children) { return append(clear(el), children); }
+  function replace(el, ...children) { if (el.dataset) delete el.dataset.sig; return append(clear(el), children); }
+  /** `replace` for polled content: nothing happens when the data (`sig`) is unchanged, and
+   *  keyboard focus inside the slot stays on the equivalent element after a redraw. */
+  function refresh(slot, sig, ...children) {
+    const key = typeof sig === 'string' ? sig : JSON.stringify(sig);
+    if (slot.dataset.sig === key) return;
+    const active = document.activeElement;
+    let find = null;
+    if (active && active !== slot && slot.contains(active)) {
+      if (active.id) find = `#${CSS.escape(active.id)}`;
+      else if (active.getAttribute('href')) find = `[href="${CSS.escape(active.getAttribute('href'))}"]`;
+      else find = { tag: active.tagName, text: active.textContent };
+    }
+    replace(slot, children);
+    slot.dataset.sig = key;
+    if (find) {
+      const el = typeof find === 'string' ? slot.querySelector(find)
+        : Array.from(slot.querySelectorAll(find.tag)).find((e) => e.textContent === find.text);
+      if (el) el.focus();
+    }
+  }
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
 
@@ -504,7 +524,7 @@
       if (!current(gen)) return;
       if (!res.ok) { replace(slot, errorBox(res)); return; }
       const jobs = listOf(res.data, 'jobs');
-      replace(slot, table([
+      refresh(slot, jobs, table([
         { label: 'Label', cell: (j) => h('a', { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.label) },
         { label: 'Type', cell: (j) => JOB_TYPES[j.type] || j.type },
         { label: 'State', cell: (j) => badge(j.state) },
@@ -895,7 +915,7 @@
       eventsPanel.hidden = false;
       const res = await api('GET', `/api/streams/${encodeURIComponent(stream)}/events?limit=8`);
       if (!current(gen)) return;
-      replace(eventsSlot, res.ok ? [eventsTable(listOf(res.data, 'events')), h('a', { href: `#/streams/${encodeURIComponent(stream)}` }, `All events of ${stream} →`)] : errorBox(res));
+      refresh(eventsSlot, res.data, res.ok ? [eventsTable(listOf(res.data, 'events')), h('a', { href: `#/streams/${encodeURIComponent(stream)}` }, `All events of ${stream} →`)] : errorBox(res));
     }
     async function loadDead(count) {
       if (count === deadCount) return;
@@ -944,7 +964,7 @@
       const res = await api('GET', '/api/streams');
       if (!current(gen)) return;
       if (!res.ok) { replace(slot, errorBox(res)); return; }
-      replace(slot, table([
+      refresh(slot, res.data, table([
         { label: 'Stream', cell: (s) => h('a', { href: `#/streams/${encodeURIComponent(s.name)}` }, s.name) },
         { label: 'Events', num: true, cell: (s) => h('span', { 'data-events': s.name }, fmtNum(s.events)) },
         { label: 'Last event', cell: (s) => fmtTime(s.last_event_at) },
@@ -970,13 +990,39 @@ ALIAS ${name}
     const editor = h('textarea', { id: 'mapping-text', name: 'mapping', spellcheck: 'false', rows: 14, 'data-field': 'mapping' });
     const mapErr = h('div', { id: 'mapping-error' });
     const mapResult = h('div', { 'aria-live': 'polite' });
+    const rebuildSlot = h('div', { 'aria-live': 'polite' });
+    function showRebuild(st) {
+      const total = Number(st.total) || 0;
+      const done = Number(st.processed) || 0;
+      const pct = total ? Math.min(100, Math.round((done / total) * 100)) : (st.state === 'done' ? 100 : 0);
+      replace(rebuildSlot, st.state === 'idle' ? null : h('div', { class: 'progress' },
+        h('progress', { max: 100, value: pct, 'aria-label': 'Profile rebuild progress' }),
+        h('span', { 'data-rebuild': st.state }, `${st.state === 'done' ? 'Rebuilt' : 'Rebuilding'}: ${fmtNum(done)} of ${fmtNum(total)} events (${pct}%)`)));
+    }
+    async function rebuild() {
+      if (!confirm('Rebuild every profile from the stored events with the current mappings?')) return;
+      const res = await api('POST', '/api/profiles/rebuild');
+      if (!res.ok) { replace(rebuildSlot, errorBox(res, 'Rebuild not started')); return; }
+      showRebuild(res.data);
+      const gen2 = generation;
+      const follow = async () => {
+        if (gen2 !== generation) return;
+        const st = await api('GET', '/api/profiles/rebuild');
+        if (!st.ok) { replace(rebuildSlot, errorBox(st)); return; }
+        showRebuild(st.data);
+        if (st.data.state === 'running') setTimeout(follow, POLL_MS);
+      };
+      setTimeout(follow, 500);
+    }
     const mapForm = h('form', { class: 'stack', id: 'mapping-form' },
       h('div', { class: 'field wide' },
         h('label', { for: 'mapping-text' }, `Mapping for ${name}`),
         h('div', { class: 'hint', id: 'mapping-hint' }, 'SQL-like: which event fields become profile fields, and which identify a person (BY …). Errors show their line and column.'),
         editor),
       mapErr,
-      h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Save mapping')),
+      h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Save mapping'),
+        h('button', { type: 'button', class: 'secondary', id: 'rebuild', onClick: rebuild }, 'Rebuild profiles from stored events')),
+      rebuildSlot,
       mapResult);
     editor.setAttribute('aria-describedby', 'mapping-hint mapping-error');
     append(main(), [
@@ -987,14 +1033,14 @@ ALIAS ${name}
     let before = null;
     poll(async () => {
       const [res, list] = await Promise.all([
-        api('GET', `/api/streams/${encodeURIComponent(name)}/events?limit=25`),
+        api('GET', `/api/streams/${encodeURIComponent(name)}/events?limit=20`),
         api('GET', '/api/streams'),
       ]);
       if (!current(gen)) return;
       if (!res.ok) { replace(eventsSlot, errorBox(res)); return; }
       const s = list.ok ? listOf(list.data, 'streams').find((x) => x.name === name) : null;
       replace(countSlot, s ? h('span', { class: 'muted small', 'data-event-count': s.events }, `(${fmtNum(s.events)} stored)`) : null);
-      replace(eventsSlot, eventsTable(listOf(res.data, 'events')));
+      refresh(eventsSlot, res.data, eventsTable(listOf(res.data, 'events')));
       if (before === null && !olderSlot.firstChild && res.data.next_before) {
         before = res.data.next_before;
         olderSlot.append(h('button', { type: 'button', class: 'secondary', onClick: loadOlder }, 'Load older events'));
@@ -1002,7 +1048,7 @@ ALIAS ${name}
     });
     async function loadOlder(e) {
       const btn = e.currentTarget;
-      const res = await api('GET', `/api/streams/${encodeURIComponent(name)}/events?${q({ limit: 25, before })}`);
+      const res = await api('GET', `/api/streams/${encodeURIComponent(name)}/events?${q({ limit: 20, before })}`);
       if (!res.ok) { btn.replaceWith(errorBox(res)); return; }
       btn.before(eventsTable(listOf(res.data, 'events')));
       before = res.data.next_before;
@@ -1058,7 +1104,23 @@ ALIAS ${name}
         field('Value', value, { field: 'value' })),
       fieldList,
       h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Find profile')));
-    append(main(), [pageHead('Profiles'), form, result]);
+    const recent = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+    append(main(), [pageHead('Profiles'), form, result,
+      h('section', { class: 'panel' }, h('h2', {}, 'Recently changed profiles'), recent)]);
+    api('GET', '/api/profiles?limit=20').then((res) => {
+      if (!current(gen)) return;
+      if (!res.ok) { replace(recent, errorBox(res)); return; }
+      const list = listOf(res.data, 'profiles');
+      const ids = (p) => Object.entries(p.identities || {}).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}`).join(' · ');
+      replace(recent,
+        typeof res.data.total === 'number' ? h('p', { class: 'muted' }, `${fmtNum(res.data.total)} profiles in all.`) : null,
+        table([
+          { label: 'Profile', cell: (p) => h('a', { class: 'mono', href: `#/profiles/${encodeURIComponent(p.id)}` }, p.id) },
+          { label: 'Identities', cell: (p) => h('span', { class: 'small mono' }, ids(p)) },
+          { label: 'Audiences', cell: (p) => h('div', { class: 'chips' }, (p.audiences || []).map((a) => h('span', { class: 'chip' }, typeof a === 'string' ? a : a.slug))) },
+          { label: 'Updated', cell: (p) => fmtTime(p.updated_at) },
+        ], list, { name: 'profiles', href: (p) => `#/profiles/${encodeURIComponent(p.id)}`, empty: 'No profiles yet: set a mapping on a stream.' }));
+    });
     api('GET', '/api/schema').then((res) => {
       if (res.ok && current(gen)) replace(fieldList, listOf(res.data, 'fields').map((f) => h('option', { value: typeof f === 'string' ? f : f.name })));
     });
@@ -1122,7 +1184,7 @@ ALIAS ${name}
       const res = await api('GET', '/api/audiences');
       if (!current(gen)) return;
       if (!res.ok) { replace(slot, errorBox(res)); return; }
-      replace(slot, table([
+      refresh(slot, res.data, table([
         { label: 'Name', cell: (a) => h('a', { href: `#/audiences/${encodeURIComponent(a.slug)}` }, a.name || a.slug) },
         { label: 'Slug', cell: (a) => h('span', { class: 'mono' }, a.slug) },
         { label: 'Members', num: true, cell: (a) => fmtNum(memberCount(a)) },
@@ -1188,6 +1250,9 @@ ALIAS engaged_users
     if (isNew) { slugIn.focus(); return; }
 
     let loaded = false;
+    let firstMembers = [];
+    let extraMembers = [];
+    let nextMembers = null;
     poll(async () => {
       const [res, mem] = await Promise.all([
         api('GET', `/api/audiences/${encodeURIComponent(slug)}`),
@@ -1208,12 +1273,29 @@ ALIAS engaged_users
       if (typeof count !== 'number' && mem.ok) count = members.length;
       replace(countSlot, h('div', { class: 'value', 'data-member-count': count }, fmtNum(count)), h('div', { class: 'name' }, h('span', { class: 'live-dot', 'aria-hidden': 'true' }), 'Members (live)'));
       if (!mem.ok) { replace(membersSlot, errorBox(mem)); return; }
-      replace(membersSlot, table([
-        { label: 'Profile', cell: (m) => { const pid = typeof m === 'string' ? m : firstKey(m, ['id', 'profile_id']); return h('a', { href: `#/profiles/${encodeURIComponent(pid)}`, class: 'mono' }, pid); } },
-        { label: 'Identities', cell: (m) => (m && typeof m === 'object' && m.identities ? h('span', { class: 'small mono' }, Object.entries(m.identities).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}`).join(' · ')) : '') },
-        { label: 'Since', cell: (m) => (m && typeof m === 'object' ? fmtTime(firstKey(m, ['entered_at', 'since', 'joined_at'])) : '') },
-      ], members, { name: 'members', empty: 'No members yet.' }));
+      if (!extraMembers.length) nextMembers = mem.data && mem.data.next;
+      firstMembers = members;
+      showMembers();
     });
+    function showMembers() {
+      const all = firstMembers.concat(extraMembers);
+      refresh(membersSlot, [all, nextMembers], memberTable(all),
+        nextMembers ? h('button', { type: 'button', class: 'secondary', id: 'more-members', onClick: moreMembers }, 'Load more members') : null);
+    }
+    async function moreMembers() {
+      const res = await api('GET', `/api/audiences/${encodeURIComponent(slug)}/members?${q({ limit: 50, after: nextMembers })}`);
+      if (!res.ok) { membersSlot.append(errorBox(res)); return; }
+      extraMembers = extraMembers.concat(listOf(res.data, 'members'));
+      nextMembers = res.data.next;
+      showMembers();
+    }
+  }
+
+  function memberTable(members) {
+    return table([
+      { label: 'Profile', cell: (m) => { const pid = typeof m === 'string' ? m : firstKey(m, ['profile_id', 'id']); return h('a', { href: `#/profiles/${encodeURIComponent(pid)}`, class: 'mono' }, pid); } },
+      { label: 'Entered', cell: (m) => (m && typeof m === 'object' ? fmtTime(firstKey(m, ['entered_at', 'since', 'joined_at'])) : '') },
+    ], members, { name: 'members', empty: 'No members yet.' });
   }
 
   // ---------------------------------------------------------------------------------------
