@@ -904,9 +904,10 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
 async fn an_empty_stream_is_read_without_events_or_failure() {
     let s = Setup::on_kinesalite().await;
     create_stream(&s.kinesis, "quiet", 2).await;
+    let created = Instant::now();
     let job = s.import("quiet", "web", json!("trim_horizon")).await;
     let label = [("job", job.as_str())];
-    // Both shards polled a few times (idle polling is at most once a second per shard).
+    // Both shards polled a few times.
     eventually(
         &s.server,
         Some(&job),
@@ -920,6 +921,13 @@ async fn an_empty_stream_is_read_without_events_or_failure() {
         },
     )
     .await;
+    // Idle shards are polled at most once a second each: six calls on two shards take two
+    // seconds at least (calls at 0, 1 and 2 s on each).
+    let polled_for = created.elapsed();
+    assert!(
+        polled_for >= Duration::from_millis(1800),
+        "6 GetRecords calls on 2 idle shards within {polled_for:?}"
+    );
     let view = job_view(&s.server, &job).await;
     assert_eq!(view["state"], "running", "{view}");
     assert!(view["last_error"].is_null(), "{view}");
