@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
+use crate::jobs::export::ExportConfig;
 use crate::jobs::import::ImportConfig;
 use crate::store::{DeadLetter, Job, JobState, JobTotals, JobType, ShardCheckpoint, StoreError};
 
@@ -193,12 +194,10 @@ fn validate(req: CreateRequest) -> ApiResult<Validated> {
                 .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
             serde_json::to_value(&parsed).map_err(ApiError::internal)?
         }
-        // The export job comes later: its configuration is kept as given.
         JobType::KinesisExport => {
-            if !config.is_object() {
-                return Err(ApiError::invalid_field("config", "must be a JSON object"));
-            }
-            config
+            let parsed = ExportConfig::parse(&config)
+                .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
+            serde_json::to_value(&parsed).map_err(ApiError::internal)?
         }
     };
     Ok(Validated {
@@ -232,6 +231,14 @@ async fn create(
         }
         Err(e) => return Err(e.into()),
     }
+    if v.job_type == JobType::KinesisExport {
+        let config = ExportConfig::parse(&v.config)
+            .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
+        config
+            .check(&state)
+            .await
+            .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
+    }
     let now = Utc::now();
     let job = Job {
         id: uuid::Uuid::now_v7().to_string(),
@@ -255,16 +262,28 @@ async fn create(
 /// The job's current view, read fresh from the store.
 async fn load_view(state: &AppState, id: &str) -> ApiResult<Value> {
     let job = state.store.get_job(id).await?;
-    let shards = state.store.list_checkpoints(id).await?;
-    Ok(view(&job, &shards))
+    job_view(state, &job).await
+}
+
+/// The view of `job` with its shards, and for export jobs the backfill progress.
+async fn job_view(state: &AppState, job: &Job) -> ApiResult<Value> {
+    let shards = state.store.list_checkpoints(&job.id).await?;
+    let mut v = view(job, &shards);
+    if job.job_type == JobType::KinesisExport {
+        let progress = state.store.get_export_progress(&job.id).await?;
+        let backfill = progress
+            .and_then(|p| p.backfill)
+            .map(|b| json!({"total": b.total, "sent": b.sent, "done": b.done}));
+        v["status"]["backfill"] = backfill.unwrap_or(Value::Null);
+    }
+    Ok(v)
 }
 
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let jobs = state.store.list_jobs().await?;
     let mut views = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        let shards = state.store.list_checkpoints(&job.id).await?;
-        views.push(view(job, &shards));
+        views.push(job_view(&state, job).await?);
     }
     Ok(Json(json!({ "jobs": views })))
 }
@@ -311,8 +330,7 @@ async fn resume(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     state.jobs.start(&state, &job);
     tracing::info!(%id, "job resumed");
     // The view of what was just done: the new task may fail at once, and `show` will say so.
-    let shards = state.store.list_checkpoints(&id).await?;
-    Ok(Json(view(&job, &shards)))
+    Ok(Json(job_view(&state, &job).await?))
 }
 
 /// Stopped, then deleted with its checkpoints and dead letters; its events stay.
@@ -485,9 +503,14 @@ mod tests {
         );
         export["config"] = json!({"anything": true});
         assert_eq!(
-            validate(req(export)).unwrap().config,
-            json!({"anything": true})
+            field_of(validate(req(export.clone())).unwrap_err()),
+            "config.anything"
         );
+        export["config"] =
+            json!({"audiences": ["vip"], "region": "us-east-1", "kinesis_stream": "t"});
+        let config = validate(req(export)).unwrap().config;
+        assert_eq!(config["existing_users"], false);
+        assert_eq!(config["export_fields"], json!([]));
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub struct FieldError {
 }
 
 fn field_error(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError { field: field.into(), message: message.into() }
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 impl ImportConfig {
@@ -41,23 +44,38 @@ impl ImportConfig {
     pub fn parse(config: &serde_json::Value) -> Result<Self, FieldError> {
         let cfg: ImportConfig = serde_json::from_value(config.clone()).map_err(|e| {
             let text = e.to_string();
-            let field = text
-                .split('`')
-                .nth(1)
-                .map(|f| format!("config.{f}"))
-                .unwrap_or_else(|| "config".into());
+            let field = config_field(&text);
             field_error(&field, format!("{text}; expected {{\"stream\", \"region\", \"kinesis_stream\", \"start_position\": \"trim_horizon\" | \"latest\" | {{\"at_timestamp\": RFC3339}}, \"role_arn\"}}"))
         })?;
         validate_event_stream_name(&cfg.stream).map_err(|m| field_error("config.stream", m))?;
         if !crate::aws::is_valid_region(&cfg.region) {
-            return Err(field_error("config.region", format!("{:?} is not an AWS region like us-east-1", cfg.region)));
+            return Err(field_error(
+                "config.region",
+                format!("{:?} is not an AWS region like us-east-1", cfg.region),
+            ));
         }
-        crate::kinesis::validate_stream_name(&cfg.kinesis_stream).map_err(|m| field_error("config.kinesis_stream", m))?;
+        crate::kinesis::validate_stream_name(&cfg.kinesis_stream)
+            .map_err(|m| field_error("config.kinesis_stream", m))?;
         if let Some(arn) = cfg.role_arn.as_deref().filter(|a| !a.is_empty()) {
-            crate::api::authorizations::validate_role_arn(arn).map_err(|m| field_error("config.role_arn", m))?;
+            crate::api::authorizations::validate_role_arn(arn)
+                .map_err(|m| field_error("config.role_arn", m))?;
         }
-        Ok(ImportConfig { role_arn: cfg.role_arn.clone().filter(|a| !a.is_empty()), ..cfg })
+        Ok(ImportConfig {
+            role_arn: cfg.role_arn.clone().filter(|a| !a.is_empty()),
+            ..cfg
+        })
     }
+}
+
+/// The field a serde error is about ("missing field `x`", "unknown field `x`, …"), else
+/// the whole `config`.
+pub(crate) fn config_field(serde_message: &str) -> String {
+    ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| serde_message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next())
+        .map(|f| format!("config.{f}"))
+        .unwrap_or_else(|| "config".into())
 }
 
 /// Tributary event stream names: 1–100 characters of letters, digits, `_`, `-` and `.`.
@@ -65,8 +83,13 @@ pub fn validate_event_stream_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 100 {
         return Err("must be 1–100 characters long".into());
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c))) {
-        return Err(format!("{name:?} contains {c:?}; use letters, digits, '_', '-' and '.'"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+    {
+        return Err(format!(
+            "{name:?} contains {c:?}; use letters, digits, '_', '-' and '.'"
+        ));
     }
     Ok(())
 }
@@ -75,11 +98,17 @@ pub fn validate_event_stream_name(name: &str) -> Result<(), String> {
 pub async fn run(state: AppState, job: Job, cancel: CancellationToken) {
     let result = match ImportConfig::parse(&job.config) {
         Ok(config) => crate::kinesis::consumer::run_import(&state, &job, &config, cancel).await,
-        Err(e) => Err(format!("the job's configuration is invalid ({e}); delete it and create it again")),
+        Err(e) => Err(format!(
+            "the job's configuration is invalid ({e}); delete it and create it again"
+        )),
     };
     if let Err(message) = result {
         tracing::error!(job = %job.id, error = %message, "import job failed");
-        if let Err(e) = state.store.set_job_state(&job.id, JobState::Failed, Some(&message)).await {
+        if let Err(e) = state
+            .store
+            .set_job_state(&job.id, JobState::Failed, Some(&message))
+            .await
+        {
             tracing::error!(job = %job.id, error = %e, "could not record the job's failure");
         }
     }
@@ -93,21 +122,47 @@ mod tests {
     #[test]
     fn start_positions_parse_in_all_three_shapes() {
         let base = json!({"stream": "web", "region": "us-east-1", "kinesis_stream": "clicks"});
-        assert_eq!(ImportConfig::parse(&base).unwrap().start_position, StartPosition::TrimHorizon);
+        assert_eq!(
+            ImportConfig::parse(&base).unwrap().start_position,
+            StartPosition::TrimHorizon
+        );
         let mut v = base.clone();
         v["start_position"] = json!("latest");
-        assert_eq!(ImportConfig::parse(&v).unwrap().start_position, StartPosition::Latest);
+        assert_eq!(
+            ImportConfig::parse(&v).unwrap().start_position,
+            StartPosition::Latest
+        );
         v["start_position"] = json!({"at_timestamp": "2026-01-02T03:04:05Z"});
-        assert!(matches!(ImportConfig::parse(&v).unwrap().start_position, StartPosition::AtTimestamp(_)));
+        assert!(matches!(
+            ImportConfig::parse(&v).unwrap().start_position,
+            StartPosition::AtTimestamp(_)
+        ));
     }
 
     #[test]
     fn errors_name_the_field() {
         let bad = |v: serde_json::Value| ImportConfig::parse(&v).unwrap_err().field;
-        assert_eq!(bad(json!({"stream": "web", "region": "nowhere", "kinesis_stream": "c"})), "config.region");
-        assert_eq!(bad(json!({"stream": "", "region": "us-east-1", "kinesis_stream": "c"})), "config.stream");
-        assert_eq!(bad(json!({"stream": "w", "region": "us-east-1", "kinesis_stream": "a b"})), "config.kinesis_stream");
-        assert_eq!(bad(json!({"stream": "w", "region": "us-east-1"})), "config.kinesis_stream");
-        assert_eq!(bad(json!({"stream": "w", "region": "us-east-1", "kinesis_stream": "c", "role_arn": "x"})), "config.role_arn");
+        assert_eq!(
+            bad(json!({"stream": "web", "region": "nowhere", "kinesis_stream": "c"})),
+            "config.region"
+        );
+        assert_eq!(
+            bad(json!({"stream": "", "region": "us-east-1", "kinesis_stream": "c"})),
+            "config.stream"
+        );
+        assert_eq!(
+            bad(json!({"stream": "w", "region": "us-east-1", "kinesis_stream": "a b"})),
+            "config.kinesis_stream"
+        );
+        assert_eq!(
+            bad(json!({"stream": "w", "region": "us-east-1"})),
+            "config.kinesis_stream"
+        );
+        assert_eq!(
+            bad(
+                json!({"stream": "w", "region": "us-east-1", "kinesis_stream": "c", "role_arn": "x"})
+            ),
+            "config.role_arn"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! manager holds only the tasks of jobs running in this process. On start the server resumes
 //! every job the store says is `running`, from its checkpoints.
 
+pub mod export;
 pub mod import;
 
 use std::collections::HashMap;
@@ -41,13 +42,11 @@ impl JobManager {
         }
         let cancel = CancellationToken::new();
         let handle = match job.job_type {
-            JobType::KinesisImport => tokio::spawn(import::run(state.clone(), job.clone(), cancel.clone())),
+            JobType::KinesisImport => {
+                tokio::spawn(import::run(state.clone(), job.clone(), cancel.clone()))
+            }
             JobType::KinesisExport => {
-                let (state, id) = (state.clone(), job.id.clone());
-                tokio::spawn(async move {
-                    let msg = "export jobs are not available in this version of Tributary";
-                    let _ = state.store.set_job_state(&id, JobState::Failed, Some(msg)).await;
-                })
+                tokio::spawn(export::run(state.clone(), job.clone(), cancel.clone()))
             }
         };
         tracing::info!(job = %job.id, label = %job.label, kind = job.job_type.as_str(), "job started");
@@ -60,14 +59,18 @@ impl JobManager {
         if let Some(r) = entry {
             r.cancel.cancel();
             if tokio::time::timeout(STOP_GRACE, r.handle).await.is_err() {
-                tracing::warn!(job = job_id, "job did not stop in time; its last checkpoint stands");
+                tracing::warn!(
+                    job = job_id,
+                    "job did not stop in time; its last checkpoint stands"
+                );
             }
         }
     }
 
     /// Stops every job (server shutdown).
     pub async fn stop_all(&self) {
-        let all: Vec<(String, Running)> = self.running.lock().expect("job map lock").drain().collect();
+        let all: Vec<(String, Running)> =
+            self.running.lock().expect("job map lock").drain().collect();
         for (_, r) in &all {
             r.cancel.cancel();
         }
@@ -79,7 +82,11 @@ impl JobManager {
     }
 
     pub fn is_running(&self, job_id: &str) -> bool {
-        self.running.lock().expect("job map lock").get(job_id).is_some_and(|r| !r.handle.is_finished())
+        self.running
+            .lock()
+            .expect("job map lock")
+            .get(job_id)
+            .is_some_and(|r| !r.handle.is_finished())
     }
 
     /// Resumes every job the store marks as running.

@@ -1112,18 +1112,15 @@ async fn an_authorization_in_use_by_a_job_cannot_be_deleted() {
     let server = offline_server().await;
     let auth =
         id_of(&create_auth(&server, keys_body("in use", CANARY_KEY_ID, CANARY_SECRET)).await);
-    // An export job: it needs no AWS (it fails at once in this version) but uses the
+    // An import job against an offline endpoint: it cannot read anything, but it uses the
     // authorization all the same.
     let (status, job) = server
         .post(
             "/api/jobs",
-            &json!({"type": "kinesis_export", "label": "nightly export", "authorization": auth, "config": {}}),
+            &json!({"type": "kinesis_import", "label": "nightly export", "authorization": auth,
+                    "config": {"stream": "web", "region": "us-east-1", "kinesis_stream": "clicks"}}),
         )
         .await;
-    if status == StatusCode::NOT_FOUND {
-        eprintln!("SKIPPED: no /api/jobs route in this build: {job}");
-        return;
-    }
     assert_eq!(status, StatusCode::CREATED, "{job}\n{}", server.logs());
     let job_id = id_of(&job);
 

@@ -1,0 +1,660 @@
+//! The Export Audience Triggers job: every entry into and exit from the chosen audiences
+//! published to a Kinesis stream, per user in change order, at least once.
+//!
+//! The job works in rounds. A round takes the next audience changes from the outbox (and, while
+//! a backfill runs, a page of current members), builds one record per change, has the
+//! [`Sender`] put them until Kinesis accepted every one, and then commits the round: the new
+//! outbox cursor, backfill progress, counters and dead letters in one transaction. A crash
+//! mid-round sends that round again: duplicates are possible but rare, and carry the same
+//! `change_id`; nothing is lost.
+//!
+//! Backfill and live changes stay consistent: each backfill page is read in one snapshot with
+//! the outbox head, and the live changes up to that head are put before the page's 'enter's,
+//! the live changes after it after them — so a user who leaves right after the snapshot gets
+//! the 'exit' after the backfilled 'enter'.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::import::FieldError;
+use crate::app::AppState;
+use crate::aws::{AwsError, AwsErrorKind};
+use crate::kinesis::backoff::{sleep_unless_cancelled, Backoff};
+use crate::kinesis::producer::limits::{partition_key, MAX_RECORD_BYTES};
+use crate::kinesis::producer::{PendingRecord, SendOutcome, Sender};
+use crate::store::{
+    AudienceChange, BackfillProgress, ChangeKind, DynStore, ExportProgress, ExportRound, Job,
+    JobState, Membership, NewDeadLetter, Profile, StoreError,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Audience slugs whose entries and exits are published.
+    pub audiences: Vec<String>,
+    pub region: String,
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    pub kinesis_stream: String,
+    /// The profile field whose value is the partition key; the profile id when unset or absent.
+    #[serde(default)]
+    pub user_identifier_field: Option<String>,
+    /// Profile fields put in each record; empty means all.
+    #[serde(default)]
+    pub export_fields: Vec<String>,
+    /// Send every current member once as an 'enter' when the job starts.
+    #[serde(default)]
+    pub existing_users: bool,
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl ExportConfig {
+    /// Parses and checks the shape of a job request's `config`.
+    pub fn parse(config: &Value) -> Result<Self, FieldError> {
+        let cfg: ExportConfig = serde_json::from_value(config.clone()).map_err(|e| {
+            let text = e.to_string();
+            let field = super::import::config_field(&text);
+            field_error(&field, format!("{text}; expected {{\"audiences\": [slugs], \"region\", \"kinesis_stream\", \"user_identifier_field\", \"export_fields\": [fields], \"existing_users\": bool, \"role_arn\"}}"))
+        })?;
+        if cfg.audiences.is_empty() {
+            return Err(field_error(
+                "config.audiences",
+                "choose at least one audience",
+            ));
+        }
+        if !crate::aws::is_valid_region(&cfg.region) {
+            return Err(field_error(
+                "config.region",
+                format!("{:?} is not an AWS region like us-east-1", cfg.region),
+            ));
+        }
+        crate::kinesis::validate_stream_name(&cfg.kinesis_stream)
+            .map_err(|m| field_error("config.kinesis_stream", m))?;
+        if let Some(arn) = cfg.role_arn.as_deref().filter(|a| !a.is_empty()) {
+            crate::api::authorizations::validate_role_arn(arn)
+                .map_err(|m| field_error("config.role_arn", m))?;
+        }
+        let mut audiences = cfg.audiences.clone();
+        audiences.dedup();
+        Ok(ExportConfig {
+            audiences,
+            role_arn: cfg.role_arn.clone().filter(|a| !a.is_empty()),
+            user_identifier_field: cfg
+                .user_identifier_field
+                .clone()
+                .filter(|f| !f.trim().is_empty()),
+            ..cfg
+        })
+    }
+
+    /// Checks the names against what exists: every audience, and every field in the profile
+    /// schema (the fields the stream mappings define).
+    pub async fn check(&self, state: &AppState) -> Result<(), FieldError> {
+        let known: HashSet<String> = match state.store.list_audiences().await {
+            Ok(all) => all.into_iter().map(|(a, _)| a.slug).collect(),
+            Err(e) => {
+                return Err(field_error(
+                    "config.audiences",
+                    format!("cannot read audiences: {e}"),
+                ))
+            }
+        };
+        if let Some(missing) = self.audiences.iter().find(|a| !known.contains(*a)) {
+            return Err(field_error(
+                "config.audiences",
+                format!("no audience has slug {missing:?}; see GET /api/audiences"),
+            ));
+        }
+        let schema: HashSet<String> = match state.cdp.mappings().await {
+            Ok(registry) => registry.schema().into_iter().map(|e| e.name).collect(),
+            Err(e) => {
+                return Err(field_error(
+                    "config.export_fields",
+                    format!("cannot read the profile schema: {e}"),
+                ))
+            }
+        };
+        if let Some(field) = &self.user_identifier_field {
+            if !schema.contains(field) {
+                return Err(field_error(
+                    "config.user_identifier_field",
+                    format!("{field:?} is not a profile field; see GET /api/schema"),
+                ));
+            }
+        }
+        if let Some(missing) = self.export_fields.iter().find(|f| !schema.contains(*f)) {
+            return Err(field_error(
+                "config.export_fields",
+                format!("{missing:?} is not a profile field; see GET /api/schema"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Changes read from the outbox per round.
+const ROUND_CHANGES: u32 = 1000;
+/// Members per backfill page.
+const BACKFILL_PAGE: u32 = 500;
+/// How often an idle job looks at the outbox.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// Runs an export job until it is cancelled or fails (then recorded as `failed`).
+pub async fn run(state: AppState, job: Job, cancel: CancellationToken) {
+    let result = match ExportConfig::parse(&job.config) {
+        Ok(config) => Exporter::start(&state, &job, config, &cancel).await,
+        Err(e) => Err(format!(
+            "the job's configuration is invalid ({e}); delete it and create it again"
+        )),
+    };
+    if let Err(message) = result {
+        tracing::error!(job = %job.id, error = %message, "export job failed");
+        if let Err(e) = state
+            .store
+            .set_job_state(&job.id, JobState::Failed, Some(&message))
+            .await
+        {
+            tracing::error!(job = %job.id, error = %e, "could not record the job's failure");
+        }
+    }
+}
+
+struct Exporter {
+    store: DynStore,
+    job_id: String,
+    config: ExportConfig,
+    sender: Sender,
+    progress: ExportProgress,
+    wanted: HashSet<String>,
+    /// Audience slug → id, for the records' `segment_events`.
+    audience_ids: HashMap<String, String>,
+}
+
+/// One record in the making.
+struct Item {
+    change_id: String,
+    audience_id: String,
+    audience_slug: String,
+    profile_id: String,
+    kind: ChangeKind,
+    at: DateTime<Utc>,
+    backfill: bool,
+}
+
+impl Exporter {
+    async fn start(
+        state: &AppState,
+        job: &Job,
+        config: ExportConfig,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let sdk = loop {
+            match state
+                .aws_config(
+                    &job.authorization_id,
+                    &config.region,
+                    config.role_arn.as_deref(),
+                )
+                .await
+            {
+                Ok(sdk) => break sdk,
+                Err(e) if e.aws_kind().is_retryable() => {
+                    tracing::warn!(job = %job.id, error = %e, "AWS not reachable yet; retrying");
+                    if !sleep_unless_cancelled(cancel, Duration::from_secs(2)).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let store = state.store.clone();
+        let audiences = store.list_audiences().await.map_err(store_message)?;
+        let audience_ids: HashMap<String, String> = audiences
+            .iter()
+            .map(|(a, _)| (a.slug.clone(), a.id.clone()))
+            .collect();
+        let progress = match store
+            .get_export_progress(&job.id)
+            .await
+            .map_err(store_message)?
+        {
+            Some(p) => p,
+            None => {
+                // First start: live changes from now on, and the members of now if asked.
+                let head = store.audience_change_head().await.map_err(store_message)?;
+                let total = audiences
+                    .iter()
+                    .filter(|(a, _)| config.audiences.contains(&a.slug))
+                    .map(|(_, n)| n)
+                    .sum();
+                ExportProgress {
+                    cursor: head,
+                    backfill: config.existing_users.then(|| BackfillProgress {
+                        total,
+                        ..Default::default()
+                    }),
+                }
+            }
+        };
+        let mut exporter = Exporter {
+            store,
+            job_id: job.id.clone(),
+            wanted: config.audiences.iter().cloned().collect(),
+            audience_ids,
+            sender: Sender {
+                // The sender classifies and retries itself; one SDK retry covers a dropped connection.
+                client: state.aws.kinesis(&sdk, 2),
+                stream: config.kinesis_stream.clone(),
+                metrics: state.metrics.export.clone(),
+                job_id: job.id.clone(),
+            },
+            config,
+            progress,
+        };
+        exporter
+            .run(cancel, &state.metrics.export)
+            .await
+            .map_err(|e| e.message)
+    }
+
+    async fn run(
+        &mut self,
+        cancel: &CancellationToken,
+        metrics: &crate::metrics::ExportMetrics,
+    ) -> Result<(), AwsError> {
+        let mut store_backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let round = match self.next_round().await {
+                Ok(round) => round,
+                Err(e) => {
+                    tracing::warn!(job = %self.job_id, error = %e, "reading the outbox failed; retrying");
+                    if store_backoff.attempts() > 10 {
+                        return Err(AwsError::new(
+                            AwsErrorKind::Other,
+                            format!("Tributary's store failed: {e}"),
+                        ));
+                    }
+                    if !sleep_unless_cancelled(cancel, store_backoff.next_delay()).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            store_backoff.reset();
+            let Some((items, mut next)) = round else {
+                if !sleep_unless_cancelled(cancel, IDLE_POLL).await {
+                    return Ok(());
+                }
+                continue;
+            };
+            let (records, dead_letters, changes_at) =
+                self.build_records(&items).await.map_err(store_error)?;
+            let record_count = records.len() as u64;
+            let backfilled = items.iter().filter(|i| i.backfill).count() as u64;
+            match self.sender.send_all(records, cancel).await? {
+                SendOutcome::Cancelled => return Ok(()),
+                SendOutcome::Done(acked) => {
+                    for (id, at) in acked {
+                        if let Some(changed) = changes_at.get(&id) {
+                            let seconds = (at - *changed).num_milliseconds().max(0) as f64 / 1000.0;
+                            metrics
+                                .change_to_ack_seconds
+                                .with_label_values(&[&self.job_id])
+                                .observe(seconds);
+                        }
+                    }
+                }
+            }
+            if let Some(b) = next.backfill.as_mut() {
+                b.sent += backfilled;
+            }
+            let round = ExportRound {
+                progress: next.clone(),
+                changes_read: items.len() as u64,
+                records_sent: record_count,
+                dead_letters,
+            };
+            self.store
+                .commit_export_round(&self.job_id, Arc::new(round))
+                .await
+                .map_err(store_error)?;
+            self.progress = next;
+        }
+    }
+
+    /// The next round's items in the order they must be put, and the progress once they are
+    /// all acknowledged; `None` when there is nothing to do.
+    async fn next_round(&self) -> Result<Option<(Vec<Item>, ExportProgress)>, StoreError> {
+        let mut next = self.progress.clone();
+        let backfilling = next.backfill.as_ref().is_some_and(|b| !b.done);
+        if backfilling {
+            let backfill = next.backfill.as_mut().expect("backfilling");
+            let ids: Vec<String> = self
+                .config
+                .audiences
+                .iter()
+                .filter_map(|slug| self.audience_ids.get(slug).cloned())
+                .collect();
+            let page = self
+                .store
+                .backfill_page(ids, backfill.after.clone(), BACKFILL_PAGE)
+                .await?;
+            // Live changes up to the snapshot come first. Too many of them: a live-only round,
+            // and a fresh snapshot next time.
+            let live = self
+                .store
+                .list_audience_changes(next.cursor, ROUND_CHANGES)
+                .await?;
+            let live: Vec<AudienceChange> = live
+                .into_iter()
+                .take_while(|c| c.seq <= page.head)
+                .collect();
+            let caught_up = live.last().map_or(next.cursor, |c| c.seq) >= page.head;
+            let mut items: Vec<Item> = Vec::new();
+            if let Some(last) = live.last() {
+                next.cursor = last.seq;
+            }
+            items.extend(
+                live.into_iter()
+                    .filter(|c| self.wanted.contains(&c.audience_slug))
+                    .map(live_item),
+            );
+            if caught_up {
+                next.cursor = next.cursor.max(page.head);
+                let backfill = next.backfill.as_mut().expect("backfilling");
+                backfill.done = (page.members.len() as u32) < BACKFILL_PAGE;
+                if let Some(last) = page.members.last() {
+                    backfill.after = Some((last.audience_id.clone(), last.profile_id.clone()));
+                }
+                items.extend(page.members.iter().map(|m| self.backfill_item(m)));
+            }
+            if items.is_empty() && next == self.progress {
+                return Ok(None);
+            }
+            return Ok(Some((items, next)));
+        }
+        let changes = self
+            .store
+            .list_audience_changes(next.cursor, ROUND_CHANGES)
+            .await?;
+        let Some(last) = changes.last() else {
+            return Ok(None);
+        };
+        next.cursor = last.seq;
+        let items = changes
+            .into_iter()
+            .filter(|c| self.wanted.contains(&c.audience_slug))
+            .map(live_item)
+            .collect();
+        Ok(Some((items, next)))
+    }
+
+    fn backfill_item(&self, m: &Membership) -> Item {
+        let slug = self
+            .audience_ids
+            .iter()
+            .find(|(_, id)| **id == m.audience_id)
+            .map(|(slug, _)| slug.clone())
+            .unwrap_or_default();
+        Item {
+            change_id: format!(
+                "{}:backfill:{}:{}",
+                self.job_id, m.audience_id, m.profile_id
+            ),
+            audience_id: m.audience_id.clone(),
+            audience_slug: slug,
+            profile_id: m.profile_id.clone(),
+            kind: ChangeKind::Enter,
+            at: m.entered_at,
+            backfill: true,
+        }
+    }
+
+    /// Records for the items (in order), dead letters for those too large to send, and the
+    /// change time of each live record for the latency metric.
+    async fn build_records(
+        &self,
+        items: &[Item],
+    ) -> Result<
+        (
+            Vec<PendingRecord>,
+            Vec<NewDeadLetter>,
+            HashMap<u64, DateTime<Utc>>,
+        ),
+        StoreError,
+    > {
+        let profiles = self.load_profiles(items).await?;
+        let mut records = Vec::with_capacity(items.len());
+        let mut dead = Vec::new();
+        let mut changed_at = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let fields = profiles
+                .get(&item.profile_id)
+                .map(|p| p.state.to_json())
+                .unwrap_or_else(|| json!({}));
+            let payload = record_payload(&self.job_id, &self.config, item, &fields);
+            let data = serde_json::to_vec(&payload).expect("JSON serializes");
+            let key = partition_key(
+                &identifier(&self.config, &fields).unwrap_or_else(|| item.profile_id.clone()),
+            );
+            if data.len() + key.len() > MAX_RECORD_BYTES {
+                self.sender
+                    .metrics
+                    .failures
+                    .with_label_values(&[&self.job_id])
+                    .inc();
+                dead.push(NewDeadLetter {
+                    shard_id: "-".into(),
+                    sequence_number: item.change_id.clone(),
+                    sub_sequence_number: None,
+                    position: 0,
+                    partition_key: key,
+                    reason: format!(
+                        "the record is {} bytes; Kinesis accepts at most {MAX_RECORD_BYTES} bytes per record (data and partition key): limit export_fields",
+                        data.len()
+                    ),
+                    raw: data,
+                });
+                continue;
+            }
+            if !item.backfill {
+                changed_at.insert(i as u64, item.at);
+            }
+            records.push(PendingRecord {
+                id: i as u64,
+                partition_key: key,
+                data,
+            });
+        }
+        Ok((records, dead, changed_at))
+    }
+
+    /// The profiles of the items; an id merged away resolves to its survivor.
+    async fn load_profiles(&self, items: &[Item]) -> Result<HashMap<String, Profile>, StoreError> {
+        let ids: Vec<String> = items
+            .iter()
+            .map(|i| i.profile_id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut found: HashMap<String, Profile> = self
+            .store
+            .get_profiles(ids.clone())
+            .await?
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect();
+        let missing: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !found.contains_key(id))
+            .collect();
+        for id in missing {
+            match self.store.get_profile(&id).await {
+                Ok(p) => {
+                    found.insert(id, p);
+                }
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn live_item(c: AudienceChange) -> Item {
+    Item {
+        change_id: format!("change-{}", c.seq),
+        audience_id: c.audience_id,
+        audience_slug: c.audience_slug,
+        profile_id: c.profile_id,
+        kind: c.kind,
+        at: c.at,
+        backfill: false,
+    }
+}
+
+/// The user identifier's value as a partition key, when the profile has one.
+fn identifier(config: &ExportConfig, fields: &Value) -> Option<String> {
+    let value = fields.get(config.user_identifier_field.as_deref()?)?;
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One record in the shape CDP trigger consumers parse (Lytics' webhook/trigger format).
+fn record_payload(job_id: &str, config: &ExportConfig, item: &Item, fields: &Value) -> Value {
+    let mut data: Map<String, Value> = match fields {
+        Value::Object(all) if config.export_fields.is_empty() => all.clone(),
+        Value::Object(all) => config
+            .export_fields
+            .iter()
+            .filter_map(|f| all.get(f).map(|v| (f.clone(), v.clone())))
+            .collect(),
+        _ => Map::new(),
+    };
+    let at = item.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut segment = json!({
+        "id": item.audience_id,
+        "slug": item.audience_slug,
+        "event": item.kind.as_str(),
+    });
+    match item.kind {
+        ChangeKind::Enter => segment["enter"] = at.clone().into(),
+        ChangeKind::Exit => segment["exit"] = at.clone().into(),
+    }
+    data.insert("segment_events".into(), json!([segment]));
+    json!({
+        "data": data,
+        "meta": {
+            "object": "user",
+            "subscription_id": job_id,
+            "timestamp": at,
+            "profile_id": item.profile_id,
+            "backfill": item.backfill,
+            "change_id": item.change_id,
+        }
+    })
+}
+
+fn store_message(e: StoreError) -> String {
+    format!("Tributary's store failed: {e}")
+}
+
+fn store_error(e: StoreError) -> AwsError {
+    AwsError::new(AwsErrorKind::Other, store_message(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ExportConfig {
+        ExportConfig::parse(&json!({
+            "audiences": ["vip"], "region": "us-east-1", "kinesis_stream": "triggers",
+            "user_identifier_field": "email", "export_fields": ["email", "visits"]
+        }))
+        .unwrap()
+    }
+
+    fn item(kind: ChangeKind) -> Item {
+        Item {
+            change_id: "change-7".into(),
+            audience_id: "aud-1".into(),
+            audience_slug: "vip".into(),
+            profile_id: "p1".into(),
+            kind,
+            at: "2026-01-02T03:04:05Z".parse().unwrap(),
+            backfill: false,
+        }
+    }
+
+    #[test]
+    fn payload_has_the_trigger_shape_with_only_the_chosen_fields() {
+        let fields = json!({"email": "a@b.c", "visits": 4, "secret_score": 9});
+        let p = record_payload("job-1", &config(), &item(ChangeKind::Exit), &fields);
+        assert_eq!(p["data"]["email"], "a@b.c");
+        assert_eq!(p["data"]["visits"], 4);
+        assert!(p["data"].get("secret_score").is_none());
+        let seg = &p["data"]["segment_events"][0];
+        assert_eq!(
+            (seg["slug"].as_str(), seg["event"].as_str()),
+            (Some("vip"), Some("exit"))
+        );
+        assert_eq!(seg["exit"], "2026-01-02T03:04:05.000Z");
+        assert_eq!(p["meta"]["subscription_id"], "job-1");
+        assert_eq!(p["meta"]["change_id"], "change-7");
+        assert_eq!(p["meta"]["backfill"], false);
+        assert_eq!(p["meta"]["object"], "user");
+    }
+
+    #[test]
+    fn all_fields_when_none_are_chosen_and_the_identifier_keys_the_record() {
+        let cfg = ExportConfig {
+            export_fields: vec![],
+            ..config()
+        };
+        let fields = json!({"email": "a@b.c", "visits": 4});
+        let p = record_payload("job-1", &cfg, &item(ChangeKind::Enter), &fields);
+        assert_eq!(p["data"]["visits"], 4);
+        assert_eq!(identifier(&cfg, &fields).as_deref(), Some("a@b.c"));
+        assert_eq!(identifier(&cfg, &json!({"visits": 1})), None);
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let bad = |v: Value| ExportConfig::parse(&v).unwrap_err().field;
+        assert_eq!(
+            bad(json!({"audiences": [], "region": "us-east-1", "kinesis_stream": "t"})),
+            "config.audiences"
+        );
+        assert_eq!(
+            bad(json!({"audiences": ["a"], "region": "x", "kinesis_stream": "t"})),
+            "config.region"
+        );
+        assert_eq!(
+            bad(json!({"audiences": ["a"], "region": "us-east-1", "kinesis_stream": "t t"})),
+            "config.kinesis_stream"
+        );
+        assert_eq!(
+            bad(json!({"audiences": ["a"], "region": "us-east-1"})),
+            "config.kinesis_stream"
+        );
+    }
+}
