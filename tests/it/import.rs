@@ -265,6 +265,15 @@ pub(crate) async fn wait_state(server: &TestServer, job: &str, state: &str) -> V
 
 /// `/metrics` sample `name{labels}` where every `(label, value)` of `labels` matches; summed.
 pub(crate) async fn metric(server: &TestServer, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_samples(server, name, labels).await.iter().sum()
+}
+
+/// The values of every `/metrics` series of `name` whose labels include `labels`.
+pub(crate) async fn metric_samples(
+    server: &TestServer,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Vec<f64> {
     let resp = server
         .client()
         .get(server.url("/metrics"))
@@ -290,7 +299,7 @@ pub(crate) async fn metric(server: &TestServer, name: &str, labels: &[(&str, &st
                 .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
             all.then(|| value.parse::<f64>().ok()).flatten()
         })
-        .sum()
+        .collect()
 }
 
 /// A record carrying its key and per-key counter.
@@ -787,6 +796,7 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
     });
     let not_utf8 = vec![0xff, 0xfe, 0x00, 0x41];
     let bad_json = br#"{"kind": "broken""#.to_vec();
+    let ndjson = b"{\"kind\":\"nd\",\"i\":0}\n{\"kind\":\"nd\",\"i\":1}\nnot json\n".to_vec();
 
     let records: Vec<(String, Vec<u8>)> = vec![
         aggregated[0].clone(),
@@ -795,6 +805,11 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
         ("bin".into(), not_utf8.clone()),
         ("json".into(), bad_json.clone()),
         broken_kpl.clone(),
+        ("nd".into(), ndjson.clone()),
+        (
+            "arr".into(),
+            br#"[{"kind":"arr","i":0},{"kind":"arr","i":1}]"#.to_vec(),
+        ),
         ("after".into(), br#"{"kind":"after"}"#.to_vec()),
     ];
     // One call per record: they land in whatever GetRecords pages they land in.
@@ -803,15 +818,15 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
         placed.extend(put_records(&s.kinesis, "mixed", std::slice::from_ref(r)).await);
     }
 
-    wait_events(&s.server, &job, "web", 9).await;
+    wait_events(&s.server, &job, "web", 13).await;
     eventually(
         &s.server,
         Some(&job),
-        "three dead letters and the checkpoint at the last record",
+        "four dead letters and the checkpoint at the last record",
         || async {
             let v = job_view(&s.server, &job).await;
-            v["status"]["dead_letters"] == 3
-                && v["status"]["shards"][0]["checkpoint"] == placed[6].1.as_str()
+            v["status"]["dead_letters"] == 4
+                && v["status"]["shards"][0]["checkpoint"] == placed[8].1.as_str()
         },
     )
     .await;
@@ -819,8 +834,8 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
     let events = all_events(&s.server, "web").await;
     assert_eq!(
         events.len(),
-        9,
-        "5 KPL user records, 1 gzip, 2 log events, 1 after: {events:#?}"
+        13,
+        "5 KPL user records, 1 gzip, 2 log events, 2 NDJSON lines, 2 array items, 1 after: {events:#?}"
     );
     let kinds: Vec<&str> = events
         .iter()
@@ -828,7 +843,7 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
         .collect();
     assert_eq!(
         kinds,
-        ["kpl", "kpl", "kpl", "kpl", "kpl", "gzip", "cw", "-", "after"]
+        ["kpl", "kpl", "kpl", "kpl", "kpl", "gzip", "cw", "-", "nd", "nd", "arr", "arr", "after"]
     );
     for (i, e) in events[..5].iter().enumerate() {
         assert_eq!(e["fields"]["i"], i, "{e}");
@@ -849,9 +864,21 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
     assert_eq!(events[6]["fields"]["_cloudwatch"]["log_group"], "/app/web");
     assert_eq!(events[7]["fields"]["message"], "plain text line");
     assert_eq!(events[7]["fields"]["_cloudwatch"]["id"], "e2");
+    for (e, i) in events[8..12].iter().zip([0, 1, 0, 1]) {
+        assert_eq!(e["fields"]["i"], i, "{e}");
+        assert_eq!(e["_kinesis"]["sub_sequence_number"], 0, "{e}");
+    }
     assert_eq!(
         events[8]["_kinesis"]["sequence_number"],
         placed[6].1.as_str()
+    );
+    assert_eq!(
+        events[10]["_kinesis"]["sequence_number"],
+        placed[7].1.as_str()
+    );
+    assert_eq!(
+        events[12]["_kinesis"]["sequence_number"],
+        placed[8].1.as_str()
     );
 
     let (status, body) = s
@@ -862,15 +889,17 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
     let letters = body["dead_letters"]
         .as_array()
         .unwrap_or_else(|| panic!("{body}"));
-    assert_eq!(letters.len(), 3, "{body}");
+    assert_eq!(letters.len(), 4, "{body}");
     let by_seq: HashMap<&str, &Value> = letters
         .iter()
         .map(|l| (l["sequence_number"].as_str().unwrap(), l))
         .collect();
+    let bad_line = b"not json".to_vec();
     for (index, raw, key, reason_has) in [
         (3, &not_utf8, "bin", "UTF-8"),
         (4, &bad_json, "json", "JSON"),
         (5, &broken_kpl.1, broken_kpl.0.as_str(), "MD5"),
+        (6, &bad_line, "nd", "line 3"),
     ] {
         let letter = by_seq
             .get(placed[index].1.as_str())
@@ -892,8 +921,13 @@ async fn kpl_gzip_and_cloudwatch_records_become_events_and_bad_ones_dead_letters
         view["state"], "running",
         "bad records do not stop the job: {view}"
     );
-    assert_eq!(view["status"]["records_in"], 7);
-    assert_eq!(view["status"]["events_out"], 9);
+    assert_eq!(
+        by_seq[placed[6].1.as_str()]["position"],
+        2,
+        "the bad NDJSON line's index"
+    );
+    assert_eq!(view["status"]["records_in"], 9);
+    assert_eq!(view["status"]["events_out"], 13);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -938,8 +972,9 @@ async fn an_empty_stream_is_read_without_events_or_failure() {
         assert_eq!(shard["records"], 0);
     }
     assert_eq!(stream_count(&s.server, "web").await, 0);
-    let lag = metric(&s.server, "tributary_millis_behind_latest", &label).await;
-    assert_eq!(lag, 0.0);
+    // One lag gauge per shard, at 0 (nothing behind).
+    let lags = metric_samples(&s.server, "tributary_millis_behind_latest", &label).await;
+    assert_eq!(lags, [0.0, 0.0]);
 }
 
 #[tokio::test]
