@@ -30,7 +30,7 @@ use crate::kinesis::producer::limits::{partition_key, MAX_RECORD_BYTES};
 use crate::kinesis::producer::{PendingRecord, SendOutcome, Sender};
 use crate::store::{
     AudienceChange, BackfillProgress, ChangeKind, DynStore, ExportProgress, ExportRound, Job,
-    JobState, Membership, NewDeadLetter, Profile, StoreError,
+    Membership, NewDeadLetter, Profile, StoreError,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,23 +151,14 @@ const BACKFILL_PAGE: u32 = 500;
 /// How often an idle job looks at the outbox.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
-/// Runs an export job until it is cancelled or fails (then recorded as `failed`).
-pub async fn run(state: AppState, job: Job, cancel: CancellationToken) {
-    let result = match ExportConfig::parse(&job.config) {
+/// The job's work, until it is cancelled (`Ok`) or fails for good (`Err`: the job's
+/// `last_error`). [`super::JobManager`] records the failure.
+pub async fn run(state: AppState, job: Job, cancel: CancellationToken) -> Result<(), String> {
+    match ExportConfig::parse(&job.config) {
         Ok(config) => Exporter::start(&state, &job, config, &cancel).await,
         Err(e) => Err(format!(
             "the job's configuration is invalid ({e}); delete it and create it again"
         )),
-    };
-    if let Err(message) = result {
-        tracing::error!(job = %job.id, error = %message, "export job failed");
-        if let Err(e) = state
-            .store
-            .set_job_state(&job.id, JobState::Failed, Some(&message))
-            .await
-        {
-            tracing::error!(job = %job.id, error = %e, "could not record the job's failure");
-        }
     }
 }
 

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
+use crate::store::Job;
 pub use crate::store::StartPosition;
-use crate::store::{Job, JobState};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,23 +94,14 @@ pub fn validate_event_stream_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs an import job until it is cancelled (pause, delete, shutdown) or fails.
-pub async fn run(state: AppState, job: Job, cancel: CancellationToken) {
-    let result = match ImportConfig::parse(&job.config) {
+/// The job's work, until it is cancelled (`Ok`) or fails for good (`Err`: the job's
+/// `last_error`). [`super::JobManager`] records the failure.
+pub async fn run(state: AppState, job: Job, cancel: CancellationToken) -> Result<(), String> {
+    match ImportConfig::parse(&job.config) {
         Ok(config) => crate::kinesis::consumer::run_import(&state, &job, &config, cancel).await,
         Err(e) => Err(format!(
             "the job's configuration is invalid ({e}); delete it and create it again"
         )),
-    };
-    if let Err(message) = result {
-        tracing::error!(job = %job.id, error = %message, "import job failed");
-        if let Err(e) = state
-            .store
-            .set_job_state(&job.id, JobState::Failed, Some(&message))
-            .await
-        {
-            tracing::error!(job = %job.id, error = %e, "could not record the job's failure");
-        }
     }
 }
 

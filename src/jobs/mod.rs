@@ -41,14 +41,16 @@ impl JobManager {
             return;
         }
         let cancel = CancellationToken::new();
-        let handle = match job.job_type {
-            JobType::KinesisImport => {
-                tokio::spawn(import::run(state.clone(), job.clone(), cancel.clone()))
-            }
-            JobType::KinesisExport => {
-                tokio::spawn(export::run(state.clone(), job.clone(), cancel.clone()))
-            }
-        };
+        let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> =
+            match job.job_type {
+                JobType::KinesisImport => {
+                    Box::pin(import::run(state.clone(), job.clone(), cancel.clone()))
+                }
+                JobType::KinesisExport => {
+                    Box::pin(export::run(state.clone(), job.clone(), cancel.clone()))
+                }
+            };
+        let handle = tokio::spawn(supervise(state.clone(), job.id.clone(), work));
         tracing::info!(job = %job.id, label = %job.label, kind = job.job_type.as_str(), "job started");
         running.insert(job.id.clone(), Running { cancel, handle });
     }
@@ -98,5 +100,23 @@ impl JobManager {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// Runs a job's work to its end; a failure becomes the job's `failed` state and `last_error`.
+async fn supervise(
+    state: AppState,
+    job_id: String,
+    work: impl std::future::Future<Output = Result<(), String>>,
+) {
+    if let Err(message) = work.await {
+        tracing::error!(job = %job_id, error = %message, "job failed");
+        if let Err(e) = state
+            .store
+            .set_job_state(&job_id, JobState::Failed, Some(&message))
+            .await
+        {
+            tracing::error!(job = %job_id, error = %e, "could not record the job's failure");
+        }
     }
 }
