@@ -1038,6 +1038,15 @@ async fn a_deleted_stream_fails_the_job_and_keeps_its_events() {
     let events = all_events(&s.server, "web").await;
     assert_exactly_once(&events, &key_counters(&put));
     assert_eq!(view["status"]["events_out"], 100);
+
+    // A stream that never existed fails the job the same way, at once.
+    let never = s.import("never-was", "other", json!("trim_horizon")).await;
+    let view = wait_state(&s.server, &never, "failed").await;
+    let error = view["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("never-was") && error.contains("not found"),
+        "{error}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1294,4 +1303,61 @@ async fn a_sigterm_mid_import_exits_cleanly_and_the_next_start_carries_on() {
     let view = job_view(&s.server, &job).await;
     assert_eq!(view["state"], "running", "{view}");
     assert_eq!(view["status"]["records_in"], total, "{view}");
+}
+
+/// The usual deployment: keys that may only assume a role, and the job's `role_arn` naming a
+/// role that holds just the import policy.
+#[tokio::test]
+async fn import_through_a_job_level_role_with_only_the_import_policy() {
+    let moto = Moto::start().await;
+    let admin = kinesis_client(&moto.endpoint());
+    create_stream(&admin, "orders", 1).await;
+    let put = keyed_records(6, 5, 0, "moto-role");
+    put_records(&admin, "orders", &put).await;
+    let (own_key, own_secret) = moto
+        .create_user_with_policy("tributary", TRIBUTARY_POLICY)
+        .await;
+    let (key, secret) = moto
+        .create_user_with_policy("source", TRIBUTARY_POLICY)
+        .await;
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": moto.user_arn("source")},
+            "Action": "sts:AssumeRole",
+        }],
+    })
+    .to_string();
+    let role = moto
+        .create_role("importer-role", &trust, IMPORT_ONLY_POLICY)
+        .await;
+    moto.enable_iam_enforcement().await;
+    let server = TestServer::builder()
+        .kinesis_endpoint(&moto.endpoint())
+        .sts_endpoint(&moto.endpoint())
+        .credentials(&own_key, &own_secret)
+        .start()
+        .await;
+    let auth = create_keys_auth(&server, "source", &key, &secret).await;
+    let body = json!({
+        "type": "kinesis_import",
+        "label": "orders via role",
+        "authorization": auth,
+        "config": {
+            "stream": "orders",
+            "region": TEST_REGION,
+            "role_arn": role,
+            "kinesis_stream": "orders",
+            "start_position": "trim_horizon",
+        },
+    });
+    let (status, job) = server.post("/api/jobs", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let job = id_of(&job);
+    wait_events(&server, &job, "orders", 30).await;
+    let events = all_events(&server, "orders").await;
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_order_per_key(&events);
+    assert_eq!(job_view(&server, &job).await["state"], "running");
 }
