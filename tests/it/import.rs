@@ -428,6 +428,9 @@ pub(crate) fn shards_of(job: &Value) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// `max_batches` for a [`Producer`] that runs until [`Producer::stop`].
+pub(crate) const UNTIL_STOPPED: u64 = u64::MAX;
+
 /// A live stream: puts one record per key (`user-0`…, counters counting up per key) every
 /// `pace`, up to `max_batches` batches or until stopped.
 pub(crate) struct Producer {
@@ -473,10 +476,6 @@ impl Producer {
     /// Batches put so far.
     pub fn batches(&self) -> u64 {
         self.batches.load(Ordering::SeqCst)
-    }
-
-    pub fn done(&self) -> bool {
-        self.batches() >= self.max_batches
     }
 
     /// Waits until `more` batches were put after the `since`-th one (or all were).
@@ -611,7 +610,7 @@ async fn split_and_merge_while_records_flow_lose_nothing_and_read_parents_first(
         s.kinesis.clone(),
         "clicks",
         60,
-        1000,
+        UNTIL_STOPPED,
         Duration::from_millis(20),
     );
     wait_events(&s.server, &job, "web", 300).await;
@@ -620,7 +619,6 @@ async fn split_and_merge_while_records_flow_lose_nothing_and_read_parents_first(
     producer.wait_more(producer.batches(), 10).await;
     merge_shards(&s.kinesis, "clicks", &ids[1], &ids[2]).await;
     producer.wait_more(producer.batches(), 10).await;
-    assert!(!producer.done(), "records flowed through both reshardings");
     let put = producer.stop().await;
     let total = put.len() as u64;
 
@@ -704,19 +702,18 @@ async fn a_killed_server_resumes_the_job_on_restart_and_stores_each_record_once(
     let mut s = Setup::on_kinesalite().await;
     create_stream(&s.kinesis, "clicks", 2).await;
     let job = s.import("clicks", "web", json!("trim_horizon")).await;
-    // 80 batches of 100 over about 4 s: records keep arriving across both kills.
+    // Batches of 100 every 50 ms until stopped: records keep arriving across both kills.
     let producer = Producer::start(
         s.kinesis.clone(),
         "clicks",
         100,
-        80,
+        UNTIL_STOPPED,
         Duration::from_millis(50),
     );
 
     for threshold in [800, 3000] {
         wait_events(&s.server, &job, "web", threshold).await;
         s.server.kill();
-        assert!(!producer.done(), "killed while records were still arriving");
         // Records put while the server is down must be read after the restart.
         producer.wait_more(producer.batches(), 3).await;
         s.server.restart().await;
@@ -727,9 +724,9 @@ async fn a_killed_server_resumes_the_job_on_restart_and_stores_each_record_once(
         );
     }
 
-    let put = producer.join().await;
+    producer.wait_more(producer.batches(), 5).await;
+    let put = producer.stop().await;
     let total = put.len() as u64;
-    assert_eq!(total, 8000);
     wait_events(&s.server, &job, "web", total).await;
     eventually(
         &s.server,
@@ -1124,7 +1121,7 @@ async fn pause_and_resume_lose_and_repeat_nothing() {
         s.kinesis.clone(),
         "clicks",
         50,
-        40,
+        UNTIL_STOPPED,
         Duration::from_millis(50),
     );
     wait_events(&s.server, &job, "web", 200).await;
@@ -1138,10 +1135,6 @@ async fn pause_and_resume_lose_and_repeat_nothing() {
     let at_pause = stream_count(&s.server, "web").await;
     let label = [("job", job.as_str())];
     let calls_at_pause = metric(&s.server, "tributary_get_records_calls_total", &label).await;
-    assert!(
-        !producer.done(),
-        "paused while records were still being put"
-    );
 
     // While paused nothing is read, however many records arrive.
     producer.wait_more(producer.batches(), 5).await;
@@ -1164,15 +1157,19 @@ async fn pause_and_resume_lose_and_repeat_nothing() {
         .await;
     assert_eq!(status, StatusCode::OK, "{resumed}");
     assert_eq!(resumed["state"], "running", "{resumed}");
-    let put = producer.join().await;
-    assert_eq!(put.len(), 2000);
-    wait_events(&s.server, &job, "web", 2000).await;
+    producer.wait_more(producer.batches(), 5).await;
+    let put = producer.stop().await;
+    let total = put.len() as u64;
+    wait_events(&s.server, &job, "web", total).await;
     let events = all_events(&s.server, "web").await;
     assert_exactly_once(&events, &key_counters(&put));
     assert_order_per_key(&events);
-    eventually(&s.server, Some(&job), "events_out is 2000", || async {
-        job_view(&s.server, &job).await["status"]["events_out"] == 2000
-    })
+    eventually(
+        &s.server,
+        Some(&job),
+        "events_out is every record put",
+        || async { job_view(&s.server, &job).await["status"]["events_out"] == total },
+    )
     .await;
 
     // Deleting the job stops it; its events stay.
@@ -1183,10 +1180,10 @@ async fn pause_and_resume_lose_and_repeat_nothing() {
     put_records(
         &s.kinesis,
         "clicks",
-        &keyed_records(5, 1, 40, "after-delete"),
+        &keyed_records(5, 1, 1_000_000, "after-delete"),
     )
     .await;
-    assert_eq!(stream_count(&s.server, "web").await, 2000);
+    assert_eq!(stream_count(&s.server, "web").await, total);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1274,7 +1271,7 @@ async fn a_sigterm_mid_import_exits_cleanly_and_the_next_start_carries_on() {
         s.kinesis.clone(),
         "clicks",
         100,
-        40,
+        UNTIL_STOPPED,
         Duration::from_millis(50),
     );
     wait_events(&s.server, &job, "web", 500).await;
@@ -1288,13 +1285,10 @@ async fn a_sigterm_mid_import_exits_cleanly_and_the_next_start_carries_on() {
         "stopped in {:?}",
         started.elapsed()
     );
-    assert!(
-        !producer.done(),
-        "stopped while records were still arriving"
-    );
     producer.wait_more(producer.batches(), 3).await;
     s.server.restart().await;
-    let put = producer.join().await;
+    producer.wait_more(producer.batches(), 3).await;
+    let put = producer.stop().await;
     let total = put.len() as u64;
     wait_events(&s.server, &job, "web", total).await;
     let events = all_events(&s.server, "web").await;
