@@ -1355,3 +1355,61 @@ async fn import_through_a_job_level_role_with_only_the_import_policy() {
     assert_order_per_key(&events);
     assert_eq!(job_view(&server, &job).await["state"], "running");
 }
+
+/// kinesis-local (kinesis-mock) reshards the way AWS' UpdateShardCount does and answers a closed
+/// shard's last GetRecords with ChildShards; its closed shards report an EndingSequenceNumber of
+/// i64::MAX. The job follows the new lineage there too.
+#[tokio::test]
+async fn update_shard_count_on_kinesis_local_is_followed_parents_first() {
+    let kl = KinesisLocal::start().await;
+    let kinesis = kinesis_client(&kl.endpoint());
+    create_stream(&kinesis, "scaled", 2).await;
+    let server = TestServer::start(&kl.endpoint()).await;
+    let auth = create_keys_auth(&server, "local", KINESALITE_KEY_ID, "local-secret").await;
+    let mut put = keyed_records(30, 3, 0, "two-shards");
+    put_records(&kinesis, "scaled", &put).await;
+    let job = create_import(&server, &auth, "scaled", "web", json!("trim_horizon")).await;
+    wait_events(&server, &job, "web", put.len() as u64).await;
+
+    kinesis
+        .update_shard_count()
+        .stream_name("scaled")
+        .target_shard_count(4)
+        .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect("UpdateShardCount");
+    wait_stream_active(&kinesis, "scaled").await;
+    let more = keyed_records(30, 3, 3, "four-shards");
+    put_records(&kinesis, "scaled", &more).await;
+    put.extend(more);
+    wait_events(&server, &job, "web", put.len() as u64).await;
+
+    let events = all_events(&server, "web").await;
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_order_per_key(&events);
+    let listed = list_shards(&kinesis, "scaled").await;
+    let closed: Vec<String> = listed
+        .iter()
+        .filter(|s| {
+            s.sequence_number_range()
+                .and_then(|r| r.ending_sequence_number())
+                .is_some()
+        })
+        .map(|s| s.shard_id().to_string())
+        .collect();
+    assert!(
+        !closed.is_empty(),
+        "UpdateShardCount closed shards: {listed:?}"
+    );
+    eventually(
+        &server,
+        Some(&job),
+        "the closed shards are finished",
+        || async {
+            let shards = shards_of(&job_view(&server, &job).await);
+            shards.len() == listed.len() && closed.iter().all(|c| shards[c]["state"] == "finished")
+        },
+    )
+    .await;
+}
