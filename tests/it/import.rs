@@ -1413,3 +1413,43 @@ async fn update_shard_count_on_kinesis_local_is_followed_parents_first() {
     )
     .await;
 }
+
+/// ListShards answers in pages (kinesis-local pages like AWS, 100 shards by default): a job on
+/// a stream with more shards than one page holds must find them all.
+#[tokio::test]
+async fn every_shard_is_found_when_list_shards_pages() {
+    let kl = KinesisLocal::start().await;
+    let kinesis = kinesis_client(&kl.endpoint());
+    create_stream(&kinesis, "wide", 105).await;
+    let first_page = kinesis
+        .list_shards()
+        .stream_name("wide")
+        .send()
+        .await
+        .expect("ListShards");
+    assert!(
+        first_page.next_token().is_some(),
+        "one page does not hold 105 shards"
+    );
+    let server = TestServer::start(&kl.endpoint()).await;
+    let auth = create_keys_auth(&server, "local", KINESALITE_KEY_ID, "local-secret").await;
+    let job = create_import(&server, &auth, "wide", "web", json!("trim_horizon")).await;
+    eventually(
+        &server,
+        Some(&job),
+        "all 105 shards are known and read",
+        || async {
+            let v = job_view(&server, &job).await;
+            let shards = shards_of(&v);
+            shards.len() == 105 && shards.values().all(|s| s["state"] == "reading")
+        },
+    )
+    .await;
+    // Records on the last shards (by hash key) arrive too.
+    let put = keyed_records(200, 1, 0, "wide");
+    put_records(&kinesis, "wide", &put).await;
+    wait_events(&server, &job, "web", 200).await;
+    let events = all_events(&server, "web").await;
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_eq!(job_view(&server, &job).await["state"], "running");
+}
