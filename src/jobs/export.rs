@@ -230,13 +230,25 @@ impl Exporter {
                     .filter(|(a, _)| config.audiences.contains(&a.slug))
                     .map(|(_, n)| n)
                     .sum();
-                ExportProgress {
+                let progress = ExportProgress {
                     cursor: head,
                     backfill: config.existing_users.then(|| BackfillProgress {
                         total,
                         ..Default::default()
                     }),
-                }
+                };
+                // Kept at once: a job paused, failed (stream missing) or killed before its first
+                // round must resume from here, not from a later head (that would lose the
+                // changes in between) nor with a recounted backfill.
+                let first = ExportRound {
+                    progress: progress.clone(),
+                    ..Default::default()
+                };
+                store
+                    .commit_export_round(&job.id, Arc::new(first))
+                    .await
+                    .map_err(store_message)?;
+                progress
             }
         };
         let mut exporter = Exporter {

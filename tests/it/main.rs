@@ -4,6 +4,7 @@
 mod support;
 
 mod cdp;
+mod export;
 mod foundation;
 mod import;
 mod import_faults;
