@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
 use crate::support::*;
 
@@ -48,8 +48,11 @@ async fn web_ui_in_a_real_browser() {
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
         )
         .await;
+    // Tributary reaches kinesalite through the fault proxy, which denies ListStreams (a real
+    // AccessDeniedException) while the browser checks the stream field's fallback.
+    let proxy = Arc::new(FaultProxy::start(&kinesalite.endpoint(), FaultPlan::new(6)).await);
     let server = TestServer::builder()
-        .kinesis_endpoint(&kinesalite.endpoint())
+        .kinesis_endpoint(&proxy.endpoint())
         .sts_endpoint(&moto.endpoint())
         .start()
         .await;
@@ -107,19 +110,44 @@ async fn web_ui_in_a_real_browser() {
                 profile_dir.path().join("screenshots")
             },
         )
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("run node (Node.js is needed for the browser test)");
-    let mut stdout = child.stdout.take().expect("stdout");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stdin = child.stdin.take().expect("stdin");
     let mut stderr = child.stderr.take().expect("stderr");
-    let read_out = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s).await;
-        s
-    });
+    // The script asks for ListStreams to be denied and allowed again with `@@ deny ListStreams`
+    // and `@@ allow ListStreams` lines; each is answered `@@ done` on its stdin.
+    let read_out = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let mut out = String::new();
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let plan = match line.trim() {
+                    "@@ deny ListStreams" => Some(FaultPlan::new(6).error(
+                        "ListStreams",
+                        1.0,
+                        400,
+                        "AccessDeniedException",
+                    )),
+                    "@@ allow ListStreams" => Some(FaultPlan::new(6)),
+                    _ => None,
+                };
+                if let Some(plan) = plan {
+                    proxy.set_plan(plan);
+                    let _ = stdin.write_all(b"@@ done\n").await;
+                    let _ = stdin.flush().await;
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+            out
+        })
+    };
     let read_err = tokio::spawn(async move {
         let mut s = String::new();
         let _ = stderr.read_to_string(&mut s).await;
@@ -146,6 +174,16 @@ async fn web_ui_in_a_real_browser() {
         "the browser flow failed ({status}):\n--- stdout\n{out}\n--- stderr\n{err}\n--- server\n{}",
         server.logs()
     );
+    // What the browser's export job sent is in the trigger stream, in the documented shape.
+    if out.contains("ok - an export job") {
+        let triggers = read_all(&kinesis, TRIGGER_STREAM).await;
+        assert!(triggers.len() >= 8, "7 backfilled members and a newcomer: {}", triggers.len());
+        for t in &triggers {
+            let v: serde_json::Value = serde_json::from_slice(&t.3).expect("trigger is JSON");
+            assert_eq!(v["data"]["segment_events"][0]["slug"], "ui_shoppers", "{v}");
+            assert!(v["data"]["email"].is_string(), "{v}");
+        }
+    }
     // The flow's import job really ran: what the browser saw is in the store.
     let (_, streams) = server.get("/api/streams").await;
     let web = streams["streams"]

@@ -16,6 +16,7 @@
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
+import { createInterface } from 'node:readline';
 import path from 'node:path';
 
 const env = process.env;
@@ -48,6 +49,15 @@ const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(e.message));
 page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text()); });
 page.on('dialog', (d) => d.accept());
+
+// Requests to tests/it/ui.rs (a line on stdout), answered `@@ done` on stdin.
+const stdinReader = createInterface({ input: process.stdin });
+const stdinLines = stdinReader[Symbol.asyncIterator]();
+async function control(what) {
+  console.log(`@@ ${what}`);
+  const reply = await stdinLines.next();
+  check(!reply.done && reply.value.trim() === '@@ done', `the test harness did "${what}"`);
+}
 
 let current = 'start';
 async function step(name, fn) {
@@ -215,23 +225,23 @@ try {
     check(await page.locator('table[data-table="events"] tbody tr').count() > 5, 'events listed');
   });
 
-  // The ListStreams-denied path. kinesalite denies nothing, so the browser is given the API's
-  // real 403 answer (the body src/api/aws.rs sends) for this one request; the UI is what's tested.
+  // The ListStreams-denied path, for real: tests/it/ui.rs makes the fault proxy between
+  // Tributary and kinesalite answer ListStreams with AccessDeniedException while this step runs.
   await step('ListStreams denied: a text field with a one-line explanation', async () => {
-    await page.route('**/api/aws/streams?**', (route) => route.fulfill({
-      status: 403,
-      contentType: 'application/json',
-      body: JSON.stringify({ error: 'list_streams_denied', message: 'these credentials may not call kinesis:ListStreams, so the stream list cannot be shown; type the stream name instead' }),
-    }));
-    await page.goto(`${BASE}/#/jobs/new`);
-    await page.getByLabel('Authorization', { exact: true }).selectOption({ label: 'delegated role (role)' });
-    const text = page.locator('input#f-kinesis_stream');
-    await text.waitFor();
-    check(await page.locator('#f-kinesis_stream-hint').innerText().then((t) => t.includes('may not list streams')), 'the explanation');
-    check(await page.getByLabel('Kinesis stream', { exact: true }).evaluate((el) => el.tagName) === 'INPUT', 'the label names the text field');
-    await text.fill(IMPORT_STREAM);
-    await shot(page, 'list-streams-denied');
-    await page.unroute('**/api/aws/streams?**');
+    await control('deny ListStreams');
+    try {
+      await page.goto(`${BASE}/#/jobs/new`);
+      await page.getByLabel('Authorization', { exact: true }).selectOption({ label: 'delegated role (role)' });
+      const text = page.locator('input#f-kinesis_stream');
+      await text.waitFor();
+      check(await page.locator('[data-list-error]').getAttribute('data-list-error') === 'list_streams_denied', 'the API answered list_streams_denied');
+      check(await page.locator('#f-kinesis_stream-hint').innerText().then((t) => t.includes('may not list streams')), 'the explanation');
+      check(await page.getByLabel('Kinesis stream', { exact: true }).evaluate((el) => el.tagName) === 'INPUT', 'the label names the text field');
+      await text.fill(IMPORT_STREAM);
+      await shot(page, 'list-streams-denied');
+    } finally {
+      await control('allow ListStreams');
+    }
   });
 
   // Mapping, profiles, audiences and the export job: exercised when this server has them.
@@ -336,6 +346,16 @@ try {
         const sent = Array.from(document.querySelectorAll('[data-stat]')).some((s) => s.dataset.stat !== 'dead_letters' && Number(s.querySelector('.value').textContent.replace(/\D/g, '')) > 0);
         return done && sent;
       }, null, { timeout: 120_000 });
+      // A new person enters the audience: one more trigger, live.
+      const sent = await statValue('events_out');
+      check(sent >= 7, `the backfill sent every member, got ${sent}`);
+      const collected = await page.evaluate(async ([token]) => (await fetch('/api/collect/web_events', {
+        method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email: 'newcomer@example.com', user_id: 'u-new', page: '/welcome', amount: 5 }),
+      })).status, [TOKEN]);
+      check(collected === 202, `collect answered ${collected}`);
+      await page.waitForFunction((b) => Number(document.querySelector('[data-stat="events_out"] .value').textContent.replace(/\D/g, '')) > b, sent, { timeout: WAIT });
+      check((await page.locator('[data-stat="events_out"] .name').innerText()) === 'Triggers sent', 'export counters are named for exports');
       await shot(page, 'export-job');
     });
   }
@@ -355,6 +375,8 @@ try {
 
   await context.close();
   console.log('UI FLOW OK');
+  stdinReader.close();
+  process.exit(0);
 } catch (e) {
   console.log(`not ok - ${current}: ${e.message}`);
   const failed = path.join(os.tmpdir(), `tributary-ui-failed-${Date.now()}.png`);

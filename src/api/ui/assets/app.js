@@ -510,6 +510,11 @@
   // Jobs
   // ---------------------------------------------------------------------------------------
 
+  /** What the status counters mean for each job type. */
+  const STAT_NAMES = {
+    kinesis_import: { records_in: 'Records in', events_out: 'Events out', dead_letters: 'Dead letters' },
+    kinesis_export: { records_in: 'Changes read', events_out: 'Triggers sent', dead_letters: 'Dead letters' },
+  };
   const JOB_TYPES = { kinesis_import: 'Import Activity Data (Kinesis)', kinesis_export: 'Export Audience Triggers' };
 
   function jobsScreen() {
@@ -832,6 +837,8 @@
     const eventsSlot = h('div', {});
     const deadSlot = h('div', {});
     const eventsPanel = h('section', { class: 'panel', hidden: true }, h('h2', {}, 'Newest events'), eventsSlot);
+    const shardsPanel = h('section', { class: 'panel' }, h('h2', {}, 'Shards'), shardsSlot);
+    const deadHint = h('p', { class: 'hint' });
     append(main(), [
       h('div', { class: 'page-head' },
         h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/jobs' }, '← Jobs')), title, stateSlot),
@@ -839,9 +846,9 @@
       actionsMsg, errorSlot,
       h('div', { class: 'muted small' }, h('span', { class: 'live-dot', 'aria-hidden': 'true' }), 'Live: updates every 2 seconds'),
       statsSlot, backfillSlot,
-      h('section', { class: 'panel' }, h('h2', {}, 'Shards'), shardsSlot),
+      shardsPanel,
       eventsPanel,
-      h('section', { class: 'panel' }, h('h2', {}, 'Dead letters'), h('p', { class: 'hint' }, 'Records that could not be decoded, with the reason; the shard kept moving.'), deadSlot),
+      h('section', { class: 'panel' }, h('h2', {}, 'Dead letters'), deadHint, deadSlot),
       h('section', { class: 'panel' }, h('h2', {}, 'Configuration'), configSlot),
     ]);
     let job = null;
@@ -869,6 +876,7 @@
     function render(j) {
       job = j;
       const s = j.status || {};
+      const shards = Array.isArray(s.shards) ? s.shards : [];
       title.textContent = j.label;
       document.title = `${j.label} · Tributary`;
       replace(stateSlot, h('span', { class: 'muted' }, `${JOB_TYPES[j.type] || j.type} · `), badge(s.state || j.state));
@@ -877,7 +885,13 @@
       const known = ['records_in', 'events_out', 'dead_letters'];
       const numeric = Object.keys(s).filter((k) => typeof s[k] === 'number');
       const keys = known.filter((k) => k in s).concat(numeric.filter((k) => !known.includes(k)));
-      replace(statsSlot, keys.map((k) => h('div', { class: 'stat', 'data-stat': k }, h('div', { class: 'value' }, fmtNum(s[k])), h('div', { class: 'name' }, humanize(k)))));
+      const names = STAT_NAMES[j.type] || {};
+      replace(statsSlot, keys.map((k) => h('div', { class: 'stat', 'data-stat': k }, h('div', { class: 'value' }, fmtNum(s[k])), h('div', { class: 'name' }, names[k] || humanize(k)))));
+      shardsPanel.hidden = j.type === 'kinesis_export' && !shards.length;
+      eventsPanel.hidden = j.type !== 'kinesis_import';
+      deadHint.textContent = j.type === 'kinesis_export'
+        ? 'Changes that could not be sent (e.g. a record over 1 MiB), with the reason; the rest kept flowing.'
+        : 'Records that could not be decoded, with the reason; the shard kept moving.';
       const lastError = s.last_error || j.last_error;
       replace(errorSlot, lastError ? h('div', { class: 'error-box', role: 'alert', id: 'job-last-error' }, h('strong', {}, 'Last error: '), lastError) : null);
       const bf = s.backfill;
@@ -890,7 +904,6 @@
             h('progress', { max: 100, value: pct, 'aria-label': 'Backfill progress' }),
             h('span', { 'data-backfill': bf.done ? 'done' : 'running' }, `${fmtNum(sent)} of ${fmtNum(total)} sent (${pct}%)${bf.done ? ' — done' : ''}`))));
       } else clear(backfillSlot);
-      const shards = Array.isArray(s.shards) ? s.shards : [];
       const hist = recordLag(id, shards);
       replace(shardsSlot, shards.length || j.type === 'kinesis_import' ? table([
         { label: 'Shard', cell: (x) => h('span', { class: 'mono' }, x.shard_id) },
