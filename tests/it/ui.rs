@@ -177,7 +177,11 @@ async fn web_ui_in_a_real_browser() {
     // What the browser's export job sent is in the trigger stream, in the documented shape.
     if out.contains("ok - an export job") {
         let triggers = read_all(&kinesis, TRIGGER_STREAM).await;
-        assert!(triggers.len() >= 8, "7 backfilled members and a newcomer: {}", triggers.len());
+        assert!(
+            triggers.len() >= 8,
+            "7 backfilled members and a newcomer: {}",
+            triggers.len()
+        );
         for t in &triggers {
             let v: serde_json::Value = serde_json::from_slice(&t.3).expect("trigger is JSON");
             assert_eq!(v["data"]["segment_events"][0]["slug"], "ui_shoppers", "{v}");

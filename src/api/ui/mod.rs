@@ -44,9 +44,9 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// `/` and `/ui/…`: the UI's static files, outside the `/api` token layer.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
-        .route("/ui", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
-        .route("/ui/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/", get(page))
+        .route("/ui", get(page))
+        .route("/ui/", get(page))
         .route(
             "/ui/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
@@ -59,6 +59,10 @@ pub fn router() -> Router<AppState> {
             "/ui/favicon.svg",
             get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
         )
+}
+
+async fn page() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -85,13 +89,7 @@ mod tests {
     #[tokio::test]
     async fn pages_are_served_without_a_token() {
         let app = app().await;
-        for path in [
-            "/",
-            "/ui/",
-            "/ui/app.js",
-            "/ui/app.css",
-            "/ui/favicon.svg",
-        ] {
+        for path in ["/", "/ui/", "/ui/app.js", "/ui/app.css", "/ui/favicon.svg"] {
             let (status, body) = app.send(Method::GET, path, vec![], false).await;
             assert_eq!(status, StatusCode::OK, "{path}");
             assert!(!body.as_str().unwrap_or("").is_empty(), "{path}");
@@ -100,16 +98,17 @@ mod tests {
         let page = page.as_str().unwrap();
         assert!(page.contains("/ui/app.js") && page.contains("/ui/app.css"));
         // The API itself still needs the token.
-        let (status, _) = app
-            .send(Method::GET, "/api/jobs", vec![], false)
-            .await;
+        let (status, _) = app.send(Method::GET, "/api/jobs", vec![], false).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     #[test]
     fn assets_have_no_inline_script_or_remote_urls() {
         let html = super::INDEX_HTML;
-        assert!(!html.contains("<script>"), "inline script would break the CSP");
+        assert!(
+            !html.contains("<script>"),
+            "inline script would break the CSP"
+        );
         for asset in [super::INDEX_HTML, super::APP_JS, super::APP_CSS] {
             assert!(!asset.contains("https://"), "no CDN or remote assets");
         }
