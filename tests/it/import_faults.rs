@@ -226,3 +226,38 @@ async fn access_revoked_mid_run_fails_the_job_and_resume_reads_on_after_it_is_re
     assert_exactly_once(&events, &key_counters(&put));
     assert_order_per_key(&events);
 }
+
+/// A `latest` job's reader whose very first iterator expires before it returned anything must
+/// not take a new LATEST iterator (skipping what arrived meanwhile): it renews from the job's
+/// start instead.
+#[tokio::test]
+async fn a_latest_readers_expired_first_iterator_is_renewed_from_the_jobs_start() {
+    let kinesalite = Kinesalite::start().await;
+    // The first GetRecords is held for a while and then answered "expired".
+    let plan = FaultPlan::new(1)
+        .first("GetRecords", 1, Fault::Delay(Duration::from_millis(1500)))
+        .first(
+            "GetRecords",
+            1,
+            Fault::Error(400, "ExpiredIteratorException"),
+        );
+    let proxy = FaultProxy::start(&kinesalite.endpoint(), plan).await;
+    let s = Setup::with(kinesalite, &proxy.endpoint()).await;
+    create_stream(&s.kinesis, "clicks", 1).await;
+    put_records(&s.kinesis, "clicks", &keyed_records(5, 1, 0, "old")).await;
+    let job = s.import("clicks", "web", json!("latest")).await;
+    // The reader holds its LATEST iterator once its first GetRecords reached the proxy.
+    eventually(
+        &s.server,
+        Some(&job),
+        "the first GetRecords is in flight",
+        || async { proxy.counts("GetRecords").calls >= 1 },
+    )
+    .await;
+    let put = keyed_records(5, 2, 1, "new");
+    put_records(&s.kinesis, "clicks", &put).await;
+    wait_events(&s.server, &job, "web", 10).await;
+    let events = all_events(&s.server, "web").await;
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_eq!(proxy.counts("GetRecords").errors, 1);
+}

@@ -88,9 +88,9 @@ struct Consumer<'a> {
     known: BTreeMap<String, ShardCheckpoint>,
     listed: Vec<ShardInfo>,
     running: HashSet<String>,
-    /// Shards of a `latest` job registered by this run: their first reader takes a LATEST
-    /// iterator. The store keeps the registration instant instead (see
-    /// [`lineage::register_new`]), which a later run (resume, restart) starts from.
+    /// Shards of a `latest` job registered by this run: their reader's first iterator is LATEST.
+    /// The store keeps the registration instant instead (see [`lineage::register_new`]), which
+    /// renewed iterators and later runs (resume, restart) start from.
     start_at_tip: HashSet<String>,
     readers: JoinSet<(String, Result<ReaderExit, AwsError>)>,
     readers_cancel: CancellationToken,
@@ -186,7 +186,7 @@ impl Consumer<'_> {
                     .map_err(store_error)?;
             }
             // The reader resumes from the stored checkpoint, not our possibly older copy.
-            let mut checkpoint = self
+            let checkpoint = self
                 .ctx
                 .store
                 .list_checkpoints(&self.ctx.job_id)
@@ -195,13 +195,13 @@ impl Consumer<'_> {
                 .into_iter()
                 .find(|c| c.shard_id == shard_id)
                 .unwrap_or_else(|| cp.clone());
-            if checkpoint.sequence_number.is_none() && self.start_at_tip.contains(&shard_id) {
-                checkpoint.start_position = StartPosition::Latest;
-            }
+            // Once: a later reader of this shard (if any) starts from the stored position.
+            let at_tip =
+                self.start_at_tip.remove(&shard_id) && checkpoint.sequence_number.is_none();
             let (ctx, token) = (self.ctx.clone(), self.readers_cancel.clone());
             self.running.insert(shard_id.clone());
             self.readers.spawn(async move {
-                let result = read_shard(ctx, checkpoint, token).await;
+                let result = read_shard(ctx, checkpoint, at_tip, token).await;
                 (shard_id, result)
             });
         }

@@ -40,9 +40,15 @@ pub enum ReaderExit {
 
 /// Reads `checkpoint.shard_id` from where its checkpoint says. Returns an error only for
 /// failures that retrying cannot fix (stream gone, access revoked, …).
+///
+/// `start_at_tip`: the first iterator of a shard without a checkpoint is LATEST instead of the
+/// stored start position (a `latest` job's shards, in the run that registered them). A renewed
+/// iterator (expired before a record was read) uses the stored position again, or the records
+/// that arrived in between would be skipped.
 pub async fn read_shard(
     ctx: Arc<ShardContext>,
     mut checkpoint: ShardCheckpoint,
+    mut start_at_tip: bool,
     cancel: CancellationToken,
 ) -> Result<ReaderExit, AwsError> {
     let shard_id = checkpoint.shard_id.clone();
@@ -69,6 +75,7 @@ pub async fn read_shard(
             None => {
                 let start = match &checkpoint.sequence_number {
                     Some(seq) => IteratorStart::AfterSequence(seq.clone()),
+                    None if start_at_tip => IteratorStart::Latest,
                     None => match &checkpoint.start_position {
                         StartPosition::TrimHorizon => IteratorStart::TrimHorizon,
                         StartPosition::Latest => IteratorStart::Latest,
@@ -79,6 +86,7 @@ pub async fn read_shard(
                 {
                     Ok(it) => {
                         iterator = Some(it.clone());
+                        start_at_tip = false;
                         it
                     }
                     Err(e) if e.kind.is_retryable() => {
