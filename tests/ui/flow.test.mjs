@@ -95,6 +95,7 @@ try {
     await page.locator('#token').fill('not-the-token');
     await page.locator('#token').press('Enter');
     await page.getByText('The server refused this token.').waitFor();
+    check((await page.locator('#token-form').boundingBox()).width > 350, 'the sign-in box uses the page width');
     check(await page.locator('#token').getAttribute('aria-invalid') === 'true', 'the token field is marked invalid');
     await page.locator('#token').fill(TOKEN);
     await page.getByRole('button', { name: 'Continue' }).click();

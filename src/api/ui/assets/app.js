@@ -336,7 +336,8 @@
     const tokenInput = input({ type: 'password', name: 'token', id: 'token', autocomplete: 'current-password', required: true });
     const form = h('form', { class: 'panel stack token-box', id: 'token-form' },
       h('h1', {}, 'Sign in to Tributary'),
-      h('p', { class: 'muted' }, 'Enter the API token. It is the TRIBUTARY_API_TOKEN setting, or the api-token file in the data directory (printed when the server first started). It is kept only in this browser tab.'),
+      h('p', { class: 'muted' }, 'Enter the API token: the ', h('code', {}, 'TRIBUTARY_API_TOKEN'), ' setting, or the ', h('code', {}, 'api-token'),
+        ' file in the data directory (printed when the server first started). It is kept only in this browser tab, until you close it or sign out.'),
       message ? h('div', { class: 'error-box', role: 'alert' }, message) : null,
       field('API token', tokenInput),
       h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Continue')));
