@@ -1,8 +1,10 @@
 //! The Import Activity Data job end to end: a real `tributary serve` reading Kinesis streams on
-//! kinesalite (the faithful data path) or moto (IAM enforcement), checked only through the HTTP
-//! API: every record stored exactly once, per-key order across resharding, restarts after
-//! SIGKILL, decoding and dead letters, pause/resume, a deleted stream, least privilege.
-//! Throttling and transient faults are in `import_faults.rs`.
+//! kinesalite (the faithful data path), moto (IAM enforcement) or kinesis-local (UpdateShardCount,
+//! ListShards pages), checked only through the HTTP API: every record stored exactly once,
+//! per-key order across resharding, restarts after SIGKILL and SIGTERM, decoding and dead
+//! letters, start positions, pause/resume, a deleted stream, least privilege.
+//! Faults injected by the proxy (throttling, 500s, expired iterators, revoked access, slowed
+//! reads for kills mid-lineage) are in `import_faults.rs`, which shares the helpers here.
 //!
 //! Records are JSON objects `{"pk": KEY, "n": COUNTER, …}` put with partition key `KEY`, where
 //! `n` counts up per key: "exactly once" is "the stored (pk, n) pairs are the put ones, with no
@@ -1260,6 +1262,10 @@ async fn at_timestamp_starts_at_the_first_record_from_that_instant() {
     assert_order_per_key(&events);
 }
 
+// ---------------------------------------------------------------------------------------------
+// 11. Clean shutdown.
+// ---------------------------------------------------------------------------------------------
+
 /// A clean shutdown (SIGTERM) in the middle of an import stops at a consistent point quickly,
 /// and the next start carries on from the checkpoints.
 #[tokio::test]
@@ -1298,6 +1304,10 @@ async fn a_sigterm_mid_import_exits_cleanly_and_the_next_start_carries_on() {
     assert_eq!(view["state"], "running", "{view}");
     assert_eq!(view["status"]["records_in"], total, "{view}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. Least privilege through a role; the control plane on kinesis-local.
+// ---------------------------------------------------------------------------------------------
 
 /// The usual deployment: keys that may only assume a role, and the job's `role_arn` naming a
 /// role that holds just the import policy.
