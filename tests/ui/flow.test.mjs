@@ -53,6 +53,9 @@ page.on('dialog', (d) => d.accept());
 // Requests to tests/it/ui.rs (a line on stdout), answered `@@ done` on stdin.
 const stdinReader = createInterface({ input: process.stdin });
 const stdinLines = stdinReader[Symbol.asyncIterator]();
+// The test process holds our stdin: when it dies (a killed test), stop too, browser and all.
+let finished = false;
+stdinReader.on('close', () => { if (!finished) { console.log('not ok - the test process went away'); process.exit(3); } });
 async function control(what) {
   console.log(`@@ ${what}`);
   const reply = await stdinLines.next();
@@ -376,6 +379,7 @@ try {
 
   await context.close();
   console.log('UI FLOW OK');
+  finished = true;
   stdinReader.close();
   process.exit(0);
 } catch (e) {
