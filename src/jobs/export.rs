@@ -257,8 +257,10 @@ impl Exporter {
             wanted: config.audiences.iter().cloned().collect(),
             audience_ids,
             sender: Sender {
-                // The sender classifies and retries itself; one SDK retry covers a dropped connection.
-                client: state.aws.kinesis(&sdk, 2),
+                // One attempt per call: the sender classifies and retries everything retryable
+                // itself (throttles, 5xx, dropped connections), so each retry is backed off by
+                // it and counted in the retry/throttle metrics (an SDK retry would hide them).
+                client: state.aws.kinesis(&sdk, 1),
                 stream: config.kinesis_stream.clone(),
                 metrics: state.metrics.export.clone(),
                 job_id: job.id.clone(),
