@@ -40,8 +40,14 @@ pub fn router() -> Router<AppState> {
 // Views (pure)
 // ---------------------------------------------------------------------------------------------
 
-pub fn stream_view(s: &StreamSummary) -> Value {
-    json!({ "name": s.name, "events": s.events, "last_event_at": s.last_event_at })
+/// A stream with its size, and `processor_lag`: its events not yet turned into profiles.
+pub fn stream_view(s: &StreamSummary, processor_lag: u64) -> Value {
+    json!({
+        "name": s.name,
+        "events": s.events,
+        "last_event_at": s.last_event_at,
+        "processor_lag": processor_lag,
+    })
 }
 
 /// An event as stored; `_kinesis` says where it came from (null for collected events).
@@ -114,9 +120,13 @@ fn invalid_events_body(dead: &[DeadLetter], good: usize) -> Value {
 
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let streams = state.store.list_streams().await?;
-    Ok(Json(
-        json!({ "streams": streams.iter().map(stream_view).collect::<Vec<_>>() }),
-    ))
+    let lag: std::collections::HashMap<String, u64> =
+        crate::cdp::lag(&state.store).await?.into_iter().collect();
+    let views: Vec<Value> = streams
+        .iter()
+        .map(|s| stream_view(s, lag.get(&s.name).copied().unwrap_or(0)))
+        .collect();
+    Ok(Json(json!({ "streams": views })))
 }
 
 #[derive(Deserialize)]
