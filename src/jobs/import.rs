@@ -48,6 +48,18 @@ impl ImportConfig {
             field_error(&field, format!("{text}; expected {{\"stream\", \"region\", \"kinesis_stream\", \"start_position\": \"trim_horizon\" | \"latest\" | {{\"at_timestamp\": RFC3339}}, \"role_arn\"}}"))
         })?;
         validate_event_stream_name(&cfg.stream).map_err(|m| field_error("config.stream", m))?;
+        if let StartPosition::AtTimestamp(t) = &cfg.start_position {
+            // Kinesis rejects a future timestamp at run time; say so now, at the form.
+            if *t > chrono::Utc::now() + chrono::Duration::minutes(1) {
+                return Err(field_error(
+                    "config.start_position",
+                    format!(
+                        "{} is in the future; use a past instant, or \"latest\"",
+                        t.to_rfc3339()
+                    ),
+                ));
+            }
+        }
         if !crate::aws::is_valid_region(&cfg.region) {
             return Err(field_error(
                 "config.region",
@@ -155,5 +167,8 @@ mod tests {
             ),
             "config.role_arn"
         );
+        let future = json!({"stream": "w", "region": "us-east-1", "kinesis_stream": "c",
+                            "start_position": {"at_timestamp": "2999-01-01T00:00:00Z"}});
+        assert_eq!(bad(future), "config.start_position");
     }
 }
