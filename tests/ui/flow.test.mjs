@@ -216,7 +216,6 @@ try {
     await page.locator('.page-head [data-state="running"]').waitFor();
     await page.getByRole('link', { name: '← Jobs' }).click();
     await page.locator('table[data-table="jobs"] tr', { hasText: 'Web clicks' }).locator('[data-state="running"]').waitFor();
-    await shot(page, 'jobs');
   });
 
   await step('streams and their newest events', async () => {
@@ -365,6 +364,9 @@ try {
   }
 
   await step('narrow screens: one column, navigation on top, nothing wider than the screen', async () => {
+    await page.goto(`${BASE}/#/jobs`);
+    await page.locator('table[data-table="jobs"] tr', { hasText: 'Web clicks' }).waitFor();
+    await shot(page, 'jobs');
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${BASE}/#/jobs/${encodeURIComponent(jobId)}`);
     await page.locator('[data-stat="events_out"]').waitFor();

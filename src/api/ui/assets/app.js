@@ -1001,7 +1001,8 @@ ALIAS ${name}
     const countSlot = h('span', {});
     const eventsSlot = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
     const olderSlot = h('div', {});
-    const editor = h('textarea', { id: 'mapping-text', name: 'mapping', spellcheck: 'false', rows: 14, 'data-field': 'mapping' });
+    // Read-only until the stored mapping arrives, so it never overwrites what the user typed.
+    const editor = h('textarea', { id: 'mapping-text', name: 'mapping', spellcheck: 'false', rows: 14, 'data-field': 'mapping', readonly: true, placeholder: 'Loading the mapping…' });
     const mapErr = h('div', { id: 'mapping-error' });
     const mapResult = h('div', { 'aria-live': 'polite' });
     const rebuildSlot = h('div', { 'aria-live': 'polite' });
@@ -1072,6 +1073,8 @@ ALIAS ${name}
     (async () => {
       const res = await api('GET', `/api/streams/${encodeURIComponent(name)}/mapping`);
       if (!current(gen)) return;
+      editor.readOnly = false;
+      editor.removeAttribute('placeholder');
       if (res.ok) {
         const d = res.data;
         editor.value = typeof d === 'string' ? d : (firstKey(d, ['mapping', 'text', 'source']) || '');
@@ -1097,7 +1100,8 @@ ALIAS ${name}
 
   function fieldsTable(fields, caption) {
     const rows = fields.map((f) => (typeof f === 'string' ? { name: f } : f));
-    const cols = Array.from(new Set(rows.flatMap((r) => Object.keys(r))));
+    const first = ['name', 'kind', 'aggregate', 'merge_op', 'short_desc'];
+    const cols = Array.from(new Set(first.filter((c) => rows.some((r) => c in r)).concat(rows.flatMap((r) => Object.keys(r)))));
     return h('div', {}, h('h3', {}, caption), table(cols.map((c) => ({ label: humanize(c), cell: (r) => (r[c] === undefined || r[c] === null ? '' : typeof r[c] === 'object' ? JSON.stringify(r[c]) : String(r[c])) })), rows, { name: 'fields' }));
   }
 
@@ -1221,7 +1225,7 @@ ALIAS engaged_users
     const slugIn = input({ id: 'aud-slug', name: 'slug', placeholder: 'engaged_users', disabled: !isNew });
     const nameIn = input({ id: 'aud-name', name: 'name' });
     const descIn = input({ id: 'aud-description', name: 'description' });
-    const filter = h('textarea', { id: 'aud-filter', name: 'filter', spellcheck: 'false', rows: 12, value: isNew ? FILTER_TEMPLATE : '' });
+    const filter = h('textarea', { id: 'aud-filter', name: 'filter', spellcheck: 'false', rows: 12, value: isNew ? FILTER_TEMPLATE : '', readonly: !isNew });
     const filterErr = h('div', { id: 'aud-filter-lang-error' });
     const result = h('div', { 'aria-live': 'polite' });
     const countSlot = h('div', { class: 'stat', id: 'aud-count' }, h('div', { class: 'value' }, '—'), h('div', { class: 'name' }, 'Members'));
@@ -1241,8 +1245,13 @@ ALIAS engaged_users
       result);
     filter.dataset.field = 'filter';
     filter.setAttribute('aria-describedby', 'aud-filter-hint aud-filter-error aud-filter-lang-error');
+    const deleteBtn = isNew ? null : h('button', { type: 'button', class: 'danger', onClick: async () => {
+      if (!confirm(`Delete the audience "${slug}"? Export jobs that name it stop sending its changes.`)) return;
+      const res = await api('DELETE', `/api/audiences/${encodeURIComponent(slug)}`);
+      if (res.ok) location.hash = '#/audiences'; else replace(result, errorBox(res, 'Not deleted'));
+    } }, 'Delete');
     append(main(), [
-      pageHead(isNew ? 'New audience' : slug, h('a', { href: '#/audiences' }, '← Audiences')),
+      pageHead(isNew ? 'New audience' : slug, h('a', { href: '#/audiences' }, '← Audiences'), deleteBtn),
       isNew ? null : h('div', { class: 'stats' }, countSlot),
       form,
       isNew ? null : h('section', { class: 'panel' }, h('h2', {}, 'Members'), membersSlot),
@@ -1280,6 +1289,7 @@ ALIAS engaged_users
         slugIn.value = a.slug || slug;
         nameIn.value = a.name || '';
         descIn.value = a.description || '';
+        filter.readOnly = false;
         filter.value = typeof a.filter === 'string' ? a.filter : firstKey(a, ['filter_text', 'source', 'text']) || JSON.stringify(a.filter, null, 2) || '';
       }
       const members = mem.ok ? listOf(mem.data, 'members') : [];
