@@ -24,7 +24,9 @@
 # Settings (environment): BENCH_RECORDS (100000), BENCH_PIPELINE_RECORDS (200000; 0 skips the
 # pipeline bench), BENCH_PROBES (200), BENCH_PROBE_INTERVAL_MS (100), BENCH_TIMEOUT_SECS (600),
 # BENCH_WARMUP (1: one unreported drain first, so the node emulator is JIT-warm for every
-# reader), BENCH_KEEP (1 keeps the work dir with all logs).
+# reader), BENCH_KEEP (1 keeps the work dir with all logs), BENCH_PYTHON (0 skips the Python
+# peer), BENCH_PERF (1 records a CPU profile of tributary during the import with `perf record`
+# and prints the top symbols; needs perf and perf_event_paranoid <= 2; BENCH_PROBES=0 skips (d)).
 set -euo pipefail
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
 
@@ -134,10 +136,12 @@ log "(a) plain drain with the AWS SDK for Rust"
 grep '^RESULT ' "$WORK/drain.out" >>"$RESULTS"
 
 # --- (c) Python peer ----------------------------------------------------------------------------------
-log "(c) python peer: async-kinesis Consumer"
-"$PEERS/bench-venv/bin/python" "$ROOT/bench/python_peer.py" --endpoint "$KINESIS" --stream "$STREAM" \
-  --records "$N" --timeout "$TIMEOUT" | tee "$WORK/python.out" >&2
-grep '^RESULT ' "$WORK/python.out" >>"$RESULTS"
+if [[ "${BENCH_PYTHON:-1}" != 0 ]]; then
+  log "(c) python peer: async-kinesis Consumer"
+  "$PEERS/bench-venv/bin/python" "$ROOT/bench/python_peer.py" --endpoint "$KINESIS" --stream "$STREAM" \
+    --records "$N" --timeout "$TIMEOUT" | tee "$WORK/python.out" >&2
+  grep '^RESULT ' "$WORK/python.out" >>"$RESULTS"
+fi
 
 # --- (b) Tributary import end to end --------------------------------------------------------------------
 log "(b) tributary serve + import job"
@@ -165,6 +169,13 @@ json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[
 AUTH_JSON="$(api POST /api/authorizations \
   '{"label":"bench","method":"aws_keys","access_key_id":"AKIDBENCH0000000","secret_access_key":"x"}')"
 AUTH_ID="$(json_field id <<<"$AUTH_JSON" 2>/dev/null)" || die "creating the authorization failed: $AUTH_JSON"
+PERF_PID=
+if [[ "${BENCH_PERF:-0}" == 1 ]]; then
+  perf record -F 499 -p "$TRIB_PID" -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
+  PERF_PID=$!
+  PIDS+=("$PERF_PID")
+  sleep 0.5
+fi
 CPU0="$(proc_cpu "$TRIB_PID")"
 T0="$(now)"
 JOB_JSON="$(api POST /api/jobs "{\"type\":\"kinesis_import\",\"label\":\"bench\",\"authorization\":\"$AUTH_ID\",\"config\":{\"stream\":\"$STREAM\",\"region\":\"us-east-1\",\"kinesis_stream\":\"$STREAM\",\"start_position\":\"trim_horizon\"}}")"
@@ -184,6 +195,13 @@ done
 T1="$(now)"
 CPU1="$(proc_cpu "$TRIB_PID")"
 ((events >= N)) || die "import stored only $events of $N events within ${TIMEOUT} s"
+if [[ -n "$PERF_PID" ]]; then
+  kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
+  log "perf profile of tributary during the import (top symbols by self time):"
+  { perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null || true; } \
+    | grep -E '^ +[0-9]' | sed -e 's/  *- *- *$//' | cut -c1-160 >"$WORK/perf.all" || true
+  head -40 "$WORK/perf.all" | tee "$WORK/perf.top" >&2
+fi
 HWM="$(proc_hwm_mib "$TRIB_PID")"
 python3 - "$N" "$T0" "$T1" "$CPU0" "$CPU1" "$HWM" >>"$RESULTS" <<'EOF'
 import sys
@@ -195,11 +213,13 @@ EOF
 tail -1 "$RESULTS" >&2
 
 # --- (d) latency on the idle stream -------------------------------------------------------------------
+if [[ "$PROBES" != 0 ]]; then
 log "(d) latency: $PROBES PutRecord probes ${PROBE_INTERVAL_MS} ms apart while polling the API"
 sleep 3 # let the readers see the stream idle
 "$TOOL" --endpoint "$KINESIS" --stream "$STREAM" latency --api "$API" --token "$TOKEN" \
   --event-stream "$STREAM" --count "$PROBES" --interval-ms "$PROBE_INTERVAL_MS" | tee "$WORK/latency.out" >&2
 grep '^RESULT ' "$WORK/latency.out" >>"$RESULTS"
+fi
 echo "RESULT import_after_latency peak_rss_mib=$(proc_hwm_mib "$TRIB_PID") cpu_s=$(proc_cpu "$TRIB_PID")" >>"$RESULTS"
 
 # --- the table ----------------------------------------------------------------------------------------

@@ -121,8 +121,12 @@ async fn run_shard(
             },
         };
         let t = Instant::now();
-        let outcome = store.commit_shard_batch(Arc::new(batch_rec)).await.expect("commit");
+        // As the reader does (commit_with_retry keeps the batch for a retry): the events are
+        // freed here, on the shard's task, after the commit, not under the writer lock.
+        let batch_rec = Arc::new(batch_rec);
+        let outcome = store.commit_shard_batch(batch_rec.clone()).await.expect("commit");
         stats.commit_wall += t.elapsed();
+        drop(batch_rec);
         assert_eq!(outcome.events_inserted, count as u64, "every event is new");
         stats.records += count as u64;
         stats.build_cpu += build_cpu;
