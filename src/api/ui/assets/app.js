@@ -553,9 +553,12 @@
     let value = '';
     let seq = 0;
     const ctl = () => $('#f-kinesis_stream', wrap);
+    let shownLoading = false;
     function render(loading) {
       const prev = ctl();
-      if (prev) value = prev.value;
+      // The user's choice survives reloads (the "Loading…" placeholder has no value of its own).
+      if (prev && !shownLoading) value = prev.value;
+      shownLoading = !!loading && mode === 'select';
       const label = h('label', { for: 'f-kinesis_stream' }, 'Kinesis stream');
       let control;
       if (mode === 'text') {
