@@ -10,7 +10,7 @@
 //!   generated files to keep in sync, and `cargo build` alone produces the complete product.
 //!   (Node is used only by the browser *test*, never by the build.)
 //! - **No framework, no CDN.** The screens are forms, tables and a polling loop over the JSON
-//!   API; a ~1,000-line script with a tiny DOM helper does that, works offline and behind
+//!   API; a ~1,300-line script with a tiny DOM helper does that, works offline and behind
 //!   firewalls, and has no supply chain beyond this repository.
 //! - **Server-rendered templates were the alternative**, but every screen shows live data from
 //!   the same `/api` routes the CLI uses (job status polled every 2 s, drop-downs filled from
