@@ -22,8 +22,11 @@ pub struct Touched {
     pub is_new: bool,
     /// Profiles merged into this one during the batch (including ones merged into those).
     pub merged_from: Vec<String>,
-    /// Fields an event wrote (a superset of the fields whose value changed).
+    /// Fields whose visible value may have changed (after [`Resolver::finish`]: did change,
+    /// for profiles that were neither new nor merged).
     pub changed_fields: BTreeSet<String>,
+    /// The stored state before this batch (loaded profiles only).
+    original: Option<ProfileState>,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +67,7 @@ impl Resolver {
                 (
                     p.id.clone(),
                     Touched {
+                        original: Some(p.state.clone()),
                         profile: p,
                         is_new: false,
                         merged_from: Vec::new(),
@@ -114,6 +118,7 @@ impl Resolver {
                         is_new: true,
                         merged_from: Vec::new(),
                         changed_fields: BTreeSet::new(),
+                        original: None,
                     },
                 );
                 id
@@ -176,11 +181,24 @@ impl Resolver {
     pub fn finish(self) -> Resolved {
         let mut merged_away: Vec<String> = Vec::new();
         let mut touched: Vec<Touched> = Vec::new();
-        for (_, t) in self.profiles {
+        for (_, mut t) in self.profiles {
             merged_away.extend(t.merged_from.iter().cloned());
-            if t.is_new || !t.changed_fields.is_empty() || !t.merged_from.is_empty() {
+            if t.is_new || !t.merged_from.is_empty() {
                 touched.push(t);
+                continue;
             }
+            if t.changed_fields.is_empty() {
+                continue; // loaded, never touched
+            }
+            // Keep only the fields whose visible value changed: audiences read nothing else.
+            if let Some(original) = t.original.take() {
+                let state = &t.profile.state;
+                t.changed_fields.retain(|f| {
+                    original.fields.get(f).map(|s| s.to_json())
+                        != state.fields.get(f).map(|s| s.to_json())
+                });
+            }
+            touched.push(t);
         }
         touched.sort_by(|a, b| a.profile.id.cmp(&b.profile.id));
         merged_away.sort();

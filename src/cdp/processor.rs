@@ -22,7 +22,7 @@ use crate::audiences::Members;
 use crate::store::{ChangeKind, ProfileBatch, StoreResult};
 
 /// Events per processor transaction.
-pub const BATCH_EVENTS: u32 = 5_000;
+pub const BATCH_EVENTS: u32 = 10_000;
 /// Profiles per transaction when re-evaluating audiences over everyone.
 pub const REEVALUATE_PAGE: u32 = 2_000;
 /// How often an idle processor looks for new events.

@@ -28,7 +28,9 @@ pub fn from_epoch(n: f64) -> Option<DateTime<Utc>> {
 /// milliseconds written as digits. Times without a zone are UTC.
 pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
-    if s.is_empty() {
+    // Every accepted form has digits; filters compare plain strings (`country = "us"`) often,
+    // so rejecting those early keeps them off the slow format loop below.
+    if !s.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {

@@ -127,22 +127,27 @@ fn cursor(conn: &Connection) -> StoreResult<i64> {
         .unwrap_or(0))
 }
 
-fn insert_change(tx: &Transaction<'_>, c: &NewAudienceChange) -> StoreResult<()> {
-    tx.prepare_cached(
-        "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
+fn insert_changes(tx: &Transaction<'_>, changes: &[NewAudienceChange]) -> StoreResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(db)?;
+    for c in changes {
+        stmt.execute(params![
             c.audience_id,
             c.audience_slug,
             c.profile_id,
             c.kind.as_str(),
             to_text(&c.at)
         ])
-    })
-    .map(|_| ())
-    .map_err(db)
+        .map_err(db)?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -423,13 +428,17 @@ impl SqliteStore {
                         .map_err(db)?;
                 }
             }
-            for id in &batch.deletes {
-                tx.prepare_cached("DELETE FROM profiles WHERE id = ?1")
-                    .and_then(|mut s| s.execute([id]))
+            if !batch.deletes.is_empty() {
+                let mut profile = tx
+                    .prepare_cached("DELETE FROM profiles WHERE id = ?1")
                     .map_err(db)?;
-                tx.prepare_cached("DELETE FROM memberships WHERE profile_id = ?1")
-                    .and_then(|mut s| s.execute([id]))
+                let mut memberships = tx
+                    .prepare_cached("DELETE FROM memberships WHERE profile_id = ?1")
                     .map_err(db)?;
+                for id in &batch.deletes {
+                    profile.execute([id]).map_err(db)?;
+                    memberships.execute([id]).map_err(db)?;
+                }
             }
             {
                 let mut stmt = tx
@@ -474,9 +483,7 @@ impl SqliteStore {
                         .map_err(db)?;
                 }
             }
-            for c in &batch.changes {
-                insert_change(tx, c)?;
-            }
+            insert_changes(tx, &batch.changes)?;
             if let Some(c) = batch.cursor {
                 set_state(tx, "cursor", Some(&c.to_string()))?;
             }

@@ -22,14 +22,14 @@ CREATE TABLE identities (
     value       TEXT NOT NULL,
     profile_id  TEXT NOT NULL,
     PRIMARY KEY (field, value)
-);
+) WITHOUT ROWID;
 CREATE INDEX identities_by_profile ON identities (profile_id);
 
 -- Ids of merged-away profiles keep resolving to the survivor (kept flat: to_id is live).
 CREATE TABLE profile_redirects (
     from_id  TEXT PRIMARY KEY,
     to_id    TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX profile_redirects_by_target ON profile_redirects (to_id);
 
 CREATE TABLE audiences (
@@ -47,8 +47,9 @@ CREATE TABLE memberships (
     profile_id   TEXT NOT NULL,
     entered_at   TEXT NOT NULL,
     PRIMARY KEY (audience_id, profile_id)
-);
-CREATE INDEX memberships_by_profile ON memberships (profile_id);
+) WITHOUT ROWID;
+-- Covering: the processor reads a profile's memberships without touching the table.
+CREATE INDEX memberships_by_profile ON memberships (profile_id, audience_id, entered_at);
 
 -- The outbox export jobs read after their own cursor. Never updated, only appended.
 CREATE TABLE audience_changes (

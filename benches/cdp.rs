@@ -1,0 +1,241 @@
+//! Profile processor benchmark (issue 4): events/s through mapping + identity resolution +
+//! audience evaluation into the SQLite store, with N profiles and 100 audiences, and peak RSS.
+//!
+//! ```text
+//! cargo bench --bench cdp                      # 1,000,000 profiles, 500,000 events, 100 audiences
+//! CDP_BENCH_PROFILES=100000 CDP_BENCH_EVENTS=100000 cargo bench --bench cdp
+//! ```
+//! Phase 1 loads the profiles (one event per new person, through the processor too); phase 2
+//! is the measured steady state: events for random existing people (2% carry a second
+//! identifier that links two people, so merges happen), every audience live.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde_json::json;
+use tributary::cdp::Cdp;
+use tributary::metrics::Metrics;
+use tributary::store::{sqlite::SqliteStore, Audience, DynStore, NewEvent};
+
+const MAPPING: &str = "SELECT
+    email(email)            AS email        KIND string,
+    user_id                 AS user_id      KIND string,
+    lower(country)          AS country      KIND string,
+    count(*)                AS visit_count  KIND int,
+    sum(amount)             AS total_spent  KIND number,
+    max(todate(ts))         AS last_seen    KIND date,
+    set(page)               AS pages_seen   KIND []string,
+    name                    AS first_name   KIND string
+FROM web
+INTO user BY email OR user_id";
+
+const COUNTRIES: &[&str] = &["us", "ca", "de", "fr", "gb", "jp", "br", "in"];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "proton.me",
+    "corp.io",
+    "mail.de",
+    "free.fr",
+];
+const PAGES: &[&str] = &["/", "/pricing", "/docs", "/blog", "/signup", "/unsubscribe"];
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) this process has used: with other work on the machine, wall
+/// time alone says little.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime), counted from after the command name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn vm_hwm_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// 100 audiences over the mapped fields (thresholds, equality, sets, dates, LIKE, INCLUDE),
+/// each holding a few percent to a third of the people: about 8 memberships per profile.
+fn audiences(n: usize) -> Vec<Audience> {
+    (0..n)
+        .map(|i| {
+            let k = i / 10;
+            let filter = match i % 10 {
+                0 => format!("visit_count > {}", 2 + k),
+                1 => format!("total_spent >= {}", 150 + 20 * k),
+                2 => format!("country = \"{}\"", COUNTRIES[k % COUNTRIES.len()]),
+                3 => format!("pages_seen CONTAINS \"{}\"", PAGES[k % PAGES.len()]),
+                4 => format!("last_seen > \"now-{}d\"", 30 + k),
+                5 => format!(
+                    "AND (visit_count >= {}, country IN (\"us\", \"ca\"))",
+                    k + 2
+                ),
+                6 => format!("email LIKE \"*@{}\"", DOMAINS[k % DOMAINS.len()]),
+                7 => format!("len(pages_seen) > {}", 2 + k % 3),
+                8 => format!("INCLUDE a{:03} AND total_spent > 5", i - 8),
+                _ => format!(
+                    "EXISTS user_id AND country = \"{}\"",
+                    COUNTRIES[k % COUNTRIES.len()]
+                ),
+            };
+            Audience {
+                id: format!("aud-{i}"),
+                slug: format!("a{i:03}"),
+                name: format!("audience {i}"),
+                description: String::new(),
+                filter,
+                created_at: chrono::Utc::now(),
+                updated_at: chrono::Utc::now(),
+            }
+        })
+        .collect()
+}
+
+fn event(rng: &mut StdRng, person: u64, link: Option<u64>, n: u64) -> NewEvent {
+    let mut v = json!({
+        "email": format!("user{person}@{}", DOMAINS[(person / 8 % 8) as usize]),
+        "country": COUNTRIES[(person % COUNTRIES.len() as u64) as usize].to_uppercase(),
+        "amount": rng.gen_range(0..100),
+        // Within the last ~60 days: the `now-Nd` audiences hold some and lose them over time.
+        "ts": chrono::Utc::now().timestamp() - rng.gen_range(0..5_000_000),
+        "page": PAGES[rng.gen_range(0..PAGES.len())],
+        "name": "Alex",
+    });
+    if let Some(other) = link {
+        v["user_id"] = json!(format!("uid-{other}"));
+    } else if person % 3 == 0 {
+        v["user_id"] = json!(format!("uid-{person}"));
+    }
+    NewEvent {
+        event_id: format!("bench-{n}"),
+        fields: v.as_object().expect("object").clone(),
+        origin: None,
+    }
+}
+
+async fn append(store: &DynStore, events: impl Iterator<Item = NewEvent>) {
+    let mut chunk = Vec::with_capacity(10_000);
+    for e in events {
+        chunk.push(e);
+        if chunk.len() == 10_000 {
+            store
+                .append_events("web", std::mem::take(&mut chunk))
+                .await
+                .expect("append");
+        }
+    }
+    if !chunk.is_empty() {
+        store.append_events("web", chunk).await.expect("append");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let profiles = env("CDP_BENCH_PROFILES", 1_000_000);
+    let events = env("CDP_BENCH_EVENTS", 500_000);
+    let n_audiences = env("CDP_BENCH_AUDIENCES", 100) as usize;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: DynStore = Arc::new(
+        SqliteStore::open(&dir.path().join("bench.db"))
+            .await
+            .expect("store"),
+    );
+    let cdp = Cdp::new(store.clone(), Metrics::new());
+    cdp.set_mapping("web", MAPPING).await.expect("mapping");
+    for a in audiences(n_audiences) {
+        cdp.create_audience(a).await.expect("audience");
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+
+    println!("cdp bench: {profiles} profiles, {events} events, {n_audiences} audiences");
+    let t = Instant::now();
+    append(
+        &store,
+        (0..profiles).map(|p| event(&mut StdRng::seed_from_u64(p), p, None, p)),
+    )
+    .await;
+    println!(
+        "  load: appended {profiles} events in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let n = cdp.drain().await.expect("drain");
+    let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    println!(
+        "  load: {n} events → {} profiles in {secs:.1}s = {:.0} events/s; {cpu:.1} CPU s = {:.0} events per CPU s (new profiles, all audiences evaluated)",
+        store.count_profiles().await.expect("count"),
+        n as f64 / secs,
+        n as f64 / cpu
+    );
+
+    let t = Instant::now();
+    let steady: Vec<NewEvent> = (0..events)
+        .map(|i| {
+            let person = rng.gen_range(0..profiles);
+            let link = (rng.gen_range(0..100) < 2).then(|| rng.gen_range(0..profiles));
+            event(&mut rng, person, link, profiles + i)
+        })
+        .collect();
+    append(&store, steady.into_iter()).await;
+    println!(
+        "  steady: appended {events} events in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut steady_from = 0;
+    loop {
+        let page = store
+            .list_audience_changes(steady_from, 100_000)
+            .await
+            .expect("changes");
+        match page.last() {
+            Some(last) => steady_from = last.seq,
+            None => break,
+        }
+    }
+    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let n = cdp.drain().await.expect("drain");
+    let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    println!(
+        "  steady: {n} events in {secs:.1}s = {:.0} events/s; {cpu:.1} CPU s = {:.0} events per CPU s ({} profiles after merges)",
+        n as f64 / secs,
+        n as f64 / cpu,
+        store.count_profiles().await.expect("count")
+    );
+    let (mut changes, mut by_family) = (0usize, [0usize; 10]);
+    let mut after = steady_from;
+    loop {
+        let page = store
+            .list_audience_changes(after, 100_000)
+            .await
+            .expect("changes");
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        changes += page.len();
+        for c in &page {
+            by_family[c.audience_slug[1..].parse::<usize>().unwrap_or(0) % 10] += 1;
+        }
+    }
+    println!(
+        "  steady: {changes} audience changes ({:.1} per event; by filter family {by_family:?})",
+        changes as f64 / events.max(1) as f64
+    );
+    println!("  peak RSS (VmHWM): {:.0} MiB", vm_hwm_mib());
+}
