@@ -27,8 +27,11 @@ pub const BATCH_EVENTS: u32 = 10_000;
 pub const REEVALUATE_PAGE: u32 = 2_000;
 /// How often an idle processor looks for new events.
 pub const POLL: Duration = Duration::from_millis(100);
-/// How often time-relative audiences are re-evaluated, so members age out.
+/// How often the members of time-relative audiences are re-evaluated, so they age out.
 pub const TIME_RELATIVE_EVERY: Duration = Duration::from_secs(60);
+/// How often time-relative audiences are re-evaluated over everyone (people entering with
+/// time, e.g. `last_seen < "now-30d"`).
+pub const TIME_RELATIVE_FULL_EVERY: Duration = Duration::from_secs(3600);
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -185,55 +188,114 @@ impl Cdp {
         let mut changes = 0u64;
         loop {
             let _guard = self.inner.write_lock.lock().await;
-            let audiences = self.audiences().await?;
-            let mut targets = vec![false; audiences.len()];
-            for s in slugs {
-                if let Some(i) = audiences.index_of_slug(s) {
-                    targets[i] = true;
-                }
-            }
-            audiences.close_over_includes(&mut targets);
-            if !targets.contains(&true) {
-                return Ok(changes);
-            }
-            let store = self.store();
-            let page = store.list_profiles(after.clone(), REEVALUATE_PAGE).await?;
+            let page = self
+                .store()
+                .list_profiles(after.clone(), REEVALUATE_PAGE)
+                .await?;
             let Some(last) = page.last() else {
                 return Ok(changes);
             };
             after = Some(last.id.clone());
-            let memberships = store
-                .profile_memberships(page.iter().map(|p| p.id.clone()).collect())
-                .await?;
-            let old_members = members_by_profile(&audiences, &memberships);
-            let none: Members = vec![false; audiences.len()];
-            let now = Utc::now();
-            let mut batch = ProfileBatch::default();
-            for p in &page {
-                let old = old_members.get(&p.id).unwrap_or(&none);
-                let new = audiences.evaluate(&p.state.to_json(), old, &targets, now);
-                record_changes(&mut batch, &audiences, &p.id, old, &new, &[], now);
+            let full = page.len() as u32 == REEVALUATE_PAGE;
+            match self.reevaluate_page(slugs, page).await? {
+                Some(n) => changes += n,
+                None => return Ok(changes),
             }
-            changes += batch.changes.len() as u64;
-            let (enters, exits) = count_kinds(&batch);
-            if !batch.changes.is_empty() {
-                store.commit_profile_batch(Arc::new(batch)).await?;
-            }
-            let m = self.metrics();
-            m.cdp_audience_changes
-                .with_label_values(&["enter"])
-                .inc_by(enters);
-            m.cdp_audience_changes
-                .with_label_values(&["exit"])
-                .inc_by(exits);
-            if (page.len() as u32) < REEVALUATE_PAGE {
+            if !full {
                 return Ok(changes);
             }
         }
     }
 
-    /// Re-evaluates the audiences whose filters depend on the time (`now-30d`, `now()`).
-    pub async fn reevaluate_time_relative(&self) -> Result<u64, CdpError> {
+    /// Re-evaluates the named audiences for their current members only: enough for filters
+    /// that time can only make false (`last_seen > "now-30d"`), cheap when audiences are a
+    /// small part of everyone.
+    pub async fn reevaluate_members(&self, slugs: &[String]) -> Result<u64, CdpError> {
+        let mut changes = 0u64;
+        for slug in slugs {
+            let Ok(audience) = self.store().get_audience(slug).await else {
+                continue;
+            };
+            let mut after: Option<String> = None;
+            loop {
+                let _guard = self.inner.write_lock.lock().await;
+                let store = self.store();
+                let members = store
+                    .list_members(&audience.id, after.clone(), REEVALUATE_PAGE)
+                    .await?;
+                let Some(last) = members.last() else {
+                    break;
+                };
+                after = Some(last.profile_id.clone());
+                let full = members.len() as u32 == REEVALUATE_PAGE;
+                let page = store
+                    .get_profiles(members.into_iter().map(|m| m.profile_id).collect())
+                    .await?;
+                match self
+                    .reevaluate_page(std::slice::from_ref(slug), page)
+                    .await?
+                {
+                    Some(n) => changes += n,
+                    None => break,
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// One page of a re-evaluation, under the write lock held by the caller. `None` when none
+    /// of the audiences exists any more.
+    async fn reevaluate_page(
+        &self,
+        slugs: &[String],
+        page: Vec<crate::store::Profile>,
+    ) -> Result<Option<u64>, CdpError> {
+        let audiences = self.audiences().await?;
+        let mut targets = vec![false; audiences.len()];
+        for s in slugs {
+            if let Some(i) = audiences.index_of_slug(s) {
+                targets[i] = true;
+            }
+        }
+        audiences.close_over_includes(&mut targets);
+        if !targets.contains(&true) {
+            return Ok(None);
+        }
+        let store = self.store();
+        let memberships = store
+            .profile_memberships(page.iter().map(|p| p.id.clone()).collect())
+            .await?;
+        let old_members = members_by_profile(&audiences, &memberships);
+        let none: Members = vec![false; audiences.len()];
+        let now = Utc::now();
+        let mut batch = ProfileBatch::default();
+        for p in &page {
+            let old = old_members.get(&p.id).unwrap_or(&none);
+            let new = audiences.evaluate(&p.state.to_json(), old, &targets, now);
+            record_changes(&mut batch, &audiences, &p.id, old, &new, &[], now);
+        }
+        let changes = batch.changes.len() as u64;
+        let (enters, exits) = count_kinds(&batch);
+        if !batch.changes.is_empty() {
+            store.commit_profile_batch(Arc::new(batch)).await?;
+        }
+        let m = self.metrics();
+        m.cdp_audience_changes
+            .with_label_values(&["enter"])
+            .inc_by(enters);
+        m.cdp_audience_changes
+            .with_label_values(&["exit"])
+            .inc_by(exits);
+        Ok(Some(changes))
+    }
+
+    /// Re-evaluates the audiences whose filters depend on the time (`now-30d`, `now()`):
+    /// their members when `members_only` (people leaving as they age out), else everyone
+    /// (also people entering as time passes, e.g. `last_seen < "now-30d"`).
+    pub async fn reevaluate_time_relative(&self, members_only: bool) -> Result<u64, CdpError> {
         let audiences = self.audiences().await?;
         let slugs: Vec<String> = audiences
             .list
@@ -244,7 +306,11 @@ impl Cdp {
         if slugs.is_empty() {
             return Ok(0);
         }
-        self.reevaluate(&slugs).await
+        if members_only {
+            self.reevaluate_members(&slugs).await
+        } else {
+            self.reevaluate(&slugs).await
+        }
     }
 
     /// Applies batches until the log is drained (tests, benchmarks).
@@ -280,6 +346,8 @@ impl Cdp {
     /// batches (a batch in flight commits or not at all).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut last_time_relative = Instant::now();
+        // The first sweep after a start covers everyone (the server may have been down).
+        let mut last_full_sweep = Instant::now() - TIME_RELATIVE_FULL_EVERY;
         let mut last_lag = Instant::now() - Duration::from_secs(10);
         let mut failures = 0u32;
         loop {
@@ -311,7 +379,11 @@ impl Cdp {
             }
             if last_time_relative.elapsed() >= TIME_RELATIVE_EVERY {
                 last_time_relative = Instant::now();
-                match self.reevaluate_time_relative().await {
+                let full = last_full_sweep.elapsed() >= TIME_RELATIVE_FULL_EVERY;
+                if full {
+                    last_full_sweep = Instant::now();
+                }
+                match self.reevaluate_time_relative(!full).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(changes = n, "time-relative audiences re-evaluated")
                     }
@@ -554,6 +626,53 @@ mod tests {
         // 7 enters, 7 exits at the reset, 7 enters again.
         assert_eq!(changes.len(), 21);
         assert_eq!(cdp.store().list_audiences().await.unwrap()[0].1, 7);
+    }
+
+    #[tokio::test]
+    async fn members_age_out_of_time_relative_audiences() {
+        let (cdp, _dir) = cdp().await;
+        cdp.set_mapping(
+            "app",
+            "SELECT email AS email KIND string, max(todate(ts)) AS last_seen KIND date
+             FROM app INTO user BY email",
+        )
+        .await
+        .unwrap();
+        cdp.create_audience(audience("recent", "last_seen > \"now-2s\""))
+            .await
+            .unwrap();
+        cdp.create_audience(audience("lapsed", "last_seen < \"now-2s\""))
+            .await
+            .unwrap();
+        let now = Utc::now().timestamp_millis();
+        send(&cdp, "app", vec![json!({"email": "a", "ts": now})]).await;
+        cdp.drain().await.unwrap();
+        let kinds = |cs: Vec<crate::store::AudienceChange>| {
+            cs.into_iter()
+                .map(|c| (c.audience_slug, c.kind))
+                .collect::<Vec<_>>()
+        };
+        let first = cdp.store().list_audience_changes(0, 10).await.unwrap();
+        assert_eq!(
+            kinds(first.clone()),
+            [("recent".to_string(), ChangeKind::Enter)]
+        );
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Members only: `recent` loses her; `lapsed` (entered by time) waits for a full sweep.
+        assert_eq!(cdp.reevaluate_time_relative(true).await.unwrap(), 1);
+        assert_eq!(cdp.reevaluate_time_relative(false).await.unwrap(), 1);
+        let later = cdp
+            .store()
+            .list_audience_changes(first[0].seq, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            kinds(later),
+            [
+                ("recent".to_string(), ChangeKind::Exit),
+                ("lapsed".to_string(), ChangeKind::Enter)
+            ]
+        );
     }
 
     /// One random event: identifiers from small pools so merges happen often.
