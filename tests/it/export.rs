@@ -740,6 +740,39 @@ async fn backfill_sends_every_member_once_while_live_changes_flow() {
     }
     assert_eq!(members.len(), MEMBERS);
 
+    // First a backfill with no live changes: exactly the 5,000 members, each once.
+    create_stream(&env.kinesis, "quiet", 2).await;
+    let quiet = create_export(
+        s,
+        &env.auth,
+        json!({"audiences": ["vip"], "kinesis_stream": "quiet",
+               "export_fields": ["user_id"], "existing_users": true}),
+    )
+    .await;
+    crate::import::eventually(s, Some(&quiet), "the quiet backfill is done", || async {
+        job_view(s, &quiet).await["status"]["backfill"]["done"] == true
+    })
+    .await;
+    let view = job_view(s, &quiet).await;
+    assert_eq!(
+        view["status"]["backfill"],
+        json!({"total": MEMBERS, "sent": MEMBERS, "done": true}),
+        "{view}"
+    );
+    let out = wait_out(s, &env.kinesis, "quiet", &quiet, "5,000 backfilled", |o| {
+        o.len() >= MEMBERS
+    })
+    .await;
+    assert_eq!(out.len(), MEMBERS, "no duplicates without a crash");
+    let profiles: HashSet<&str> = out.iter().map(|o| o.profile()).collect();
+    assert_eq!(profiles.len(), MEMBERS);
+    assert!(out
+        .iter()
+        .all(|o| o.backfill() && o.event() == "enter" && members.contains_key(o.profile())));
+    let change_ids: HashSet<&str> = out.iter().map(|o| o.change_id()).collect();
+    assert_eq!(change_ids.len(), MEMBERS);
+
+    // Then one while members leave and new users join.
     let job = create_export(
         s,
         &env.auth,
