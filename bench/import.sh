@@ -26,7 +26,9 @@
 # BENCH_WARMUP (1: one unreported drain first, so the node emulator is JIT-warm for every
 # reader), BENCH_KEEP (1 keeps the work dir with all logs), BENCH_PYTHON (0 skips the Python
 # peer), BENCH_PERF (1 records a CPU profile of tributary during the import with `perf record`
-# and prints the top symbols; needs perf and perf_event_paranoid <= 2; BENCH_PROBES=0 skips (d)).
+# and prints the top symbols; needs perf and perf_event_paranoid <= 2), BENCH_PROBES=0 skips (d),
+# BENCH_TRIBUTARY_LD_PRELOAD (e.g. a libjemalloc.so.2 path: try another allocator for tributary
+# only, without rebuilding).
 set -euo pipefail
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
 
@@ -151,6 +153,7 @@ env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL -u AWS_CONFIG_FILE \
   TRIBUTARY_API_TOKEN="$TOKEN" TRIBUTARY_MASTER_KEY="$MASTER_KEY" \
   AWS_ENDPOINT_URL_KINESIS="$KINESIS" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=x AWS_EC2_METADATA_DISABLED=true \
+  ${BENCH_TRIBUTARY_LD_PRELOAD:+LD_PRELOAD=$BENCH_TRIBUTARY_LD_PRELOAD} \
   "$TRIBUTARY" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 \
   </dev/null >"$WORK/tributary.out" 2>"$WORK/tributary.err" &
 TRIB_PID=$!
@@ -203,6 +206,11 @@ if [[ -n "$PERF_PID" ]]; then
   head -40 "$WORK/perf.all" | tee "$WORK/perf.top" >&2
 fi
 HWM="$(proc_hwm_mib "$TRIB_PID")"
+# Where the import's wall time went, from Tributary's own metrics.
+curl -sS --noproxy '*' --max-time 10 "$API/metrics" >"$WORK/metrics.txt" 2>/dev/null || true
+if grep -q '^tributary_batch_commit_seconds_sum\|^batch_commit_seconds_sum' "$WORK/metrics.txt"; then
+  log "tributary metrics: $(grep -E '^(tributary_)?(batch_commit_seconds_(sum|count)|get_records_calls_total)' "$WORK/metrics.txt" | sed -e 's/{[^}]*}//' | tr '\n' ' ')"
+fi
 python3 - "$N" "$T0" "$T1" "$CPU0" "$CPU1" "$HWM" >>"$RESULTS" <<'EOF'
 import sys
 n, t0, t1, c0, c1, hwm = int(sys.argv[1]), *map(float, sys.argv[2:])
