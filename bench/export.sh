@@ -193,28 +193,42 @@ CPU_C0="$(proc_cpu "$TRIB_PID")"; T_C0="$(now)"
 collect_users u 0 "$N"
 wait_at_least "$N" "vip members" members
 T_C1="$(now)"; CPU_C1="$(proc_cpu "$TRIB_PID")"
-log "the CDP made $N audience changes; resuming the export"
+HWM_CDP="$(proc_hwm_mib "$TRIB_PID")"
+# Reset the peak RSS (VmHWM) so the export's own peak is measured apart from the CDP's.
+echo 5 >"/proc/$TRIB_PID/clear_refs" 2>/dev/null || log "cannot reset VmHWM: the export's peak includes the CDP's"
+log "the CDP made $N audience changes (peak RSS so far $HWM_CDP MiB); resuming the export"
 CPU0="$(proc_cpu "$TRIB_PID")"; T0="$(now)"
 api POST "/api/jobs/$JOB/resume" >/dev/null
 wait_at_least "$N" "records acknowledged" events_out "$JOB"
 T1="$(now)"; CPU1="$(proc_cpu "$TRIB_PID")"
 HWM="$(proc_hwm_mib "$TRIB_PID")"
-python3 - "$N" "$T0" "$T1" "$CPU0" "$CPU1" "$HWM" "$T_C0" "$T_C1" "$CPU_C0" "$CPU_C1" >>"$RESULTS" <<'EOF'
+python3 - "$N" "$T0" "$T1" "$CPU0" "$CPU1" "$HWM" "$T_C0" "$T_C1" "$CPU_C0" "$CPU_C1" "$HWM_CDP" >>"$RESULTS" <<'EOF'
 import sys
-n = int(sys.argv[1]); t0, t1, c0, c1, hwm, tc0, tc1, cc0, cc1 = map(float, sys.argv[2:])
+n = int(sys.argv[1]); t0, t1, c0, c1, hwm, tc0, tc1, cc0, cc1, hwm_cdp = map(float, sys.argv[2:])
 wall, cpu = t1 - t0, c1 - c0
 print(f"RESULT export records={n} wall_s={wall:.3f} records_per_s={n / wall:.0f} cpu_s={cpu:.3f} "
       f"cpu_s_per_m={cpu / (n / 1e6):.3f} peak_rss_mib={hwm:.1f}")
 print(f"RESULT cdp changes={n} wall_s={tc1 - tc0:.3f} changes_per_s={n / (tc1 - tc0):.0f} "
-      f"cpu_s={cc1 - cc0:.3f} cpu_s_per_m={(cc1 - cc0) / (n / 1e6):.3f}")
+      f"cpu_s={cc1 - cc0:.3f} cpu_s_per_m={(cc1 - cc0) / (n / 1e6):.3f} peak_rss_mib={hwm_cdp:.1f}")
 EOF
 tail -2 "$RESULTS" >&2
+# The size of Tributary's records (one read back), to compare with the peer's.
+"$PEERS/bench-venv/bin/python" - "$KINESIS" >>"$RESULTS" <<'EOF2' || log "could not read a sample record"
+import sys, botocore.session
+c = botocore.session.get_session().create_client("kinesis", endpoint_url=sys.argv[1], region_name="us-east-1",
+                                                 aws_access_key_id="AKIDBENCH", aws_secret_access_key="x")
+shard = c.list_shards(StreamName="triggers")["Shards"][0]["ShardId"]
+it = c.get_shard_iterator(StreamName="triggers", ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+recs = c.get_records(ShardIterator=it, Limit=100)["Records"]
+print(f"RESULT sample record_bytes={sum(len(r['Data']) for r in recs) // max(len(recs), 1)}")
+EOF2
 api DELETE "/api/jobs/$JOB" >/dev/null
 
 # --- (b) python peer ---------------------------------------------------------------------------------
 log "(b) python peer: async-kinesis Producer, $N records"
+OWN_BYTES="$(grep -oE '^RESULT sample record_bytes=[0-9]+' "$RESULTS" | cut -d= -f2 || true)"
 "$PEERS/bench-venv/bin/python" "$ROOT/bench/python_producer.py" --endpoint "$KINESIS" --stream peer \
-  --records "$N" --pad "$PAD" --timeout "$TIMEOUT" | tee "$WORK/python.out" >&2
+  --records "$N" --pad "$PAD" --target-bytes "${OWN_BYTES:-0}" --timeout "$TIMEOUT" | tee "$WORK/python.out" >&2
 grep '^RESULT ' "$WORK/python.out" >>"$RESULTS"
 
 # --- (c) paced ----------------------------------------------------------------------------------------
@@ -288,15 +302,16 @@ for line in open(sys.argv[1]):
 n, cores, rate = int(sys.argv[2]), sys.argv[3], sys.argv[4]
 f = lambda name, key: float(rows[name][key]) if name in rows and key in rows[name] else float("nan")
 size = rows.get("python_producer", {}).get("record_bytes", "?")
+own = rows.get("sample", {}).get("record_bytes", "?")
 print()
-print(f"Tributary export benchmark: {n} audience changes → records of ~{size} B JSON, 4-shard stream on kinesalite, {cores} cores")
+print(f"Tributary export benchmark: {n} audience changes → JSON records of ~{own} B (the peer's: ~{size} B), 4-shard stream on kinesalite, {cores} cores")
 print()
 print("| measure | records/s | CPU s / M records | peak RSS MiB |")
 print("|---|---:|---:|---:|")
 if "export" in rows:
     print(f"| (a) Tributary export, outbox → PutRecords acked (job resumed on {n} pending changes) | {f('export', 'records_per_s'):,.0f} | {f('export', 'cpu_s_per_m'):.2f} | {f('export', 'peak_rss_mib'):.1f} |")
 if "cdp" in rows:
-    print(f"| (a') for reference: the CDP making those changes (collect → profiles → audience changes) | {f('cdp', 'changes_per_s'):,.0f} | {f('cdp', 'cpu_s_per_m'):.2f} | |")
+    print(f"| (a') for reference: the CDP making those changes (collect → profiles → audience changes) | {f('cdp', 'changes_per_s'):,.0f} | {f('cdp', 'cpu_s_per_m'):.2f} | {f('cdp', 'peak_rss_mib'):.1f} |")
 if "python_producer" in rows:
     print(f"| (b) Python peer, async-kinesis Producer (JSON, batches of 500) | {f('python_producer', 'records_per_s'):,.0f} | {f('python_producer', 'cpu_s_per_m'):.2f} | {f('python_producer', 'peak_rss_mib'):.1f} |")
 if "paced" in rows:
@@ -311,8 +326,10 @@ if "export" in rows and "python_producer" in rows:
 if "paced" in rows:
     p99 = f("paced", "p99_ms")
     checks.append((f"p99 change→ack < 500 ms at {rate} changes/s", f"{p99:.0f} ms (bucket ≤ {rows['paced']['p99_bucket_ms']} ms)", f("paced", "p99_bucket_ms") <= 500))
-peak = max(f("export", "peak_rss_mib"), f("paced", "peak_rss_mib"))
-checks.append(("Tributary peak RSS < 150 MiB", f"{peak:.1f} MiB", peak < 150))
+peak = f("export", "peak_rss_mib")
+checks.append(("Tributary peak RSS < 150 MiB while exporting", f"{peak:.1f} MiB", peak < 150))
+peak = max(f("cdp", "peak_rss_mib"), f("paced", "peak_rss_mib"))
+checks.append(("Tributary peak RSS < 150 MiB overall (CDP ingest included)", f"{peak:.1f} MiB", peak < 150))
 print("| target | measured | |")
 print("|---|---:|---|")
 for name, measured, ok in checks:

@@ -65,6 +65,8 @@ async def main():
     ap.add_argument("--stream", default="peer")
     ap.add_argument("--records", type=int, default=20_000)
     ap.add_argument("--pad", type=int, default=120, help="length of the pad field")
+    ap.add_argument("--target-bytes", type=int, default=0,
+                    help="adjust the pad so a serialized record has this size (Tributary's)")
     ap.add_argument("--timeout", type=float, default=600.0)
     args = ap.parse_args()
 
@@ -73,13 +75,15 @@ async def main():
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     from kinesis import Producer  # imported before the clock starts
 
+    import json
+
     pad = "x" * args.pad
     audience_id = str(uuid.uuid4())
     job_id = str(uuid.uuid4())
-    sample = record(0, pad, audience_id, job_id)
-    import json
-
-    size = len(json.dumps(sample).encode())
+    size = len(json.dumps(record(0, pad, audience_id, job_id)).encode())
+    if args.target_bytes:
+        pad = "x" * max(0, args.pad + args.target_bytes - size)
+        size = len(json.dumps(record(0, pad, audience_id, job_id)).encode())
     cpu0, t0 = cpu_seconds(), time.monotonic()
     async with Producer(
         args.stream,
