@@ -162,9 +162,10 @@ impl Cdp {
             let filter = set.check(&audience)?;
             self.inner.store.insert_audience(audience.clone()).await?;
             self.forget_audiences();
+            self.mark_for_reevaluation(&audience.slug).await?;
             filter
         };
-        self.spawn_reevaluation(vec![audience.slug]);
+        self.spawn_reevaluation(audience.slug);
         Ok(filter)
     }
 
@@ -179,9 +180,10 @@ impl Cdp {
             let filter = set.check(&audience)?;
             self.inner.store.update_audience(audience.clone()).await?;
             self.forget_audiences();
+            self.mark_for_reevaluation(&audience.slug).await?;
             filter
         };
-        self.spawn_reevaluation(vec![audience.slug]);
+        self.spawn_reevaluation(audience.slug);
         Ok(filter)
     }
 
@@ -196,11 +198,26 @@ impl Cdp {
         Ok(())
     }
 
-    fn spawn_reevaluation(&self, slugs: Vec<String>) {
+    /// Records that `slug` must be re-evaluated for everyone, from the start (committed, so a
+    /// crash cannot skip it).
+    async fn mark_for_reevaluation(&self, slug: &str) -> StoreResult<()> {
+        self.inner
+            .store
+            .commit_profile_batch(Arc::new(crate::store::ProfileBatch {
+                state: vec![(
+                    format!("{}{slug}", processor::REEVALUATE_KEY),
+                    Some(String::new()),
+                )],
+                ..Default::default()
+            }))
+            .await
+    }
+
+    fn spawn_reevaluation(&self, slug: String) {
         let cdp = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = cdp.reevaluate(&slugs).await {
-                tracing::error!(error = %e, audiences = ?slugs, "re-evaluating audiences failed");
+            if let Err(e) = cdp.reevaluate_persisted(&slug).await {
+                tracing::error!(error = %e, audience = %slug, "re-evaluating an audience failed; it resumes at the next start");
             }
         });
     }

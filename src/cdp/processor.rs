@@ -27,6 +27,9 @@ pub const BATCH_EVENTS: u32 = 10_000;
 pub const REEVALUATE_PAGE: u32 = 2_000;
 /// How often an idle processor looks for new events.
 pub const POLL: Duration = Duration::from_millis(100);
+/// Key prefix of the resume points of audience re-evaluations (see
+/// [`Cdp::reevaluate_persisted`]).
+pub const REEVALUATE_KEY: &str = "reevaluate:";
 /// How often the members of time-relative audiences are re-evaluated, so they age out.
 pub const TIME_RELATIVE_EVERY: Duration = Duration::from_secs(60);
 /// How often time-relative audiences are re-evaluated over everyone (people entering with
@@ -197,7 +200,7 @@ impl Cdp {
             };
             after = Some(last.id.clone());
             let full = page.len() as u32 == REEVALUATE_PAGE;
-            match self.reevaluate_page(slugs, page).await? {
+            match self.reevaluate_page(slugs, page, Vec::new()).await? {
                 Some(n) => changes += n,
                 None => return Ok(changes),
             }
@@ -205,6 +208,61 @@ impl Cdp {
                 return Ok(changes);
             }
         }
+    }
+
+    /// Re-evaluates one audience (new or changed) for everyone, resumable: the resume point
+    /// (`reevaluate:<slug>` = the last profile id done) commits with each page, so after a
+    /// crash [`Cdp::run`] continues where it stopped. Done when the entry is gone.
+    pub async fn reevaluate_persisted(&self, slug: &str) -> Result<u64, CdpError> {
+        let key = format!("{REEVALUATE_KEY}{slug}");
+        let mut changes = 0u64;
+        loop {
+            let _guard = self.inner.write_lock.lock().await;
+            let store = self.store();
+            let pending = store.processor_state(&key).await?;
+            let Some((_, after)) = pending.into_iter().find(|(k, _)| *k == key) else {
+                return Ok(changes);
+            };
+            let after = (!after.is_empty()).then_some(after);
+            let page = store.list_profiles(after, REEVALUATE_PAGE).await?;
+            let done = (page.len() as u32) < REEVALUATE_PAGE;
+            let next = if done {
+                None
+            } else {
+                page.last().map(|p| p.id.clone())
+            };
+            let state = vec![(key.clone(), next)];
+            match self
+                .reevaluate_page(std::slice::from_ref(&slug.to_owned()), page, state.clone())
+                .await?
+            {
+                Some(n) => changes += n,
+                None => {
+                    // The audience is gone: drop the entry.
+                    store
+                        .commit_profile_batch(Arc::new(ProfileBatch {
+                            state: vec![(key.clone(), None)],
+                            ..Default::default()
+                        }))
+                        .await?;
+                    return Ok(changes);
+                }
+            }
+            if done {
+                return Ok(changes);
+            }
+        }
+    }
+
+    /// Resumes the audience re-evaluations a crash or shutdown interrupted.
+    pub async fn resume_reevaluations(&self) -> Result<usize, CdpError> {
+        let pending = self.store().processor_state(REEVALUATE_KEY).await?;
+        for (key, _) in &pending {
+            if let Some(slug) = key.strip_prefix(REEVALUATE_KEY) {
+                self.spawn_reevaluation(slug.to_owned());
+            }
+        }
+        Ok(pending.len())
     }
 
     /// Re-evaluates the named audiences for their current members only: enough for filters
@@ -232,7 +290,7 @@ impl Cdp {
                     .get_profiles(members.into_iter().map(|m| m.profile_id).collect())
                     .await?;
                 match self
-                    .reevaluate_page(std::slice::from_ref(slug), page)
+                    .reevaluate_page(std::slice::from_ref(slug), page, Vec::new())
                     .await?
                 {
                     Some(n) => changes += n,
@@ -252,6 +310,7 @@ impl Cdp {
         &self,
         slugs: &[String],
         page: Vec<crate::store::Profile>,
+        state: Vec<(String, Option<String>)>,
     ) -> Result<Option<u64>, CdpError> {
         let audiences = self.audiences().await?;
         let mut targets = vec![false; audiences.len()];
@@ -271,7 +330,10 @@ impl Cdp {
         let old_members = members_by_profile(&audiences, &memberships);
         let none: Members = vec![false; audiences.len()];
         let now = Utc::now();
-        let mut batch = ProfileBatch::default();
+        let mut batch = ProfileBatch {
+            state,
+            ..Default::default()
+        };
         for p in &page {
             let old = old_members.get(&p.id).unwrap_or(&none);
             let new = audiences.evaluate(&p.state.to_json(), old, &targets, now);
@@ -279,7 +341,7 @@ impl Cdp {
         }
         let changes = batch.changes.len() as u64;
         let (enters, exits) = count_kinds(&batch);
-        if !batch.changes.is_empty() {
+        if !batch.changes.is_empty() || !batch.state.is_empty() {
             store.commit_profile_batch(Arc::new(batch)).await?;
         }
         let m = self.metrics();
@@ -345,6 +407,14 @@ impl Cdp {
     /// time-relative audiences every [`TIME_RELATIVE_EVERY`]. Stops at `shutdown` between
     /// batches (a batch in flight commits or not at all).
     pub async fn run(self, shutdown: CancellationToken) {
+        match self.resume_reevaluations().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                audiences = n,
+                "resuming interrupted audience re-evaluations"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot resume audience re-evaluations"),
+        }
         let mut last_time_relative = Instant::now();
         // The first sweep after a start covers everyone (the server may have been down).
         let mut last_full_sweep = Instant::now() - TIME_RELATIVE_FULL_EVERY;
@@ -449,7 +519,7 @@ mod tests {
             .into_iter()
             .map(|v| NewEvent {
                 event_id: uuid::Uuid::new_v4().to_string(),
-                fields: v.as_object().unwrap().clone(),
+                fields: v.as_object().unwrap().clone().into(),
                 origin: None,
             })
             .collect();
@@ -626,6 +696,43 @@ mod tests {
         // 7 enters, 7 exits at the reset, 7 enters again.
         assert_eq!(changes.len(), 21);
         assert_eq!(cdp.store().list_audiences().await.unwrap()[0].1, 7);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_reevaluation_resumes_after_a_restart() {
+        let (cdp, _dir) = cdp().await;
+        send(
+            &cdp,
+            "web",
+            (0..5)
+                .map(|i| json!({"email": format!("p{i}@x.io")}))
+                .collect(),
+        )
+        .await;
+        cdp.drain().await.unwrap();
+        // A crash right after the audience and its pending entry were committed.
+        let store = cdp.store().clone();
+        store
+            .insert_audience(audience("all", "FILTER *"))
+            .await
+            .unwrap();
+        store
+            .commit_profile_batch(Arc::new(ProfileBatch {
+                state: vec![(format!("{REEVALUATE_KEY}all"), Some(String::new()))],
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        let restarted = Cdp::new(store.clone(), Metrics::new());
+        assert_eq!(restarted.reevaluate_persisted("all").await.unwrap(), 5);
+        assert!(store
+            .processor_state(REEVALUATE_KEY)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.list_audiences().await.unwrap()[0].1, 5);
+        // Done means done: running it again changes nothing.
+        assert_eq!(restarted.reevaluate_persisted("all").await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -300,6 +300,34 @@ async fn cdp_mappings_and_events_after(store: &dyn Store) {
         after[1].seq
     );
     assert!(store.processor_lag().await.unwrap().is_empty());
+
+    // Bookkeeping entries travel with batches and leave the cursor alone.
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            state: vec![
+                ("reevaluate:a".into(), Some("p9".into())),
+                ("reevaluate:b".into(), Some(String::new())),
+                ("other".into(), Some("x".into())),
+            ],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            state: vec![("reevaluate:b".into(), None)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.processor_state("reevaluate:").await.unwrap(),
+        [("reevaluate:a".to_string(), "p9".to_string())]
+    );
+    assert_eq!(
+        store.processor_position().await.unwrap().cursor,
+        after[1].seq
+    );
 }
 
 fn profile(id: &str, visits: i64) -> Profile {

@@ -395,6 +395,9 @@ pub struct ProfileBatch {
     pub changes: Vec<NewAudienceChange>,
     /// The processor's new cursor (last event seq applied); `None` leaves it.
     pub cursor: Option<i64>,
+    /// Processor bookkeeping written with the batch (`key` → value; `None` deletes), e.g. the
+    /// resume point of an audience re-evaluation.
+    pub state: Vec<(String, Option<String>)>,
 }
 
 /// The processor's position, and the rebuild in progress if any.
@@ -537,6 +540,9 @@ pub trait Store: Send + Sync + 'static {
     /// redirects and memberships are cleared, the cursor goes back to 0 and the rebuild
     /// target becomes the newest event `seq` (returned). One transaction.
     async fn reset_profiles(&self) -> StoreResult<i64>;
+    /// Processor bookkeeping entries whose key starts with `prefix` (see
+    /// [`ProfileBatch::state`]), in key order.
+    async fn processor_state(&self, prefix: &str) -> StoreResult<Vec<(String, String)>>;
     /// Clears the rebuild target once the processor has reached it.
     async fn finish_rebuild(&self) -> StoreResult<()>;
 

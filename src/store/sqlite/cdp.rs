@@ -487,6 +487,9 @@ impl SqliteStore {
             if let Some(c) = batch.cursor {
                 set_state(tx, "cursor", Some(&c.to_string()))?;
             }
+            for (key, value) in &batch.state {
+                set_state(tx, key, value.as_deref())?;
+            }
             Ok(())
         })
         .await
@@ -514,6 +517,25 @@ impl SqliteStore {
             set_state(tx, "cursor", Some("0"))?;
             set_state(tx, "rebuild_target", Some(&target.to_string()))?;
             Ok(target)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_processor_state(
+        &self,
+        prefix: &str,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, value FROM cdp_state WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([&prefix], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
         .await
     }

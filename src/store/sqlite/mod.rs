@@ -532,6 +532,9 @@ impl Store for SqliteStore {
     async fn reset_profiles(&self) -> StoreResult<i64> {
         self.cdp_reset_profiles().await
     }
+    async fn processor_state(&self, prefix: &str) -> StoreResult<Vec<(String, String)>> {
+        self.cdp_processor_state(prefix).await
+    }
     async fn finish_rebuild(&self) -> StoreResult<()> {
         self.cdp_finish_rebuild().await
     }
