@@ -187,7 +187,7 @@ async fn collect(
             .into_iter()
             .map(|e| NewEvent {
                 event_id: uuid::Uuid::now_v7().to_string(),
-                fields: e.fields,
+                fields: e.fields.into(),
                 origin: None,
             })
             .collect();

@@ -137,7 +137,7 @@ async fn jobs_and_checkpoints(store: &dyn Store) {
 fn event(id: &str, n: i64) -> NewEvent {
     NewEvent {
         event_id: id.into(),
-        fields: json!({"n": n}).as_object().unwrap().clone(),
+        fields: json!({"n": n}).as_object().unwrap().clone().into(),
         origin: Some(KinesisOrigin {
             stream: "clicks".into(),
             shard_id: "s0".into(),

@@ -217,11 +217,37 @@ pub struct KinesisOrigin {
     pub approximate_arrival_timestamp: Option<Timestamp>,
 }
 
+/// An event's fields as the text of one JSON object. Text, so the import path can store a
+/// record's own bytes without building a map and writing it out again (most of its CPU).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFields(String);
+
+impl EventFields {
+    /// `text` must be exactly one JSON object; callers check it first (see
+    /// `kinesis::decode::plain_object`).
+    pub fn from_checked_object_text(text: &str) -> Self {
+        debug_assert!(
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).is_ok()
+        );
+        Self(text.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for EventFields {
+    fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
+        Self(serde_json::to_string(&map).expect("JSON maps serialize"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     /// Derived from the origin for Kinesis events, so a replay maps onto the same row.
     pub event_id: String,
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub fields: EventFields,
     pub origin: Option<KinesisOrigin>,
 }
 

@@ -4,8 +4,8 @@
 use sha2::{Digest, Sha256};
 
 use crate::kinesis::api::KinesisRecord;
-use crate::kinesis::decode::{decode_record, RawRecord};
-use crate::store::{KinesisOrigin, NewDeadLetter, NewEvent};
+use crate::kinesis::decode::{decode_record, plain_object, RawRecord};
+use crate::store::{EventFields, KinesisOrigin, NewDeadLetter, NewEvent};
 
 /// Where the events of a page go and where they came from.
 #[derive(Debug, Clone)]
@@ -55,6 +55,25 @@ pub fn decode_page(origin: &Origin<'_>, records: &[KinesisRecord]) -> DecodedPag
         ..Default::default()
     };
     for record in records {
+        let kinesis_origin = |sub_sequence_number: u64, partition_key: String| KinesisOrigin {
+            stream: origin.kinesis_stream.to_owned(),
+            shard_id: origin.shard_id.to_owned(),
+            sequence_number: record.sequence_number.clone(),
+            sub_sequence_number,
+            partition_key,
+            approximate_arrival_timestamp: record.approximate_arrival_timestamp,
+        };
+        // The common case — one JSON object — is stored as it came, without building it.
+        if let Some(text) = plain_object(&record.data) {
+            page.events.push(NewEvent {
+                event_id: event_id(origin, &record.sequence_number, 0, 0),
+                fields: EventFields::from_checked_object_text(text),
+                origin: Some(kinesis_origin(0, record.partition_key.clone())),
+            });
+            page.last_sequence_number = Some(record.sequence_number.clone());
+            page.last_sub_sequence_number = Some(0);
+            continue;
+        }
         let decoded = decode_record(&RawRecord {
             data: &record.data,
             partition_key: &record.partition_key,
@@ -70,15 +89,11 @@ pub fn decode_page(origin: &Origin<'_>, records: &[KinesisRecord]) -> DecodedPag
                     event.sub_sequence_number,
                     event.index,
                 ),
-                fields: event.fields,
-                origin: Some(KinesisOrigin {
-                    stream: origin.kinesis_stream.to_owned(),
-                    shard_id: origin.shard_id.to_owned(),
-                    sequence_number: record.sequence_number.clone(),
-                    sub_sequence_number: event.sub_sequence_number,
-                    partition_key: event.partition_key,
-                    approximate_arrival_timestamp: record.approximate_arrival_timestamp,
-                }),
+                fields: event.fields.into(),
+                origin: Some(kinesis_origin(
+                    event.sub_sequence_number,
+                    event.partition_key,
+                )),
             });
         }
         for letter in decoded.dead_letters {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{DecodeError, Sink};
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(super) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Decodes `bytes` into events on `sink`. A document that is a single JSON object is handed to
 /// `on_object` (which may look inside it, e.g. for a CloudWatch Logs envelope); array elements
@@ -156,7 +156,7 @@ pub(super) fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn is_json_whitespace(b: u8) -> bool {
+pub(super) fn is_json_whitespace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 

@@ -89,6 +89,25 @@ pub struct Decoded {
     pub dead_letters: Vec<DeadLetter>,
 }
 
+/// The text of a record that is exactly one JSON object, checked but not built — the import
+/// job's common case, which it then stores as it came. `None` for anything else (KPL, gzip,
+/// arrays, NDJSON, invalid input): decode those with [`decode_record`]. For the records it
+/// accepts it means what `decode_record` means: one event, sub-sequence 0, index 0.
+pub fn plain_object(data: &[u8]) -> Option<&str> {
+    let data = data.strip_prefix(json::UTF8_BOM).unwrap_or(data);
+    let first = data
+        .iter()
+        .copied()
+        .find(|b| !json::is_json_whitespace(*b))?;
+    if first != b'{' {
+        return None;
+    }
+    // serde_json skips string contents without checking their UTF-8, so check it here.
+    let text = std::str::from_utf8(data).ok()?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    Some(text.trim_matches(|c: char| c.is_ascii() && json::is_json_whitespace(c as u8)))
+}
+
 /// Decodes one Kinesis record into events and dead letters. Never panics, never fails as a whole.
 pub fn decode_record(record: &RawRecord<'_>) -> Decoded {
     let mut out = Decoded::default();

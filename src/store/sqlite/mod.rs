@@ -607,17 +607,13 @@ fn insert_events(
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .map_err(db)?;
-        let mut buf = Vec::with_capacity(1024);
         for e in events {
-            buf.clear();
-            serde_json::to_writer(&mut buf, &e.fields).expect("JSON values serialize");
-            let fields = std::str::from_utf8(&buf).expect("serde_json writes UTF-8");
             let origin = e
                 .origin
                 .as_ref()
                 .map(|o| serde_json::to_string(o).expect("origin serializes"));
             inserted += stmt
-                .execute(params![e.event_id, stream, fields, origin, now])
+                .execute(params![e.event_id, stream, e.fields.as_str(), origin, now])
                 .map_err(db)? as u64;
         }
     }

@@ -113,7 +113,9 @@ pub(super) fn checkpoint_from_row(r: &Row<'_>) -> RowResult<ShardCheckpoint> {
                 StoreError::Corrupt(format!("shard {shard_id} has unknown state {state:?}"))
             })?,
             start_position: StartPosition::parse_text(&start).ok_or_else(|| {
-                StoreError::Corrupt(format!("shard {shard_id} has unknown start position {start:?}"))
+                StoreError::Corrupt(format!(
+                    "shard {shard_id} has unknown start position {start:?}"
+                ))
             })?,
             shard_id,
             sequence_number,
