@@ -126,7 +126,7 @@ fn event(rng: &mut StdRng, person: u64, link: Option<u64>, n: u64) -> NewEvent {
     }
     NewEvent {
         event_id: format!("bench-{n}"),
-        fields: v.as_object().expect("object").clone(),
+        fields: v.as_object().expect("object").clone().into(),
         origin: None,
     }
 }
