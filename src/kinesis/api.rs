@@ -127,8 +127,10 @@ pub struct RecordsPage {
     pub millis_behind_latest: Option<i64>,
 }
 
-/// The most records one GetRecords call may return.
-pub const GET_RECORDS_LIMIT: i32 = 10_000;
+/// Records asked of one GetRecords call. AWS allows 10,000, but a shard serves at most 2 MB/s
+/// and 5 calls/s, so 5,000 loses no throughput down to ~80-byte records while halving the
+/// memory a page holds.
+pub const GET_RECORDS_LIMIT: i32 = 5_000;
 
 /// `kinesis:GetRecords`.
 pub async fn get_records(client: &Client, iterator: &str) -> Result<RecordsPage, AwsError> {

@@ -28,6 +28,9 @@ use reader::{read_shard, ReaderExit, ShardContext};
 /// New shards appear only through resharding, which we also notice when a shard ends; the
 /// periodic listing catches the rest.
 const RELIST_INTERVAL: Duration = Duration::from_secs(30);
+/// Decoded pages a job holds at once: one committing while the next decodes keeps the single
+/// store writer busy; more would only add memory.
+const PAGES_IN_FLIGHT: usize = 2;
 
 /// Runs the import until cancelled (`Ok`) or until a failure retrying cannot fix (`Err` with a
 /// message for the job's `last_error`).
@@ -58,6 +61,7 @@ pub async fn run_import(
     };
     let ctx = Arc::new(ShardContext {
         store: state.store.clone(),
+        pages_in_flight: Arc::new(tokio::sync::Semaphore::new(PAGES_IN_FLIGHT)),
         // Two SDK attempts: quick recovery from a dropped connection; everything else is
         // classified and retried by the reader with its own backoff.
         client: state.aws.kinesis(&sdk, 2),

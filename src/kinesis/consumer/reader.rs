@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{decode_page, Origin};
@@ -24,6 +25,8 @@ const MAX_ITERATOR_RENEWALS: u32 = 5;
 
 pub struct ShardContext {
     pub store: DynStore,
+    /// Pages decoded or being committed at once, across the job's shards.
+    pub pages_in_flight: Arc<tokio::sync::Semaphore>,
     pub client: aws_sdk_kinesis::Client,
     pub metrics: Metrics,
     pub job_id: String,
@@ -65,10 +68,10 @@ pub async fn read_shard(
     let mut last_call: Option<Instant> = None;
     let mut last_commit = Instant::now();
     let mut last_lag: Option<i64> = None;
-
-    loop {
+    let mut in_flight: Option<JoinHandle<Result<(), AwsError>>> = None;
+    let result = loop {
         if cancel.is_cancelled() {
-            return Ok(ReaderExit::Cancelled);
+            break Ok(ReaderExit::Cancelled);
         }
         let it = match &iterator {
             Some(it) => it.clone(),
@@ -92,11 +95,11 @@ pub async fn read_shard(
                     Err(e) if e.kind.is_retryable() => {
                         throttles.inc();
                         if !sleep(&cancel, backoff.next_delay()).await {
-                            return Ok(ReaderExit::Cancelled);
+                            break Ok(ReaderExit::Cancelled);
                         }
                         continue;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => break Err(e),
                 }
             }
         };
@@ -104,7 +107,7 @@ pub async fn read_shard(
         if let Some(at) = last_call {
             let wait = MIN_CALL_INTERVAL.saturating_sub(at.elapsed());
             if !wait.is_zero() && !sleep(&cancel, wait).await {
-                return Ok(ReaderExit::Cancelled);
+                break Ok(ReaderExit::Cancelled);
             }
         }
         last_call = Some(Instant::now());
@@ -126,11 +129,11 @@ pub async fn read_shard(
                     let delay = backoff.next_delay();
                     tracing::debug!(job, shard = %shard_id, error = %e, ?delay, "GetRecords failed; backing off");
                     if !sleep(&cancel, delay).await {
-                        return Ok(ReaderExit::Cancelled);
+                        break Ok(ReaderExit::Cancelled);
                     }
                     continue;
                 }
-                _ => return Err(e),
+                _ => break Err(e),
             },
         };
         backoff.reset();
@@ -151,24 +154,15 @@ pub async fn read_shard(
             || shard_ended
             || (lag_changed && last_commit.elapsed() >= IDLE_COMMIT_INTERVAL);
         if must_commit {
-            let records_in = records.len() as u64;
-            let origin_ctx = ctx.clone();
-            let shard = shard_id.clone();
-            // Decoding thousands of records is CPU work: keep it off the async workers.
-            let decoded = tokio::task::spawn_blocking(move || {
-                let origin = Origin {
-                    event_stream: &origin_ctx.event_stream,
-                    kinesis_stream: &origin_ctx.kinesis_stream,
-                    shard_id: &shard,
-                };
-                decode_page(&origin, &records)
-            })
-            .await
-            .map_err(|e| AwsError::new(AwsErrorKind::Other, format!("decoding crashed: {e}")))?;
-
-            if decoded.last_sequence_number.is_some() {
-                checkpoint.sequence_number = decoded.last_sequence_number.clone();
-                checkpoint.sub_sequence_number = decoded.last_sub_sequence_number;
+            // Commits stay in page order: the previous one lands before this one starts, while
+            // the next GetRecords already runs beside it.
+            if let Some(previous) = in_flight.take() {
+                if let Err(e) = finish_commit(previous).await {
+                    break Err(e);
+                }
+            }
+            if let Some(last) = records.last() {
+                checkpoint.sequence_number = Some(last.sequence_number.clone());
             }
             checkpoint.state = if shard_ended {
                 ShardState::Finished
@@ -176,43 +170,28 @@ pub async fn read_shard(
                 ShardState::Reading
             };
             checkpoint.millis_behind_latest = millis_behind_latest;
-            let batch = ShardBatch {
-                job_id: ctx.job_id.clone(),
-                stream: ctx.event_stream.clone(),
-                events: decoded.events,
-                dead_letters: decoded.dead_letters,
-                records_in,
-                checkpoint: ShardCheckpoint {
-                    sequence_number: decoded.last_sequence_number,
-                    sub_sequence_number: decoded.last_sub_sequence_number,
-                    ..checkpoint.clone()
-                },
+            // Bounded decoded pages per job: memory stays flat however far behind the shards are.
+            let permit = ctx
+                .pages_in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the page semaphore is never closed");
+            let page = PageCommit {
+                ctx: ctx.clone(),
+                checkpoint: checkpoint.clone(),
+                records,
             };
-            let timer = ctx
-                .metrics
-                .batch_commit_seconds
-                .with_label_values(&[job])
-                .start_timer();
-            let outcome = commit_with_retry(&ctx.store, batch, &cancel).await?;
-            timer.observe_duration();
-            ctx.metrics
-                .import_records_in
-                .with_label_values(&[job])
-                .inc_by(records_in);
-            ctx.metrics
-                .import_events_out
-                .with_label_values(&[job])
-                .inc_by(outcome.events_inserted);
-            ctx.metrics
-                .import_dead_letters
-                .with_label_values(&[job])
-                .inc_by(outcome.dead_letters_inserted);
+            in_flight = Some(tokio::spawn(async move {
+                let _permit = permit;
+                page.run().await
+            }));
             last_commit = Instant::now();
             last_lag = millis_behind_latest;
         }
         if shard_ended {
             tracing::info!(job, shard = %shard_id, "shard closed and fully read");
-            return Ok(ReaderExit::Finished);
+            break Ok(ReaderExit::Finished);
         }
         iterator = next_iterator;
         if idle
@@ -222,17 +201,90 @@ pub async fn read_shard(
             )
             .await
         {
-            return Ok(ReaderExit::Cancelled);
+            break Ok(ReaderExit::Cancelled);
         }
+    };
+    // Whatever ends the loop, the page being committed lands first: a consistent point.
+    if let Some(last) = in_flight.take() {
+        finish_commit(last).await?;
+    }
+    result
+}
+
+/// One page on its way into the store: decoded off the async workers, then committed with its
+/// checkpoint in one transaction.
+struct PageCommit {
+    ctx: Arc<ShardContext>,
+    checkpoint: ShardCheckpoint,
+    records: Vec<crate::kinesis::api::KinesisRecord>,
+}
+
+impl PageCommit {
+    async fn run(self) -> Result<(), AwsError> {
+        let PageCommit {
+            ctx,
+            checkpoint,
+            records,
+        } = self;
+        let job = ctx.job_id.clone();
+        let records_in = records.len() as u64;
+        let decode_ctx = ctx.clone();
+        let shard = checkpoint.shard_id.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            let origin = Origin {
+                event_stream: &decode_ctx.event_stream,
+                kinesis_stream: &decode_ctx.kinesis_stream,
+                shard_id: &shard,
+            };
+            decode_page(&origin, &records)
+        })
+        .await
+        .map_err(|e| AwsError::new(AwsErrorKind::Other, format!("decoding crashed: {e}")))?;
+        let batch = ShardBatch {
+            job_id: job.clone(),
+            stream: ctx.event_stream.clone(),
+            events: decoded.events,
+            dead_letters: decoded.dead_letters,
+            records_in,
+            checkpoint: ShardCheckpoint {
+                sequence_number: decoded.last_sequence_number,
+                sub_sequence_number: decoded.last_sub_sequence_number,
+                ..checkpoint
+            },
+        };
+        let timer = ctx
+            .metrics
+            .batch_commit_seconds
+            .with_label_values(&[&job])
+            .start_timer();
+        let outcome = commit_with_retry(&ctx.store, batch).await?;
+        timer.observe_duration();
+        let m = &ctx.metrics;
+        m.import_records_in
+            .with_label_values(&[&job])
+            .inc_by(records_in);
+        m.import_events_out
+            .with_label_values(&[&job])
+            .inc_by(outcome.events_inserted);
+        m.import_dead_letters
+            .with_label_values(&[&job])
+            .inc_by(outcome.dead_letters_inserted);
+        Ok(())
     }
 }
 
+async fn finish_commit(handle: JoinHandle<Result<(), AwsError>>) -> Result<(), AwsError> {
+    handle
+        .await
+        .map_err(|e| AwsError::new(AwsErrorKind::Other, format!("a commit task crashed: {e}")))?
+}
+
 /// A commit that fails (disk full, database locked for long) is retried: the batch is still in
-/// hand, and giving up would mean reading it again anyway. Cancellation wins only between tries.
+/// hand, and giving up would mean reading it again anyway. It is not abandoned on pause or
+/// shutdown either — stopping waits for it — only after repeated failures.
 async fn commit_with_retry(
     store: &DynStore,
     batch: ShardBatch,
-    cancel: &CancellationToken,
 ) -> Result<crate::store::BatchOutcome, AwsError> {
     let batch = Arc::new(batch);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -241,12 +293,13 @@ async fn commit_with_retry(
             Ok(outcome) => return Ok(outcome),
             Err(e) => {
                 tracing::warn!(job = %batch.job_id, shard = %batch.checkpoint.shard_id, error = %e, "commit failed; retrying");
-                if backoff.attempts() >= 8 || !sleep(cancel, backoff.next_delay()).await {
+                if backoff.attempts() >= 8 {
                     return Err(AwsError::new(
                         AwsErrorKind::Other,
                         format!("cannot write to Tributary's store: {e}; check disk space and the database, then resume the job"),
                     ));
                 }
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }
