@@ -745,10 +745,10 @@ mod tests {
         )
         .await
         .unwrap();
-        cdp.create_audience(audience("recent", "last_seen > \"now-2s\""))
+        cdp.create_audience(audience("recent", "last_seen > \"now-3s\""))
             .await
             .unwrap();
-        cdp.create_audience(audience("lapsed", "last_seen < \"now-2s\""))
+        cdp.create_audience(audience("lapsed", "last_seen < \"now-3s\""))
             .await
             .unwrap();
         let now = Utc::now().timestamp_millis();
@@ -764,7 +764,7 @@ mod tests {
             kinds(first.clone()),
             [("recent".to_string(), ChangeKind::Enter)]
         );
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(Duration::from_millis(3500)).await;
         // Members only: `recent` loses her; `lapsed` (entered by time) waits for a full sweep.
         assert_eq!(cdp.reevaluate_time_relative(true).await.unwrap(), 1);
         assert_eq!(cdp.reevaluate_time_relative(false).await.unwrap(), 1);
