@@ -231,14 +231,18 @@ async fn create(
         }
         Err(e) => return Err(e.into()),
     }
-    if v.job_type == JobType::KinesisExport {
-        let config = ExportConfig::parse(&v.config)
-            .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
-        config
-            .check(&state)
-            .await
-            .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
-    }
+    let export_config = match v.job_type {
+        JobType::KinesisExport => {
+            let config = ExportConfig::parse(&v.config)
+                .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
+            config
+                .check(&state)
+                .await
+                .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
+            Some(config)
+        }
+        JobType::KinesisImport => None,
+    };
     let now = Utc::now();
     let job = Job {
         id: uuid::Uuid::now_v7().to_string(),
@@ -254,6 +258,10 @@ async fn create(
         updated_at: now,
     };
     state.store.insert_job(job.clone()).await?;
+    if let Some(config) = &export_config {
+        // Changes from this moment on belong to the job, even before its task runs.
+        crate::jobs::export::starting_point(&state.store, &job.id, config).await?;
+    }
     tracing::info!(id = %job.id, label = %job.label, kind = job.job_type.as_str(), "job created");
     state.jobs.start(&state, &job);
     Ok((StatusCode::CREATED, Json(view(&job, &[]))))

@@ -151,6 +151,41 @@ const BACKFILL_PAGE: u32 = 500;
 /// How often an idle job looks at the outbox.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
+/// Where a job starts: its saved progress, or — the first time — the outbox head of now and,
+/// when asked, a backfill of the members of now. Saved at once (the API calls this when it
+/// creates the job), so changes made right after the job was created are never skipped and
+/// a job that stops before its first round resumes from the same point.
+pub async fn starting_point(
+    store: &DynStore,
+    job_id: &str,
+    config: &ExportConfig,
+) -> Result<ExportProgress, StoreError> {
+    if let Some(progress) = store.get_export_progress(job_id).await? {
+        return Ok(progress);
+    }
+    let head = store.audience_change_head().await?;
+    let total = store
+        .list_audiences()
+        .await?
+        .iter()
+        .filter(|(a, _)| config.audiences.contains(&a.slug))
+        .map(|(_, n)| n)
+        .sum();
+    let progress = ExportProgress {
+        cursor: head,
+        backfill: config.existing_users.then(|| BackfillProgress {
+            total,
+            ..Default::default()
+        }),
+    };
+    let first = ExportRound {
+        progress: progress.clone(),
+        ..Default::default()
+    };
+    store.commit_export_round(job_id, Arc::new(first)).await?;
+    Ok(progress)
+}
+
 /// The job's work, until it is cancelled (`Ok`) or fails for good (`Err`: the job's
 /// `last_error`). [`super::JobManager`] records the failure.
 pub async fn run(state: AppState, job: Job, cancel: CancellationToken) -> Result<(), String> {
@@ -216,41 +251,9 @@ impl Exporter {
             .iter()
             .map(|(a, _)| (a.slug.clone(), a.id.clone()))
             .collect();
-        let progress = match store
-            .get_export_progress(&job.id)
+        let progress = starting_point(&store, &job.id, &config)
             .await
-            .map_err(store_message)?
-        {
-            Some(p) => p,
-            None => {
-                // First start: live changes from now on, and the members of now if asked.
-                let head = store.audience_change_head().await.map_err(store_message)?;
-                let total = audiences
-                    .iter()
-                    .filter(|(a, _)| config.audiences.contains(&a.slug))
-                    .map(|(_, n)| n)
-                    .sum();
-                let progress = ExportProgress {
-                    cursor: head,
-                    backfill: config.existing_users.then(|| BackfillProgress {
-                        total,
-                        ..Default::default()
-                    }),
-                };
-                // Kept at once: a job paused, failed (stream missing) or killed before its first
-                // round must resume from here, not from a later head (that would lose the
-                // changes in between) nor with a recounted backfill.
-                let first = ExportRound {
-                    progress: progress.clone(),
-                    ..Default::default()
-                };
-                store
-                    .commit_export_round(&job.id, Arc::new(first))
-                    .await
-                    .map_err(store_message)?;
-                progress
-            }
-        };
+            .map_err(store_message)?;
         let mut exporter = Exporter {
             store,
             job_id: job.id.clone(),
@@ -327,6 +330,12 @@ impl Exporter {
             }
             if let Some(b) = next.backfill.as_mut() {
                 b.sent += backfilled;
+                // `total` counted the members when the job started; some left before their
+                // page was read (their exit is sent instead) and some joined. Once done, it is
+                // what was sent.
+                if b.done {
+                    b.total = b.sent;
+                }
             }
             let round = ExportRound {
                 progress: next.clone(),
