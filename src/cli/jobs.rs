@@ -34,6 +34,39 @@ pub enum JobCommand {
         #[arg(long, default_value = "trim_horizon", value_parser = start_position)]
         start_position: Value,
     },
+    /// Create a job publishing audience entries and exits to a Kinesis stream.
+    CreateExport {
+        /// Authorization id (see `tributary auth list`).
+        #[arg(long)]
+        auth: String,
+        /// A name for the job.
+        #[arg(long)]
+        label: String,
+        /// What the job is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// An audience slug whose changes are published (repeat for several).
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// AWS region of the Kinesis stream, like us-east-1.
+        #[arg(long)]
+        region: String,
+        /// The Kinesis data stream to write.
+        #[arg(long)]
+        kinesis_stream: String,
+        /// A role to assume (with the authorization as source) to reach the stream.
+        #[arg(long)]
+        role_arn: Option<String>,
+        /// The profile field whose value is the partition key (default: the profile id).
+        #[arg(long)]
+        user_identifier_field: Option<String>,
+        /// A profile field to put in each record (repeat; none means all fields).
+        #[arg(long = "export-field")]
+        export_fields: Vec<String>,
+        /// Also send every current member once as an 'enter'.
+        #[arg(long)]
+        existing_users: bool,
+    },
     /// List jobs with their state and totals.
     List,
     /// Show a job: state, totals, shards and last error.
@@ -101,6 +134,38 @@ pub async fn run(client: &Client, cmd: JobCommand) -> Result<(), ClientError> {
                     "kinesis_stream": kinesis_stream,
                     "role_arn": role_arn,
                     "start_position": start_position,
+                },
+            });
+            let v = client.post("/api/jobs", &body).await?;
+            client.print(&v, |v| {
+                format!("Created job {}\n{}", s(&v["id"]), describe(v))
+            });
+        }
+        JobCommand::CreateExport {
+            auth,
+            label,
+            description,
+            audiences,
+            region,
+            kinesis_stream,
+            role_arn,
+            user_identifier_field,
+            export_fields,
+            existing_users,
+        } => {
+            let body = json!({
+                "type": "kinesis_export",
+                "label": label,
+                "description": description,
+                "authorization": auth,
+                "config": {
+                    "audiences": audiences,
+                    "region": region,
+                    "kinesis_stream": kinesis_stream,
+                    "role_arn": role_arn,
+                    "user_identifier_field": user_identifier_field,
+                    "export_fields": export_fields,
+                    "existing_users": existing_users,
                 },
             });
             let v = client.post("/api/jobs", &body).await?;
@@ -204,7 +269,40 @@ fn describe(v: &Value) -> String {
             start_text(&c["start_position"])
         ));
     } else {
-        lines.push(format!("config:        {c}"));
+        lines.push(format!(
+            "publishes:     audiences {} to {} in {}{}",
+            c["audiences"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+            s(&c["kinesis_stream"]),
+            s(&c["region"]),
+            c["role_arn"]
+                .as_str()
+                .map(|r| format!(" as {r}"))
+                .unwrap_or_default()
+        ));
+        lines.push(format!(
+            "keyed by:      {}",
+            c["user_identifier_field"]
+                .as_str()
+                .unwrap_or("the profile id")
+        ));
+        let fields = c["export_fields"].as_array().filter(|a| !a.is_empty());
+        lines.push(format!(
+            "fields:        {}",
+            fields
+                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                .unwrap_or_else(|| "all".into())
+        ));
+        if let Some(b) = st["backfill"].as_object() {
+            lines.push(format!(
+                "backfill:      {} of {} sent{}",
+                s(&b["sent"]),
+                s(&b["total"]),
+                if b["done"] == true { ", done" } else { "" }
+            ));
+        }
     }
     lines.push(format!(
         "totals:        {} records in, {} events out, {} dead letters",

@@ -46,7 +46,7 @@ pub enum Command {
         #[arg(long)]
         role_arn: Option<String>,
     },
-    /// Manage import jobs.
+    /// Manage import and export jobs.
     Job {
         #[command(flatten)]
         server: ServerArgs,
