@@ -4,6 +4,7 @@
     kinesis_tool.py ENDPOINT create STREAM SHARDS     create and wait until ACTIVE
     kinesis_tool.py ENDPOINT put STREAM < lines       one record per stdin line (key = "user" field)
     kinesis_tool.py ENDPOINT put-bytes STREAM HEX     one raw record (for a bad-record example)
+    kinesis_tool.py ENDPOINT read STREAM              every record of every shard: "KEY DATA" lines
 """
 import json
 import sys
@@ -38,5 +39,13 @@ elif command == "put":
     print(f"put {len(lines)} records into {stream}")
 elif command == "put-bytes":
     kinesis.put_record(StreamName=stream, Data=bytes.fromhex(sys.argv[4]), PartitionKey="bad")
+elif command == "read":
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while it:
+            out = kinesis.get_records(ShardIterator=it, Limit=10000)
+            for r in out["Records"]:
+                print(r["PartitionKey"], r["Data"].decode())
+            it = out.get("NextShardIterator") if out["Records"] else None
 else:
     sys.exit(f"unknown command {command}")

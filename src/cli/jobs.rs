@@ -315,6 +315,9 @@ fn describe(v: &Value) -> String {
     if let Some(err) = v["last_error"].as_str() {
         lines.push(format!("last error:    {err}"));
     }
+    if v["type"] != "kinesis_import" {
+        return lines.join("\n");
+    }
     let rows: Vec<Vec<String>> = st["shards"]
         .as_array()
         .map(|shards| {
