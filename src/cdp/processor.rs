@@ -53,11 +53,14 @@ impl Cdp {
         let started = Instant::now();
         let store = self.store().clone();
         let pos = store.processor_position().await?;
-        let events = store.events_after(pos.cursor, limit).await?;
-        let Some(last_seq) = events.last().map(|e| e.seq) else {
+        let mappings = self.mappings().await?;
+        // Events of streams without a mapping are skipped unparsed; the cursor still passes them.
+        let page = store.events_after(pos.cursor, limit, mappings.streams()).await?;
+        let Some(last_seq) = page.last_seq else {
             return Ok(StepOutcome::default());
         };
-        let mappings = self.mappings().await?;
+        let scanned = page.scanned;
+        let events = page.events;
         let audiences = self.audiences().await?;
         let now = Utc::now();
 
@@ -157,7 +160,7 @@ impl Cdp {
         }
         batch.upserts = resolved.touched.into_iter().map(|t| t.profile).collect();
         let outcome = StepOutcome {
-            events: events.len(),
+            events: scanned,
             profiles_touched: batch.upserts.len(),
             merges: batch.deletes.len(),
             changes: batch.changes.len(),
@@ -166,7 +169,7 @@ impl Cdp {
         store.commit_profile_batch(Arc::new(batch)).await?;
 
         let m = self.metrics();
-        m.cdp_events_processed.inc_by(events.len() as u64);
+        m.cdp_events_processed.inc_by(scanned as u64);
         m.cdp_events_mapped.inc_by(mapped.len() as u64);
         m.cdp_profiles_merged.inc_by(outcome.merges as u64);
         m.cdp_audience_changes

@@ -48,6 +48,11 @@ impl MappingRegistry {
         self.by_stream.get(stream)
     }
 
+    /// The streams that have a mapping.
+    pub fn streams(&self) -> Vec<String> {
+        self.by_stream.keys().cloned().collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_stream.is_empty()
     }

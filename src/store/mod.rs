@@ -262,6 +262,16 @@ pub struct StoredEvent {
     pub stored_at: Timestamp,
 }
 
+/// A stretch of the event log: the events of the streams asked for, and how far it reached.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventsPage {
+    pub events: Vec<StoredEvent>,
+    /// Events looked at, of any stream.
+    pub scanned: usize,
+    /// The last `seq` looked at; `None` when there was nothing after the cursor.
+    pub last_seq: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StreamSummary {
     pub name: String,
@@ -537,8 +547,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_mapping(&self, stream: &str) -> StoreResult<StreamMapping>;
     async fn list_mappings(&self) -> StoreResult<Vec<StreamMapping>>;
 
-    /// Events of every stream after `after_seq`, oldest first.
-    async fn events_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StoredEvent>>;
+    /// The next `limit` events after `after_seq`, oldest first; only those of `streams` are
+    /// read in full (the others are counted and skipped without parsing their fields).
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+        streams: Vec<String>,
+    ) -> StoreResult<EventsPage>;
     async fn processor_position(&self) -> StoreResult<ProcessorPosition>;
     /// Events not yet applied by the processor, per stream (streams with none left out).
     async fn processor_lag(&self) -> StoreResult<Vec<(String, u64)>>;

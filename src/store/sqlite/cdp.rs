@@ -209,7 +209,8 @@ impl SqliteStore {
         &self,
         after_seq: i64,
         limit: u32,
-    ) -> StoreResult<Vec<StoredEvent>> {
+        streams: Vec<String>,
+    ) -> StoreResult<EventsPage> {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -217,10 +218,18 @@ impl SqliteStore {
                     super::rows::EVENT_COLUMNS
                 ))
                 .map_err(db)?;
-            let rows = stmt
-                .query_map(params![after_seq, limit], super::rows::event_from_row)
-                .map_err(db)?;
-            collect(rows)
+            let mut rows = stmt.query(params![after_seq, limit]).map_err(db)?;
+            let mut page = EventsPage::default();
+            while let Some(row) = rows.next().map_err(db)? {
+                page.scanned += 1;
+                page.last_seq = Some(row.get(0).map_err(db)?);
+                let stream: String = row.get(2).map_err(db)?;
+                // Only wanted events pay for parsing their fields.
+                if streams.contains(&stream) {
+                    page.events.push(super::rows::event_from_row(row).map_err(db)??);
+                }
+            }
+            Ok(page)
         })
         .await
     }

@@ -42,10 +42,10 @@ impl SqliteStore {
                 StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let mut writer = connect(path)?;
+        let mut writer = connect(path, WRITER_CACHE_KIB)?;
         migrate(&mut writer)?;
         let readers = (0..READERS)
-            .map(|_| connect(path).map(Mutex::new))
+            .map(|_| connect(path, READER_CACHE_KIB).map(Mutex::new))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
@@ -102,25 +102,30 @@ fn thread_index() -> usize {
     h.finish() as usize
 }
 
-fn connect(path: &Path) -> StoreResult<Connection> {
+/// Page cache of the writer, which every commit walks (KiB).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of each reader (KiB): together with the writer's, a bound on the store's memory.
+const READER_CACHE_KIB: i64 = 8 * 1024;
+
+fn connect(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(|e| {
         StoreError::Backend(format!(
             "cannot open SQLite database {}: {e}",
             path.display()
         ))
     })?;
-    // A 32 MiB page cache per connection: the profile processor's lookups (identities,
-    // profiles, memberships) hit the same upper b-tree pages batch after batch.
+    // A page cache per connection: the profile processor's lookups (identities, profiles,
+    // memberships) hit the same upper b-tree pages batch after batch.
     // WAL: readers do not block the writer. NORMAL sync is crash-safe for the process (a
     // SIGKILL loses nothing committed); a power cut may drop the last commits, all together.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 10000;
-         PRAGMA cache_size = -32768;",
+         PRAGMA busy_timeout = 10000;",
     )
     .map_err(db)?;
+    conn.pragma_update(None, "cache_size", -cache_kib).map_err(db)?;
     Ok(conn)
 }
 
@@ -487,8 +492,13 @@ impl Store for SqliteStore {
     async fn list_mappings(&self) -> StoreResult<Vec<StreamMapping>> {
         self.cdp_list_mappings().await
     }
-    async fn events_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StoredEvent>> {
-        self.cdp_events_after(after_seq, limit).await
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+        streams: Vec<String>,
+    ) -> StoreResult<EventsPage> {
+        self.cdp_events_after(after_seq, limit, streams).await
     }
     async fn processor_position(&self) -> StoreResult<ProcessorPosition> {
         self.cdp_processor_position().await
