@@ -94,9 +94,31 @@ async fn main() -> anyhow::Result<()> {
     let kinesis = client(&cli.endpoint).await;
     match cli.cmd {
         Cmd::Create { shards } => create(&kinesis, &cli.stream, shards).await,
-        Cmd::Fill { records, concurrency } => fill(&kinesis, &cli.stream, records, concurrency).await,
-        Cmd::Drain { records, timeout_secs } => drain(&kinesis, &cli.stream, records, Duration::from_secs(timeout_secs)).await,
-        Cmd::Latency { api, token, event_stream, count, interval_ms, poll_ms, grace_secs } => {
+        Cmd::Fill {
+            records,
+            concurrency,
+        } => fill(&kinesis, &cli.stream, records, concurrency).await,
+        Cmd::Drain {
+            records,
+            timeout_secs,
+        } => {
+            drain(
+                &kinesis,
+                &cli.stream,
+                records,
+                Duration::from_secs(timeout_secs),
+            )
+            .await
+        }
+        Cmd::Latency {
+            api,
+            token,
+            event_stream,
+            count,
+            interval_ms,
+            poll_ms,
+            grace_secs,
+        } => {
             latency(
                 &kinesis,
                 &cli.stream,
@@ -116,14 +138,28 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn create(kinesis: &Client, stream: &str, shards: i32) -> anyhow::Result<()> {
-    kinesis.create_stream().stream_name(stream).shard_count(shards).send().await?;
+    kinesis
+        .create_stream()
+        .stream_name(stream)
+        .shard_count(shards)
+        .send()
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = kinesis.describe_stream_summary().stream_name(stream).send().await?;
-        if out.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+        let out = kinesis
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await?;
+        if out.stream_description_summary().map(|s| s.stream_status())
+            == Some(&StreamStatus::Active)
+        {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "stream {stream} not ACTIVE after 30 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "stream {stream} not ACTIVE after 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!("created stream {stream} with {shards} shards");
@@ -138,7 +174,12 @@ async fn fill(kinesis: &Client, stream: &str, n: u64, concurrency: usize) -> any
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (kinesis, stream, next, bytes) = (kinesis.clone(), stream.to_owned(), next.clone(), bytes.clone());
+        let (kinesis, stream, next, bytes) = (
+            kinesis.clone(),
+            stream.to_owned(),
+            next.clone(),
+            bytes.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let start = next.fetch_add(PER_CALL, Ordering::Relaxed);
@@ -158,7 +199,12 @@ async fn fill(kinesis: &Client, stream: &str, n: u64, concurrency: usize) -> any
                     .collect();
                 // Re-put only failed entries; bounded.
                 for attempt in 0..10 {
-                    let out = kinesis.put_records().stream_name(&stream).set_records(Some(pending.clone())).send().await?;
+                    let out = kinesis
+                        .put_records()
+                        .stream_name(&stream)
+                        .set_records(Some(pending.clone()))
+                        .send()
+                        .await?;
                     if out.failed_record_count().unwrap_or(0) == 0 {
                         pending.clear();
                         break;
@@ -172,7 +218,11 @@ async fn fill(kinesis: &Client, stream: &str, n: u64, concurrency: usize) -> any
                         .collect();
                     tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
                 }
-                anyhow::ensure!(pending.is_empty(), "{} records could not be put", pending.len());
+                anyhow::ensure!(
+                    pending.is_empty(),
+                    "{} records could not be put",
+                    pending.len()
+                );
             }
         }));
     }
@@ -187,7 +237,11 @@ async fn fill(kinesis: &Client, stream: &str, n: u64, concurrency: usize) -> any
         b as f64 / n as f64,
         n as f64 / wall
     );
-    println!("RESULT fill records={n} wall_s={wall:.3} records_per_s={:.0} avg_bytes={:.0}", n as f64 / wall, b as f64 / n as f64);
+    println!(
+        "RESULT fill records={n} wall_s={wall:.3} records_per_s={:.0} avg_bytes={:.0}",
+        n as f64 / wall,
+        b as f64 / n as f64
+    );
     Ok(())
 }
 
@@ -195,14 +249,25 @@ async fn drain(kinesis: &Client, stream: &str, n: u64, timeout: Duration) -> any
     let cpu0 = records::process_cpu_seconds();
     let t0 = Instant::now();
     let deadline = t0 + timeout;
-    let shards = kinesis.list_shards().stream_name(stream).send().await?.shards.unwrap_or_default();
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await?
+        .shards
+        .unwrap_or_default();
     let total = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let calls = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for shard in shards {
-        let (kinesis, stream, total, bytes, calls) =
-            (kinesis.clone(), stream.to_owned(), total.clone(), bytes.clone(), calls.clone());
+        let (kinesis, stream, total, bytes, calls) = (
+            kinesis.clone(),
+            stream.to_owned(),
+            total.clone(),
+            bytes.clone(),
+            calls.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut it = kinesis
                 .get_shard_iterator()
@@ -216,11 +281,22 @@ async fn drain(kinesis: &Client, stream: &str, n: u64, timeout: Duration) -> any
                 if total.load(Ordering::Relaxed) >= n || Instant::now() >= deadline {
                     break;
                 }
-                let out = kinesis.get_records().shard_iterator(iter).limit(10_000).send().await?;
+                let out = kinesis
+                    .get_records()
+                    .shard_iterator(iter)
+                    .limit(10_000)
+                    .send()
+                    .await?;
                 calls.fetch_add(1, Ordering::Relaxed);
                 let got = out.records.len() as u64;
                 // "Only decoding the SDK response": touch the bytes so nothing is optimised away.
-                bytes.fetch_add(out.records.iter().map(|r| r.data.as_ref().len() as u64).sum(), Ordering::Relaxed);
+                bytes.fetch_add(
+                    out.records
+                        .iter()
+                        .map(|r| r.data.as_ref().len() as u64)
+                        .sum(),
+                    Ordering::Relaxed,
+                );
                 total.fetch_add(got, Ordering::Relaxed);
                 it = out.next_shard_iterator;
                 if got == 0 {
@@ -236,7 +312,10 @@ async fn drain(kinesis: &Client, stream: &str, n: u64, timeout: Duration) -> any
     let wall = t0.elapsed().as_secs_f64();
     let cpu = records::process_cpu_seconds() - cpu0;
     let got = total.load(Ordering::Relaxed);
-    anyhow::ensure!(got >= n, "drained only {got} of {n} records before the {timeout:?} timeout");
+    anyhow::ensure!(
+        got >= n,
+        "drained only {got} of {n} records before the {timeout:?} timeout"
+    );
     let peak = records::status_mib("VmHWM");
     let per_m = cpu / (got as f64 / 1e6);
     println!(
@@ -264,15 +343,23 @@ struct LatencyArgs {
 
 async fn latency(kinesis: &Client, stream: &str, a: LatencyArgs) -> anyhow::Result<()> {
     let run = format!("{:016x}", rand::random::<u64>());
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
-    let url = format!("{}/api/streams/{}/events?limit=50", a.api.trim_end_matches('/'), a.event_stream);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!(
+        "{}/api/streams/{}/events?limit=50",
+        a.api.trim_end_matches('/'),
+        a.event_stream
+    );
     let put_at: Arc<std::sync::Mutex<HashMap<u64, Instant>>> = Default::default();
     let seen_at: Arc<std::sync::Mutex<HashMap<u64, Instant>>> = Default::default();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     // The poller: newest 50 events every `poll`; a probe counts when first seen.
     let poller = {
-        let (seen_at, done, run, token) = (seen_at.clone(), done.clone(), run.clone(), a.token.clone());
+        let (seen_at, done, run, token) =
+            (seen_at.clone(), done.clone(), run.clone(), a.token.clone());
         let (count, poll) = (a.count as usize, a.poll);
         tokio::spawn(async move {
             let mut polls = 0u64;
@@ -325,7 +412,11 @@ async fn latency(kinesis: &Client, stream: &str, a: LatencyArgs) -> anyhow::Resu
     let seen_at = seen_at.lock().unwrap();
     let mut lat: Vec<f64> = put_at
         .iter()
-        .map(|(i, p)| seen_at.get(i).map_or(f64::INFINITY, |s| s.saturating_duration_since(*p).as_secs_f64() * 1e3))
+        .map(|(i, p)| {
+            seen_at.get(i).map_or(f64::INFINITY, |s| {
+                s.saturating_duration_since(*p).as_secs_f64() * 1e3
+            })
+        })
         .collect();
     lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let missing = lat.iter().filter(|x| x.is_infinite()).count();

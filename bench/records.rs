@@ -6,8 +6,21 @@
 
 use std::fmt::Write as _;
 
-const EVENTS: [&str; 6] = ["page_view", "add_to_cart", "checkout_started", "order_completed", "signed_in", "search"];
-const PATHS: [&str; 5] = ["/", "/products/trail-runner-3", "/cart", "/checkout/payment", "/search?q=rain+jacket"];
+const EVENTS: [&str; 6] = [
+    "page_view",
+    "add_to_cart",
+    "checkout_started",
+    "order_completed",
+    "signed_in",
+    "search",
+];
+const PATHS: [&str; 5] = [
+    "/",
+    "/products/trail-runner-3",
+    "/cart",
+    "/checkout/payment",
+    "/search?q=rain+jacket",
+];
 const AGENTS: [&str; 3] = [
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
@@ -55,7 +68,7 @@ pub fn record_json(i: u64) -> Vec<u8> {
     // Pad to ~1 KiB with a field of its own so every record has the same shape.
     let pad = 1_024usize.saturating_sub(s.len() + 13);
     s.push_str(",\"note\":\"");
-    s.extend(std::iter::repeat('x').take(pad));
+    s.extend(std::iter::repeat_n('x', pad));
     s.push_str("\"}");
     s.into_bytes()
 }

@@ -29,8 +29,8 @@ use tributary::kinesis::api::KinesisRecord;
 use tributary::kinesis::consumer::batch::{decode_page, Origin};
 use tributary::store::sqlite::SqliteStore;
 use tributary::store::{
-    Authorization, Credentials, Job, JobState, JobTotals, JobType, ShardBatch, ShardCheckpoint, ShardState,
-    StartPosition, Store,
+    Authorization, Credentials, Job, JobState, JobTotals, JobType, ShardBatch, ShardCheckpoint,
+    ShardState, StartPosition, Store,
 };
 
 const JOB_ID: &str = "bench-job";
@@ -40,7 +40,11 @@ const POOL: usize = 10_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
-        Ok(v) => v.trim().replace('_', "").parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Ok(v) => v
+            .trim()
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
         Err(_) => default,
     }
 }
@@ -93,7 +97,11 @@ async fn run_shard(
             let t0 = records::thread_cpu_seconds();
             let recs = build_page(&pool2, shard, first, count);
             let t1 = records::thread_cpu_seconds();
-            let origin = Origin { event_stream: EVENT_STREAM, kinesis_stream: KINESIS_STREAM, shard_id: &sid2 };
+            let origin = Origin {
+                event_stream: EVENT_STREAM,
+                kinesis_stream: KINESIS_STREAM,
+                shard_id: &sid2,
+            };
             let page = decode_page(&origin, &recs);
             drop(recs);
             let t2 = records::thread_cpu_seconds();
@@ -101,7 +109,11 @@ async fn run_shard(
         })
         .await
         .expect("decode task");
-        assert!(page.dead_letters.is_empty(), "bench records must decode: {:?}", page.dead_letters.first());
+        assert!(
+            page.dead_letters.is_empty(),
+            "bench records must decode: {:?}",
+            page.dead_letters.first()
+        );
         assert_eq!(page.events.len(), count);
         let batch_rec = ShardBatch {
             job_id: JOB_ID.into(),
@@ -124,7 +136,10 @@ async fn run_shard(
         // As the reader does (commit_with_retry keeps the batch for a retry): the events are
         // freed here, on the shard's task, after the commit, not under the writer lock.
         let batch_rec = Arc::new(batch_rec);
-        let outcome = store.commit_shard_batch(batch_rec.clone()).await.expect("commit");
+        let outcome = store
+            .commit_shard_batch(batch_rec.clone())
+            .await
+            .expect("commit");
         stats.commit_wall += t.elapsed();
         drop(batch_rec);
         assert_eq!(outcome.events_inserted, count as u64, "every event is new");
@@ -144,7 +159,10 @@ fn main() {
     let shards = env_usize("BENCH_SHARDS", 4).max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     rt.block_on(async move {
         let dir = tempfile::Builder::new().prefix("tributary-pipeline-bench-").tempdir().expect("temp dir");
         let db = dir.path().join("tributary.db");

@@ -69,7 +69,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
 
     let resumed = state.jobs.resume_all(&state).await?;
     if resumed > 0 {
-        tracing::info!(jobs = resumed, "resumed running jobs from their checkpoints");
+        tracing::info!(
+            jobs = resumed,
+            "resumed running jobs from their checkpoints"
+        );
     }
 
     // The profile processor: events → profiles → audience changes, until shutdown.

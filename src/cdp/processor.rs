@@ -55,7 +55,9 @@ impl Cdp {
         let pos = store.processor_position().await?;
         let mappings = self.mappings().await?;
         // Events of streams without a mapping are skipped unparsed; the cursor still passes them.
-        let page = store.events_after(pos.cursor, limit, mappings.streams()).await?;
+        let page = store
+            .events_after(pos.cursor, limit, mappings.streams())
+            .await?;
         let Some(last_seq) = page.last_seq else {
             return Ok(StepOutcome::default());
         };

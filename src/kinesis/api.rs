@@ -48,7 +48,11 @@ pub struct ShardInfo {
 
 impl ShardInfo {
     pub fn parents(&self) -> Vec<String> {
-        self.parent_shard_id.iter().chain(&self.adjacent_parent_shard_id).cloned().collect()
+        self.parent_shard_id
+            .iter()
+            .chain(&self.adjacent_parent_shard_id)
+            .cloned()
+            .collect()
     }
 }
 
@@ -62,12 +66,20 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
             Some(token) => client.list_shards().next_token(token),
             None => client.list_shards().stream_name(stream),
         };
-        let out = req.send().await.map_err(|e| AwsError::from_sdk("kinesis:ListShards", &e))?;
-        shards.extend(out.shards.unwrap_or_default().into_iter().map(|s| ShardInfo {
-            ending_sequence_number: s.sequence_number_range.as_ref().and_then(|r| r.ending_sequence_number.clone()),
-            shard_id: s.shard_id,
-            parent_shard_id: s.parent_shard_id,
-            adjacent_parent_shard_id: s.adjacent_parent_shard_id,
+        let out = req
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("kinesis:ListShards", &e))?;
+        shards.extend(out.shards.unwrap_or_default().into_iter().map(|s| {
+            ShardInfo {
+                ending_sequence_number: s
+                    .sequence_number_range
+                    .as_ref()
+                    .and_then(|r| r.ending_sequence_number.clone()),
+                shard_id: s.shard_id,
+                parent_shard_id: s.parent_shard_id,
+                adjacent_parent_shard_id: s.adjacent_parent_shard_id,
+            }
         }));
         next_token = out.next_token.filter(|t| !t.is_empty());
         if next_token.is_none() {
@@ -93,20 +105,29 @@ pub async fn get_shard_iterator(
     start: &IteratorStart,
 ) -> Result<String, AwsError> {
     use aws_sdk_kinesis::types::ShardIteratorType as T;
-    let req = client.get_shard_iterator().stream_name(stream).shard_id(shard_id);
+    let req = client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard_id);
     let req = match start {
         IteratorStart::TrimHorizon => req.shard_iterator_type(T::TrimHorizon),
         IteratorStart::Latest => req.shard_iterator_type(T::Latest),
         IteratorStart::AtTimestamp(t) => req.shard_iterator_type(T::AtTimestamp).timestamp(
             aws_smithy_types::DateTime::from_millis(t.timestamp_millis()),
         ),
-        IteratorStart::AfterSequence(seq) => {
-            req.shard_iterator_type(T::AfterSequenceNumber).starting_sequence_number(seq)
-        }
+        IteratorStart::AfterSequence(seq) => req
+            .shard_iterator_type(T::AfterSequenceNumber)
+            .starting_sequence_number(seq),
     };
-    let out = req.send().await.map_err(|e| AwsError::from_sdk("kinesis:GetShardIterator", &e))?;
+    let out = req
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("kinesis:GetShardIterator", &e))?;
     out.shard_iterator.ok_or_else(|| {
-        AwsError::new(crate::aws::AwsErrorKind::Transient, "kinesis:GetShardIterator returned no iterator; retrying")
+        AwsError::new(
+            crate::aws::AwsErrorKind::Transient,
+            "kinesis:GetShardIterator returned no iterator; retrying",
+        )
     })
 }
 
@@ -163,7 +184,10 @@ pub async fn get_records(client: &Client, iterator: &str) -> Result<RecordsPage,
 /// The outcome of one entry of a PutRecords call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
-    Accepted { shard_id: String, sequence_number: String },
+    Accepted {
+        shard_id: String,
+        sequence_number: String,
+    },
     /// Failed inside a successful call (e.g. `ProvisionedThroughputExceededException`,
     /// `InternalFailure`): only these entries are sent again.
     Failed { code: String, message: String },
@@ -197,14 +221,21 @@ pub async fn put_records(
     if out.records.len() != entries.len() {
         return Err(AwsError::new(
             crate::aws::AwsErrorKind::Transient,
-            format!("kinesis:PutRecords answered {} entries for {} records; retrying", out.records.len(), entries.len()),
+            format!(
+                "kinesis:PutRecords answered {} entries for {} records; retrying",
+                out.records.len(),
+                entries.len()
+            ),
         ));
     }
     Ok(out
         .records
         .into_iter()
         .map(|r| match (r.error_code, r.shard_id, r.sequence_number) {
-            (None, Some(shard_id), Some(sequence_number)) => PutOutcome::Accepted { shard_id, sequence_number },
+            (None, Some(shard_id), Some(sequence_number)) => PutOutcome::Accepted {
+                shard_id,
+                sequence_number,
+            },
             (code, _, _) => PutOutcome::Failed {
                 code: code.unwrap_or_else(|| "Unknown".into()),
                 message: r.error_message.unwrap_or_default(),

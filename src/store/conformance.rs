@@ -263,10 +263,19 @@ async fn cdp_mappings_and_events_after(store: &dyn Store) {
         .append_events("clicks", vec![event("c1", 1), event("c2", 2)])
         .await
         .unwrap();
-    let page = store.events_after(max, 10, vec!["clicks".into()]).await.unwrap();
+    let page = store
+        .events_after(max, 10, vec!["clicks".into()])
+        .await
+        .unwrap();
     assert_eq!((page.scanned, page.last_seq), (2, Some(page.events[1].seq)));
-    let skipped = store.events_after(max, 10, vec!["other".into()]).await.unwrap();
-    assert_eq!((skipped.events.len(), skipped.scanned, skipped.last_seq), (0, 2, page.last_seq));
+    let skipped = store
+        .events_after(max, 10, vec!["other".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (skipped.events.len(), skipped.scanned, skipped.last_seq),
+        (0, 2, page.last_seq)
+    );
     let after = page.events;
     assert_eq!(after.len(), 2);
     assert!(after[0].seq < after[1].seq);

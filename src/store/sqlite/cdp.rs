@@ -226,7 +226,8 @@ impl SqliteStore {
                 let stream: String = row.get(2).map_err(db)?;
                 // Only wanted events pay for parsing their fields.
                 if streams.contains(&stream) {
-                    page.events.push(super::rows::event_from_row(row).map_err(db)??);
+                    page.events
+                        .push(super::rows::event_from_row(row).map_err(db)??);
                 }
             }
             Ok(page)

@@ -125,7 +125,8 @@ fn connect(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
          PRAGMA busy_timeout = 10000;",
     )
     .map_err(db)?;
-    conn.pragma_update(None, "cache_size", -cache_kib).map_err(db)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)
+        .map_err(db)?;
     Ok(conn)
 }
 
