@@ -102,8 +102,9 @@ fn thread_index() -> usize {
     h.finish() as usize
 }
 
-/// Page cache of the writer, which every commit walks (KiB).
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of the writer, which every commit walks (KiB). Bounded, like the readers', so
+/// the store's memory does not grow with the database.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of each reader (KiB): together with the writer's, a bound on the store's memory.
 const READER_CACHE_KIB: i64 = 8 * 1024;
 
