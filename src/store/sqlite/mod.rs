@@ -21,7 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_cdp.sql"),
     include_str!("migrations/0003_export.sql"),
 ];
-const READERS: usize = 4;
+const READERS: usize = 3;
 
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
@@ -106,7 +106,7 @@ fn thread_index() -> usize {
 /// the store's memory does not grow with the database.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of each reader (KiB): together with the writer's, a bound on the store's memory.
-const READER_CACHE_KIB: i64 = 8 * 1024;
+const READER_CACHE_KIB: i64 = 6 * 1024;
 
 fn connect(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(|e| {
