@@ -156,17 +156,7 @@ impl Cdp {
         &self,
         audience: Audience,
     ) -> Result<tributary_lang::Filter, CdpError> {
-        let filter = {
-            let _guard = self.inner.write_lock.lock().await;
-            let set = self.audiences().await?;
-            let filter = set.check(&audience)?;
-            self.inner.store.insert_audience(audience.clone()).await?;
-            self.forget_audiences();
-            self.mark_for_reevaluation(&audience.slug).await?;
-            filter
-        };
-        self.spawn_reevaluation(audience.slug);
-        Ok(filter)
+        self.save_audience(audience, true).await
     }
 
     /// Changes an audience's name, description and filter, then re-evaluates everyone.
@@ -174,11 +164,24 @@ impl Cdp {
         &self,
         audience: Audience,
     ) -> Result<tributary_lang::Filter, CdpError> {
+        self.save_audience(audience, false).await
+    }
+
+    /// Checks the filter against the other audiences (INCLUDE targets, cycles), stores the
+    /// audience and starts re-evaluating everyone against it.
+    async fn save_audience(
+        &self,
+        audience: Audience,
+        new: bool,
+    ) -> Result<tributary_lang::Filter, CdpError> {
         let filter = {
             let _guard = self.inner.write_lock.lock().await;
-            let set = self.audiences().await?;
-            let filter = set.check(&audience)?;
-            self.inner.store.update_audience(audience.clone()).await?;
+            let filter = self.audiences().await?.check(&audience)?;
+            if new {
+                self.inner.store.insert_audience(audience.clone()).await?;
+            } else {
+                self.inner.store.update_audience(audience.clone()).await?;
+            }
             self.forget_audiences();
             self.mark_for_reevaluation(&audience.slug).await?;
             filter

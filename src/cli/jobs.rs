@@ -99,6 +99,14 @@ pub enum JobCommand {
     },
 }
 
+/// `POST /api/jobs/{id}/pause|resume`, then the state the job is in.
+async fn change_state(client: &Client, id: &str, action: &str) -> Result<(), ClientError> {
+    let path = format!("/api/jobs/{}/{action}", q(id));
+    let v = client.call(reqwest::Method::POST, &path, None).await?;
+    client.print(&v, |v| format!("Job {} is {}", s(&v["id"]), s(&v["state"])));
+    Ok(())
+}
+
 /// `--start-position` as the API wants it: a name, or `{"at_timestamp": RFC3339}`.
 fn start_position(text: &str) -> Result<Value, String> {
     match text {
@@ -181,26 +189,8 @@ pub async fn run(client: &Client, cmd: JobCommand) -> Result<(), ClientError> {
             let v = client.get(&format!("/api/jobs/{}", q(&id))).await?;
             client.print(&v, describe);
         }
-        JobCommand::Pause { id } => {
-            let v = client
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/api/jobs/{}/pause", q(&id)),
-                    None,
-                )
-                .await?;
-            client.print(&v, |v| format!("Job {} is {}", s(&v["id"]), s(&v["state"])));
-        }
-        JobCommand::Resume { id } => {
-            let v = client
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/api/jobs/{}/resume", q(&id)),
-                    None,
-                )
-                .await?;
-            client.print(&v, |v| format!("Job {} is {}", s(&v["id"]), s(&v["state"])));
-        }
+        JobCommand::Pause { id } => change_state(client, &id, "pause").await?,
+        JobCommand::Resume { id } => change_state(client, &id, "resume").await?,
         JobCommand::Delete { id } => {
             client.delete(&format!("/api/jobs/{}", q(&id))).await?;
             client.print(&json!({ "deleted": id }), |_| format!("Deleted job {id}"));
