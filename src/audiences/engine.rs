@@ -22,6 +22,15 @@ pub fn members_by_profile(set: &AudienceSet, rows: &[Membership]) -> HashMap<Str
     out
 }
 
+/// When each `(profile id, audience id)` membership began, for the exits' `entered_at`.
+pub type EnteredAt = HashMap<(String, String), DateTime<Utc>>;
+
+pub fn entered_at(rows: &[Membership]) -> EnteredAt {
+    rows.iter()
+        .map(|m| ((m.profile_id.clone(), m.audience_id.clone()), m.entered_at))
+        .collect()
+}
+
 /// Adds what changed for `profile_id` (`old` → `new`) to `batch`.
 ///
 /// `merged_away` are profiles merged into it, with their memberships. A merged-away id no
@@ -37,6 +46,7 @@ pub fn record_changes(
     old: &[bool],
     new: &[bool],
     merged_away: &[(String, Members)],
+    entered: &EnteredAt,
     at: DateTime<Utc>,
 ) {
     for (i, a) in set.list.iter().enumerate() {
@@ -46,6 +56,13 @@ pub fn record_changes(
             profile_id: profile_id.to_owned(),
             kind,
             at,
+            entered_at: (kind == ChangeKind::Exit)
+                .then(|| {
+                    entered
+                        .get(&(profile_id.to_owned(), a.audience.id.clone()))
+                        .copied()
+                })
+                .flatten(),
         };
         let mut loser_exited = false;
         for (loser, loser_old) in merged_away {
@@ -93,6 +110,7 @@ mod tests {
             &[true, false],
             &[false, true],
             &[],
+            &EnteredAt::new(),
             Utc::now(),
         );
         assert_eq!(
@@ -127,6 +145,7 @@ mod tests {
             &[true, false, true],
             &[true, false, true],
             &[("loser".to_string(), vec![true, true, false])],
+            &EnteredAt::new(),
             Utc::now(),
         );
         assert_eq!(

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::identity::{IdentityKey, Resolver};
 use super::{event_time, Cdp, CdpError};
-use crate::audiences::engine::{members_by_profile, record_changes};
+use crate::audiences::engine::{entered_at, members_by_profile, record_changes};
 use crate::audiences::Members;
 use crate::store::{ChangeKind, ProfileBatch, StoreResult};
 
@@ -116,6 +116,7 @@ impl Cdp {
             )
         };
         let old_members = members_by_profile(&audiences, &memberships);
+        let entered = entered_at(&memberships);
 
         // 3. Identity resolution and merge rules, in log order.
         let mut resolver = Resolver::new(rows, profiles, now);
@@ -156,6 +157,7 @@ impl Cdp {
                     old,
                     &new,
                     &merged_away,
+                    &entered,
                     now,
                 );
             }
@@ -333,6 +335,7 @@ impl Cdp {
             .profile_memberships(page.iter().map(|p| p.id.clone()).collect())
             .await?;
         let old_members = members_by_profile(&audiences, &memberships);
+        let entered = entered_at(&memberships);
         let none: Members = vec![false; audiences.len()];
         let now = Utc::now();
         let mut batch = ProfileBatch {
@@ -342,7 +345,7 @@ impl Cdp {
         for p in &page {
             let old = old_members.get(&p.id).unwrap_or(&none);
             let new = audiences.evaluate(&p.state.to_json(), old, &targets, now);
-            record_changes(&mut batch, &audiences, &p.id, old, &new, &[], now);
+            record_changes(&mut batch, &audiences, &p.id, old, &new, &[], &entered, now);
         }
         let changes = batch.changes.len() as u64;
         let (enters, exits) = count_kinds(&batch);

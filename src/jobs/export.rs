@@ -216,6 +216,8 @@ struct Item {
     profile_id: String,
     kind: ChangeKind,
     at: DateTime<Utc>,
+    /// For an exit: when the membership began.
+    entered_at: Option<DateTime<Utc>>,
     backfill: bool,
 }
 
@@ -435,6 +437,7 @@ impl Exporter {
             profile_id: m.profile_id.clone(),
             kind: ChangeKind::Enter,
             at: m.entered_at,
+            entered_at: None,
             backfill: true,
         }
     }
@@ -538,6 +541,7 @@ fn live_item(c: AudienceChange) -> Item {
         profile_id: c.profile_id,
         kind: c.kind,
         at: c.at,
+        entered_at: c.entered_at,
         backfill: false,
     }
 }
@@ -571,7 +575,12 @@ fn record_payload(job_id: &str, config: &ExportConfig, item: &Item, fields: &Val
     });
     match item.kind {
         ChangeKind::Enter => segment["enter"] = at.clone().into(),
-        ChangeKind::Exit => segment["exit"] = at.clone().into(),
+        ChangeKind::Exit => {
+            segment["exit"] = at.clone().into();
+            if let Some(entered) = item.entered_at {
+                segment["enter"] = entered.to_rfc3339_opts(SecondsFormat::Millis, true).into();
+            }
+        }
     }
     data.insert("segment_events".into(), json!([segment]));
     json!({
@@ -615,6 +624,7 @@ mod tests {
             profile_id: "p1".into(),
             kind,
             at: "2026-01-02T03:04:05Z".parse().unwrap(),
+            entered_at: (kind == ChangeKind::Exit).then(|| "2026-01-01T00:00:00Z".parse().unwrap()),
             backfill: false,
         }
     }
@@ -632,6 +642,10 @@ mod tests {
             (Some("vip"), Some("exit"))
         );
         assert_eq!(seg["exit"], "2026-01-02T03:04:05.000Z");
+        assert_eq!(
+            seg["enter"], "2026-01-01T00:00:00.000Z",
+            "an exit carries when it entered"
+        );
         assert_eq!(p["meta"]["subscription_id"], "job-1");
         assert_eq!(p["meta"]["change_id"], "change-7");
         assert_eq!(p["meta"]["backfill"], false);

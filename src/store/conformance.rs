@@ -470,6 +470,7 @@ fn change(a: &Audience, profile_id: &str, kind: ChangeKind) -> NewAudienceChange
         profile_id: profile_id.into(),
         kind,
         at: Utc::now(),
+        entered_at: (kind == ChangeKind::Exit).then(Utc::now),
     }
 }
 

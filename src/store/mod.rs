@@ -391,6 +391,8 @@ pub struct NewAudienceChange {
     pub profile_id: String,
     pub kind: ChangeKind,
     pub at: Timestamp,
+    /// For an exit: when that membership began (trigger consumers want both times).
+    pub entered_at: Option<Timestamp>,
 }
 
 /// A row of the audience-change outbox. `seq` is monotonic (AUTOINCREMENT: never reused),
@@ -403,6 +405,8 @@ pub struct AudienceChange {
     pub profile_id: String,
     pub kind: ChangeKind,
     pub at: Timestamp,
+    /// For an exit: when that membership began.
+    pub entered_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -541,6 +541,8 @@ async fn entries_and_exits_arrive_field_by_field_keyed_by_the_identifier_in_orde
                 assert_eq!(chosen_events, ["enter", "exit"], "u{i}");
                 assert_eq!(all_events, [("vip", "enter"), ("vip", "exit")], "u{i}");
                 assert!(time(&t[p][0].seg()["enter"]) <= time(&t[p][1].seg()["exit"]));
+                // The exit carries when that membership began, as trigger consumers expect.
+                assert_eq!(t[p][1].seg()["enter"], t[p][0].seg()["enter"], "u{i}");
             }
             5..=9 => {
                 assert_eq!(chosen_events, ["enter"], "u{i}");

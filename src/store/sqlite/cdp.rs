@@ -16,7 +16,7 @@ fn parse_time(text: &str) -> StoreResult<Timestamp> {
 
 const PROFILE_COLUMNS: &str = "id, state, created_at, updated_at";
 const AUDIENCE_COLUMNS: &str = "id, slug, name, description, filter, created_at, updated_at";
-const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at";
+const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at, entered_at";
 
 fn profile_from_row(r: &Row<'_>) -> RowResult<Profile> {
     let id: String = r.get(0)?;
@@ -55,6 +55,7 @@ fn audience_from_row(r: &Row<'_>) -> RowResult<Audience> {
 fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
     let kind: String = r.get(4)?;
     let at: String = r.get(5)?;
+    let entered_at: Option<String> = r.get(6)?;
     let (seq, audience_id, audience_slug, profile_id) =
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
     Ok((|| {
@@ -63,6 +64,7 @@ fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
                 StoreError::Corrupt(format!("audience change {seq} has kind {kind:?}"))
             })?,
             at: parse_time(&at)?,
+            entered_at: entered_at.as_deref().map(parse_time).transpose()?,
             seq,
             audience_id,
             audience_slug,
@@ -133,8 +135,8 @@ fn insert_changes(tx: &Transaction<'_>, changes: &[NewAudienceChange]) -> StoreR
     }
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at, entered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(db)?;
     for c in changes {
@@ -143,7 +145,8 @@ fn insert_changes(tx: &Transaction<'_>, changes: &[NewAudienceChange]) -> StoreR
             c.audience_slug,
             c.profile_id,
             c.kind.as_str(),
-            to_text(&c.at)
+            to_text(&c.at),
+            c.entered_at.as_ref().map(to_text)
         ])
         .map_err(db)?;
     }
@@ -509,8 +512,8 @@ impl SqliteStore {
         self.write(|tx| {
             let at = to_text(&Utc::now());
             tx.execute(
-                "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at)
-                 SELECT m.audience_id, a.slug, m.profile_id, 'exit', ?1
+                "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at, entered_at)
+                 SELECT m.audience_id, a.slug, m.profile_id, 'exit', ?1, m.entered_at
                    FROM memberships m JOIN audiences a ON a.id = m.audience_id
                   ORDER BY m.profile_id, a.slug",
                 [&at],

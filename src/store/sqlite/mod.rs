@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_foundation.sql"),
     include_str!("migrations/0002_cdp.sql"),
     include_str!("migrations/0003_export.sql"),
+    include_str!("migrations/0004_exit_entered_at.sql"),
 ];
 const READERS: usize = 3;
 
