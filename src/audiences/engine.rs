@@ -25,6 +25,13 @@ pub fn members_by_profile(set: &AudienceSet, rows: &[Membership]) -> HashMap<Str
 /// When each `(profile id, audience id)` membership began, for the exits' `entered_at`.
 pub type EnteredAt = HashMap<(String, String), DateTime<Utc>>;
 
+/// When a batch's changes happen, and when the memberships they end began.
+#[derive(Clone, Copy)]
+pub struct ChangeTimes<'a> {
+    pub at: DateTime<Utc>,
+    pub entered: &'a EnteredAt,
+}
+
 pub fn entered_at(rows: &[Membership]) -> EnteredAt {
     rows.iter()
         .map(|m| ((m.profile_id.clone(), m.audience_id.clone()), m.entered_at))
@@ -46,9 +53,9 @@ pub fn record_changes(
     old: &[bool],
     new: &[bool],
     merged_away: &[(String, Members)],
-    entered: &EnteredAt,
-    at: DateTime<Utc>,
+    times: ChangeTimes<'_>,
 ) {
+    let ChangeTimes { at, entered } = times;
     for (i, a) in set.list.iter().enumerate() {
         let change = |profile_id: &str, kind| NewAudienceChange {
             audience_id: a.audience.id.clone(),
@@ -110,8 +117,10 @@ mod tests {
             &[true, false],
             &[false, true],
             &[],
-            &EnteredAt::new(),
-            Utc::now(),
+            ChangeTimes {
+                at: Utc::now(),
+                entered: &EnteredAt::new(),
+            },
         );
         assert_eq!(
             batch.memberships_removed,
@@ -145,8 +154,10 @@ mod tests {
             &[true, false, true],
             &[true, false, true],
             &[("loser".to_string(), vec![true, true, false])],
-            &EnteredAt::new(),
-            Utc::now(),
+            ChangeTimes {
+                at: Utc::now(),
+                entered: &EnteredAt::new(),
+            },
         );
         assert_eq!(
             batch

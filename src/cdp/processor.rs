@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::identity::{IdentityKey, Resolver};
 use super::{event_time, Cdp, CdpError};
-use crate::audiences::engine::{entered_at, members_by_profile, record_changes};
+use crate::audiences::engine::{entered_at, members_by_profile, record_changes, ChangeTimes};
 use crate::audiences::Members;
 use crate::store::{ChangeKind, ProfileBatch, StoreResult};
 
@@ -157,8 +157,10 @@ impl Cdp {
                     old,
                     &new,
                     &merged_away,
-                    &entered,
-                    now,
+                    ChangeTimes {
+                        at: now,
+                        entered: &entered,
+                    },
                 );
             }
         }
@@ -345,7 +347,11 @@ impl Cdp {
         for p in &page {
             let old = old_members.get(&p.id).unwrap_or(&none);
             let new = audiences.evaluate(&p.state.to_json(), old, &targets, now);
-            record_changes(&mut batch, &audiences, &p.id, old, &new, &[], &entered, now);
+            let times = ChangeTimes {
+                at: now,
+                entered: &entered,
+            };
+            record_changes(&mut batch, &audiences, &p.id, old, &new, &[], times);
         }
         let changes = batch.changes.len() as u64;
         let (enters, exits) = count_kinds(&batch);
