@@ -268,6 +268,15 @@ async fn cdp_mappings_and_events_after(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!((page.scanned, page.last_seq), (2, Some(page.events[1].seq)));
+    let none_wanted = store.events_after(max, 1, vec![]).await.unwrap();
+    assert_eq!(
+        (
+            none_wanted.events.len(),
+            none_wanted.scanned,
+            none_wanted.last_seq
+        ),
+        (0, 2, page.last_seq)
+    );
     let skipped = store
         .events_after(max, 10, vec!["other".into()])
         .await

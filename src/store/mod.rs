@@ -552,7 +552,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_mappings(&self) -> StoreResult<Vec<StreamMapping>>;
 
     /// The next `limit` events after `after_seq`, oldest first; only those of `streams` are
-    /// read in full (the others are counted and skipped without parsing their fields).
+    /// read in full (the others are counted and skipped without parsing their fields). With no
+    /// `streams` at all, the page reaches the newest event at once, whatever `limit` says.
     async fn events_after(
         &self,
         after_seq: i64,

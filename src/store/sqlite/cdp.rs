@@ -215,6 +215,22 @@ impl SqliteStore {
         streams: Vec<String>,
     ) -> StoreResult<EventsPage> {
         self.read(move |conn| {
+            if streams.is_empty() {
+                // No stream is wanted (no mappings): everything up to the newest is passed over
+                // at once, without reading the rows.
+                let last: Option<i64> = conn
+                    .query_row(
+                        "SELECT MAX(seq) FROM events WHERE seq > ?1",
+                        [after_seq],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                return Ok(EventsPage {
+                    events: Vec::new(),
+                    scanned: last.map_or(0, |l| (l - after_seq) as usize),
+                    last_seq: last,
+                });
+            }
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
