@@ -18,7 +18,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::import::{create_keys_auth, id_of, job_view, metric, wait_state, WAIT};
 use crate::support::*;
 
 /// kinesalite checks no signature; the API wants a key id shaped like AWS'.
@@ -653,7 +652,7 @@ async fn a_record_over_1_mib_is_dead_lettered_never_sent_and_the_rest_keep_flowi
         o.len() >= 10
     })
     .await;
-    crate::import::eventually(s, Some(&job), "one dead letter", || async {
+    eventually(s, Some(&job), "one dead letter", || async {
         job_view(s, &job).await["status"]["dead_letters"] == 1
     })
     .await;
@@ -751,7 +750,7 @@ async fn backfill_sends_every_member_once_while_live_changes_flow() {
                "export_fields": ["user_id"], "existing_users": true}),
     )
     .await;
-    crate::import::eventually(s, Some(&quiet), "the quiet backfill is done", || async {
+    eventually(s, Some(&quiet), "the quiet backfill is done", || async {
         job_view(s, &quiet).await["status"]["backfill"]["done"] == true
     })
     .await;
@@ -825,7 +824,7 @@ async fn backfill_sends_every_member_once_while_live_changes_flow() {
     }
     eprintln!("{waves_during_backfill} of 4 live waves were collected while the backfill ran");
 
-    crate::import::eventually(s, Some(&job), "the backfill is done", || async {
+    eventually(s, Some(&job), "the backfill is done", || async {
         job_view(s, &job).await["status"]["backfill"]["done"] == true
     })
     .await;
@@ -1092,7 +1091,7 @@ async fn partial_failures_and_throttles_retry_only_the_failed_entries_in_order()
         |o| o.len() >= 2 * USERS,
     )
     .await;
-    crate::import::eventually(s, Some(&job), "the round is committed", || async {
+    eventually(s, Some(&job), "the round is committed", || async {
         job_view(s, &job).await["status"]["events_out"] == 2 * USERS as u64
     })
     .await;

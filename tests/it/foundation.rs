@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::{
-    create_stream, free_port, kinesis_client, Moto, TestServer, MOTO_ACCOUNT_ID, TEST_API_TOKEN,
-    TEST_REGION,
+    create_stream, free_port, id_of, kinesis_client, Moto, TestServer, MOTO_ACCOUNT_ID,
+    TEST_API_TOKEN, TEST_REGION,
 };
 
 /// What Tributary's own IAM user may do: assume customer roles (and, via moto's exemption,
@@ -91,13 +91,6 @@ fn keys_body(label: &str, key: &str, secret: &str) -> Value {
         "access_key_id": key,
         "secret_access_key": secret,
     })
-}
-
-fn id_of(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {v}"))
-        .to_string()
 }
 
 /// Asserts the `{"error","message"}` shape with this status and code; returns the message.

@@ -23,9 +23,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// Long enough for a loaded 2-core machine; conditions usually hold within a few seconds.
-pub(crate) const WAIT: Duration = Duration::from_secs(90);
-
 const IMPORT_ONLY_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
     "Action":["kinesis:GetRecords","kinesis:GetShardIterator","kinesis:ListShards"],
     "Resource":"*"}]}"#;
@@ -88,28 +85,6 @@ impl Setup {
     }
 }
 
-pub(crate) async fn create_keys_auth(
-    server: &TestServer,
-    label: &str,
-    key: &str,
-    secret: &str,
-) -> String {
-    let body = json!({
-        "label": label,
-        "method": "aws_keys",
-        "access_key_id": key,
-        "secret_access_key": secret,
-    });
-    let (status, created) = server.post("/api/authorizations", &body).await;
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "create authorization: {created}\n{}",
-        server.logs()
-    );
-    id_of(&created)
-}
-
 /// Creates a running import job; returns its id.
 pub(crate) async fn create_import(
     server: &TestServer,
@@ -140,24 +115,6 @@ pub(crate) async fn create_import(
     );
     assert_eq!(job["state"], "running", "{job}");
     id_of(&job)
-}
-
-pub(crate) fn id_of(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {v}"))
-        .to_string()
-}
-
-pub(crate) async fn job_view(server: &TestServer, id: &str) -> Value {
-    let (status, job) = server.get(&format!("/api/jobs/{id}")).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "GET job {id}: {job}\n{}",
-        server.logs()
-    );
-    job
 }
 
 /// The event count of a Tributary stream from `GET /api/streams` (0 while it does not exist).
@@ -207,44 +164,6 @@ pub(crate) async fn all_events(server: &TestServer, name: &str) -> Vec<Value> {
     events
 }
 
-/// Polls until `condition` holds; on timeout panics with `what`, the job's view and the
-/// server's logs.
-pub(crate) async fn eventually<F, Fut>(
-    server: &TestServer,
-    job: Option<&str>,
-    what: &str,
-    mut condition: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    let mut pause = Duration::from_millis(20);
-    loop {
-        if condition().await {
-            return;
-        }
-        if Instant::now() >= deadline {
-            let view = match job {
-                Some(id) => job_view(server, id).await.to_string(),
-                None => String::new(),
-            };
-            let logs = server.logs();
-            let tail: String = logs
-                .chars()
-                .rev()
-                .take(6000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            panic!("timed out after {WAIT:?} waiting until {what}\njob: {view}\n{tail}");
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(250));
-    }
-}
-
 /// Waits until the stream holds at least `n` events.
 pub(crate) async fn wait_events(server: &TestServer, job: &str, stream: &str, n: u64) {
     eventually(
@@ -254,54 +173,6 @@ pub(crate) async fn wait_events(server: &TestServer, job: &str, stream: &str, n:
         || async { stream_count(server, stream).await >= n },
     )
     .await;
-}
-
-/// Waits until the job is in `state` (e.g. "failed"); returns its view.
-pub(crate) async fn wait_state(server: &TestServer, job: &str, state: &str) -> Value {
-    eventually(server, Some(job), &format!("job is {state}"), || async {
-        job_view(server, job).await["state"] == state
-    })
-    .await;
-    job_view(server, job).await
-}
-
-/// `/metrics` sample `name{labels}` where every `(label, value)` of `labels` matches; summed.
-pub(crate) async fn metric(server: &TestServer, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric_samples(server, name, labels).await.iter().sum()
-}
-
-/// The values of every `/metrics` series of `name` whose labels include `labels`.
-pub(crate) async fn metric_samples(
-    server: &TestServer,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Vec<f64> {
-    let resp = server
-        .client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert!(
-        resp.status().is_success(),
-        "GET /metrics: {}",
-        resp.status()
-    );
-    let text = resp.text().await.expect("metrics text");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric_name, rest) = series.split_once('{').unwrap_or((series, "}"));
-            if metric_name != name {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            all.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .collect()
 }
 
 /// A record carrying its key and per-key counter.

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::import::{
-    all_events, assert_exactly_once, assert_order_per_key, eventually, job_view, key_counters,
-    keyed_records, metric, shards_of, stream_count, wait_events, wait_state, Setup,
+    all_events, assert_exactly_once, assert_order_per_key, key_counters, keyed_records, shards_of,
+    stream_count, wait_events, Setup,
 };
 use crate::support::*;
 

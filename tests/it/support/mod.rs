@@ -16,6 +16,7 @@
 //! (default `<repo>/.peers`).
 #![allow(dead_code, unused_imports)]
 
+mod api;
 mod fault_proxy;
 mod kinesis;
 mod kpl;
@@ -27,6 +28,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use api::{
+    create_keys_auth, eventually, id_of, job_view, metric, metric_samples, wait_state, WAIT,
+};
 pub use fault_proxy::{Fault, FaultCounts, FaultPlan, FaultProxy};
 pub use kinesis::{
     create_stream, delete_stream, kinesis_client, kinesis_client_as, kinesis_client_no_retry,
