@@ -5,7 +5,7 @@ use std::io::Read;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use super::client::{q, s, table, Client, ClientError};
+use super::client::{q, rows, s, table, Client, ClientError};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum MethodArg {
@@ -86,21 +86,14 @@ pub async fn run(client: &Client, cmd: AuthCommand) -> Result<(), ClientError> {
         AuthCommand::List => {
             let all = client.get("/api/authorizations").await?;
             client.print(&all, |v| {
-                let rows = v["authorizations"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|x| {
-                                vec![
-                                    s(&x["id"]),
-                                    s(&x["label"]),
-                                    s(&x["method"]),
-                                    s(&x["created_at"]),
-                                ]
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let rows = rows(&v["authorizations"], |x| {
+                    vec![
+                        s(&x["id"]),
+                        s(&x["label"]),
+                        s(&x["method"]),
+                        s(&x["created_at"]),
+                    ]
+                });
                 table(&["ID", "LABEL", "METHOD", "CREATED"], rows)
             });
         }

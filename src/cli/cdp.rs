@@ -7,7 +7,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::client::{q, s, table, Client, ClientError};
+use super::client::{joined, q, rows, s, table, Client, ClientError};
 
 #[derive(Debug, Subcommand)]
 pub enum MappingCommand {
@@ -138,10 +138,7 @@ pub async fn mapping(client: &Client, cmd: MappingCommand) -> Result<(), ClientE
                         s(&f["name"]),
                         s(&f["kind"]),
                         s(&f["merge_op"]),
-                        f["streams"]
-                            .as_array()
-                            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
-                            .unwrap_or_default(),
+                        joined(&f["streams"], ",").unwrap_or_default(),
                         if f["identity"] == true { "yes" } else { "" }.into(),
                     ]
                 });
@@ -152,17 +149,8 @@ pub async fn mapping(client: &Client, cmd: MappingCommand) -> Result<(), ClientE
     Ok(())
 }
 
-fn rows(list: &Value, f: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
-    list.as_array()
-        .map(|a| a.iter().map(f).collect())
-        .unwrap_or_default()
-}
-
 fn describe_mapping(v: &Value) -> String {
-    let by = v["by"]
-        .as_array()
-        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" OR "))
-        .unwrap_or_default();
+    let by = joined(&v["by"], " OR ").unwrap_or_default();
     let fields = rows(&v["fields"], |f| {
         vec![
             s(&f["name"]),

@@ -196,6 +196,20 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out.join("\n")
 }
 
+/// One table row per element of the JSON array `list` (none when it is not an array).
+pub fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    list.as_array()
+        .map(|a| a.iter().map(row).collect())
+        .unwrap_or_default()
+}
+
+/// The elements of the JSON array `list` as text, joined by `sep` (`None` when it is empty).
+pub fn joined(list: &Value, sep: &str) -> Option<String> {
+    list.as_array()
+        .filter(|a| !a.is_empty())
+        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(sep))
+}
+
 pub fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

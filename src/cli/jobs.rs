@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::client::{q, s, table, Client, ClientError};
+use super::client::{joined, q, rows, s, table, Client, ClientError};
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -206,23 +206,16 @@ pub async fn run(client: &Client, cmd: JobCommand) -> Result<(), ClientError> {
 }
 
 fn list_table(v: &Value) -> String {
-    let rows = v["jobs"]
-        .as_array()
-        .map(|jobs| {
-            jobs.iter()
-                .map(|j| {
-                    vec![
-                        s(&j["id"]),
-                        s(&j["label"]),
-                        s(&j["type"]),
-                        s(&j["state"]),
-                        s(&j["status"]["events_out"]),
-                        s(&j["status"]["dead_letters"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows = rows(&v["jobs"], |j| {
+        vec![
+            s(&j["id"]),
+            s(&j["label"]),
+            s(&j["type"]),
+            s(&j["state"]),
+            s(&j["status"]["events_out"]),
+            s(&j["status"]["dead_letters"]),
+        ]
+    });
     table(
         &["ID", "LABEL", "TYPE", "STATE", "EVENTS", "DEAD LETTERS"],
         rows,
@@ -261,10 +254,7 @@ fn describe(v: &Value) -> String {
     } else {
         lines.push(format!(
             "publishes:     audiences {} to {} in {}{}",
-            c["audiences"]
-                .as_array()
-                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default(),
+            joined(&c["audiences"], ", ").unwrap_or_default(),
             s(&c["kinesis_stream"]),
             s(&c["region"]),
             c["role_arn"]
@@ -278,12 +268,9 @@ fn describe(v: &Value) -> String {
                 .as_str()
                 .unwrap_or("the profile id")
         ));
-        let fields = c["export_fields"].as_array().filter(|a| !a.is_empty());
         lines.push(format!(
             "fields:        {}",
-            fields
-                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
-                .unwrap_or_else(|| "all".into())
+            joined(&c["export_fields"], ", ").unwrap_or_else(|| "all".into())
         ));
         if let Some(b) = st["backfill"].as_object() {
             lines.push(format!(
@@ -308,28 +295,16 @@ fn describe(v: &Value) -> String {
     if v["type"] != "kinesis_import" {
         return lines.join("\n");
     }
-    let rows: Vec<Vec<String>> = st["shards"]
-        .as_array()
-        .map(|shards| {
-            shards
-                .iter()
-                .map(|sh| {
-                    vec![
-                        s(&sh["shard_id"]),
-                        sh["parent_shard_ids"]
-                            .as_array()
-                            .filter(|p| !p.is_empty())
-                            .map(|p| p.iter().map(s).collect::<Vec<_>>().join(","))
-                            .unwrap_or_else(|| "-".into()),
-                        s(&sh["state"]),
-                        s(&sh["records"]),
-                        s(&sh["millis_behind_latest"]),
-                        s(&sh["checkpoint"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows = rows(&st["shards"], |sh| {
+        vec![
+            s(&sh["shard_id"]),
+            joined(&sh["parent_shard_ids"], ",").unwrap_or_else(|| "-".into()),
+            s(&sh["state"]),
+            s(&sh["records"]),
+            s(&sh["millis_behind_latest"]),
+            s(&sh["checkpoint"]),
+        ]
+    });
     lines.push(String::new());
     lines.push(table(
         &[
@@ -353,22 +328,15 @@ fn start_text(v: &Value) -> String {
 }
 
 fn dead_letters_table(v: &Value) -> String {
-    let rows = v["dead_letters"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .map(|d| {
-                    vec![
-                        s(&d["shard_id"]),
-                        s(&d["sequence_number"]),
-                        s(&d["sub_sequence_number"]),
-                        s(&d["position"]),
-                        s(&d["reason"]),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows = rows(&v["dead_letters"], |d| {
+        vec![
+            s(&d["shard_id"]),
+            s(&d["sequence_number"]),
+            s(&d["sub_sequence_number"]),
+            s(&d["position"]),
+            s(&d["reason"]),
+        ]
+    });
     table(&["SHARD", "SEQUENCE", "SUB", "POS", "REASON"], rows)
 }
 
