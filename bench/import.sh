@@ -84,25 +84,7 @@ fi
 
 # --- (b) Tributary import end to end --------------------------------------------------------------------
 log "(b) tributary serve + import job"
-mkdir -p "$WORK/data"
-env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL -u AWS_CONFIG_FILE \
-  -u AWS_SHARED_CREDENTIALS_FILE -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE \
-  TRIBUTARY_API_TOKEN="$TOKEN" TRIBUTARY_MASTER_KEY="$MASTER_KEY" \
-  AWS_ENDPOINT_URL_KINESIS="$KINESIS" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
-  AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=x AWS_EC2_METADATA_DISABLED=true \
-  ${BENCH_TRIBUTARY_LD_PRELOAD:+LD_PRELOAD=$BENCH_TRIBUTARY_LD_PRELOAD} \
-  "$TRIBUTARY" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 \
-  </dev/null >"$WORK/tributary.out" 2>"$WORK/tributary.err" &
-TRIB_PID=$!
-PIDS+=("$TRIB_PID")
-API="$(wait_for_line "$WORK/tributary.out" 'http://127\.0\.0\.1:[0-9]+' 30 'tributary serve')"
-log "tributary on $API (pid $TRIB_PID)"
-
-api() { # method path [json-body]
-  local args=(-sS --noproxy '*' --max-time 10 -X "$1" -H "Authorization: Bearer $TOKEN" "$API$2")
-  [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data "$3")
-  curl "${args[@]}"
-}
+start_tributary
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 # (Tributary requires 16-128 characters for an access key id, so not plain "AKIDBENCH".)

@@ -69,3 +69,28 @@ log "building release: tributary + the kinesis_bench example"
 (cd "$ROOT" && cargo build --release --quiet --bin tributary --example kinesis_bench)
 TRIBUTARY="$ROOT/target/release/tributary"
 TOOL="$ROOT/target/release/examples/kinesis_bench"
+
+# Starts `tributary serve` on a fresh data dir talking to $KINESIS, with none of the machine's
+# own AWS settings; sets API (its URL) and TRIB_PID. BENCH_TRIBUTARY_LD_PRELOAD tries another
+# allocator for tributary alone.
+start_tributary() {
+  mkdir -p "$WORK/data"
+  env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL -u AWS_CONFIG_FILE \
+    -u AWS_SHARED_CREDENTIALS_FILE -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE \
+    TRIBUTARY_API_TOKEN="$TOKEN" TRIBUTARY_MASTER_KEY="$MASTER_KEY" \
+    AWS_ENDPOINT_URL_KINESIS="$KINESIS" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=x AWS_EC2_METADATA_DISABLED=true \
+    ${BENCH_TRIBUTARY_LD_PRELOAD:+LD_PRELOAD=$BENCH_TRIBUTARY_LD_PRELOAD} \
+    "$TRIBUTARY" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 \
+    </dev/null >"$WORK/tributary.out" 2>"$WORK/tributary.err" &
+  TRIB_PID=$!
+  PIDS+=("$TRIB_PID")
+  API="$(wait_for_line "$WORK/tributary.out" 'http://127\.0\.0\.1:[0-9]+' 30 'tributary serve')"
+  log "tributary on $API (pid $TRIB_PID)"
+}
+
+api() { # method path [json-body]
+  local args=(-sS --noproxy '*' --max-time 30 -X "$1" -H "Authorization: Bearer $TOKEN" "$API$2")
+  [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data "$3")
+  curl "${args[@]}"
+}
