@@ -9,7 +9,7 @@ pub mod batch;
 pub mod lineage;
 mod reader;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,10 +173,24 @@ impl Consumer<'_> {
                 .extend(new.into_iter().map(|c| (c.shard_id.clone(), c)));
         }
         self.listed = listed;
-        for shard_id in lineage::ready(&self.known, &self.listed) {
-            if self.running.contains(&shard_id) {
-                continue;
-            }
+        let to_start: Vec<String> = lineage::ready(&self.known, &self.listed)
+            .into_iter()
+            .filter(|id| !self.running.contains(id))
+            .collect();
+        if to_start.is_empty() {
+            return Ok(true);
+        }
+        // Readers resume from the stored checkpoints, not our possibly older copies: read once.
+        let mut stored: HashMap<String, ShardCheckpoint> = self
+            .ctx
+            .store
+            .list_checkpoints(&self.ctx.job_id)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|c| (c.shard_id.clone(), c))
+            .collect();
+        for shard_id in to_start {
             let cp = self
                 .known
                 .get_mut(&shard_id)
@@ -189,16 +203,8 @@ impl Consumer<'_> {
                     .await
                     .map_err(store_error)?;
             }
-            // The reader resumes from the stored checkpoint, not our possibly older copy.
-            let checkpoint = self
-                .ctx
-                .store
-                .list_checkpoints(&self.ctx.job_id)
-                .await
-                .map_err(store_error)?
-                .into_iter()
-                .find(|c| c.shard_id == shard_id)
-                .unwrap_or_else(|| cp.clone());
+            let mut checkpoint = stored.remove(&shard_id).unwrap_or_else(|| cp.clone());
+            checkpoint.state = cp.state;
             // Once: a later reader of this shard (if any) starts from the stored position.
             let at_tip =
                 self.start_at_tip.remove(&shard_id) && checkpoint.sequence_number.is_none();
