@@ -93,7 +93,7 @@ AUTH_JSON="$(api POST /api/authorizations \
 AUTH_ID="$(json_field id <<<"$AUTH_JSON" 2>/dev/null)" || die "creating the authorization failed: $AUTH_JSON"
 PERF_PID=
 if [[ "${BENCH_PERF:-0}" == 1 ]]; then
-  perf record -F 499 -p "$TRIB_PID" -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
+  perf record -F 999 -g -p "$TRIB_PID" -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
   PERF_PID=$!
   PIDS+=("$PERF_PID")
   sleep 0.5

@@ -5,7 +5,9 @@ use clap::Parser;
 
 /// mimalloc instead of glibc's allocator: the import path allocates on one thread and frees on
 /// another, which glibc's per-thread arenas turn into fragmentation (measured: 15–25% of the
-/// CPU and a much higher peak RSS; see bench/README.md).
+/// CPU and a much higher peak RSS; see bench/README.md). Built without transparent huge pages
+/// (`no_thp`): with them, SQLite's page buffers and the decoded pages kept landing on fresh
+/// 2 MiB pages that the kernel zeroes on first touch — a quarter of an import's CPU.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
