@@ -106,14 +106,7 @@ impl Cdp {
         let (profiles, memberships) = if ids.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            (
-                store.get_profiles(ids.clone()).await?,
-                if audiences.is_empty() {
-                    Vec::new()
-                } else {
-                    store.profile_memberships(ids).await?
-                },
-            )
+            store.get_profiles_with_memberships(ids).await?
         };
         let old_members = members_by_profile(&audiences, &memberships);
         let entered = entered_at(&memberships);

@@ -581,6 +581,11 @@ pub trait Store: Send + Sync + 'static {
     async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>>;
     /// The memberships of these profiles.
     async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>>;
+    /// Live profiles by id and their memberships, read together (the processor's load).
+    async fn get_profiles_with_memberships(
+        &self,
+        ids: Vec<String>,
+    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)>;
     /// One processor step, atomically (see [`ProfileBatch`]).
     async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()>;
     /// Starts a rebuild: every membership exits (change rows), profiles, identities,

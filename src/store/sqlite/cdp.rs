@@ -1,6 +1,8 @@
 //! The CDP part of the SQLite backend: mappings, profiles and their identity index,
 //! audiences, memberships, the audience-change outbox and the processor's cursor.
 
+use std::collections::{BTreeMap, HashMap};
+
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tributary_lang::ProfileState;
 
@@ -73,16 +75,116 @@ fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
     })())
 }
 
-fn membership_from_row(r: &Row<'_>) -> RowResult<Membership> {
-    let entered_at: String = r.get(2)?;
-    let (audience_id, profile_id) = (r.get(0)?, r.get(1)?);
-    Ok((|| {
-        Ok(Membership {
-            audience_id,
-            profile_id,
-            entered_at: parse_time(&entered_at)?,
-        })
-    })())
+/// A profile's memberships as stored in `profiles.audiences`: `[[audience num, entered_at µs]]`
+/// (see migration 0006).
+type MemberList = Vec<(i64, i64)>;
+
+fn parse_members(text: &str, profile_id: &str) -> StoreResult<MemberList> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("memberships of profile {profile_id}: {e}")))
+}
+
+fn members_text(list: &MemberList) -> String {
+    serde_json::to_string(list).expect("pairs of integers serialize")
+}
+
+fn from_micros(us: i64) -> StoreResult<Timestamp> {
+    chrono::DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Corrupt(format!("membership time {us} µs is out of range")))
+}
+
+/// Audience ids and their numbers (the `num` in profiles' member lists).
+struct AudienceNums {
+    by_id: HashMap<String, i64>,
+    by_num: HashMap<i64, (String, String)>,
+}
+
+impl AudienceNums {
+    fn load(conn: &Connection) -> StoreResult<Self> {
+        let mut stmt = conn
+            .prepare_cached("SELECT id, num, slug FROM audiences")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(db)?;
+        let (mut by_id, mut by_num) = (HashMap::new(), HashMap::new());
+        for row in rows {
+            let (id, num, slug) = row.map_err(db)?;
+            by_id.insert(id.clone(), num);
+            by_num.insert(num, (id, slug));
+        }
+        Ok(Self { by_id, by_num })
+    }
+
+    /// The memberships of one profile in live audiences (entries of deleted ones are skipped).
+    fn memberships(&self, profile_id: &str, list: &MemberList) -> StoreResult<Vec<Membership>> {
+        list.iter()
+            .filter_map(|(num, us)| {
+                let (audience_id, _) = self.by_num.get(num)?;
+                Some(from_micros(*us).map(|entered_at| Membership {
+                    audience_id: audience_id.clone(),
+                    profile_id: profile_id.to_owned(),
+                    entered_at,
+                }))
+            })
+            .collect()
+    }
+}
+
+fn profile_members(conn: &Connection, id: &str) -> StoreResult<Option<MemberList>> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT audiences FROM profiles WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(db)?;
+    text.map(|t| parse_members(&t, id)).transpose()
+}
+
+/// Members of audience `num` with profile id after `after`, in profile id order: a scan of
+/// profiles whose member list holds `[num,` (an entry's opening, so 3 does not match 13).
+pub(super) fn members_after(
+    conn: &Connection,
+    audience_id: &str,
+    num: i64,
+    after: &str,
+    limit: u32,
+) -> StoreResult<Vec<Membership>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, audiences FROM profiles
+              WHERE id > ?1 AND instr(audiences, ?2) > 0 ORDER BY id LIMIT ?3",
+        )
+        .map_err(db)?;
+    let mut rows = stmt
+        .query(params![after, format!("[{num},"), limit])
+        .map_err(db)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db)? {
+        let profile_id: String = r.get(0).map_err(db)?;
+        let text: String = r.get(1).map_err(db)?;
+        if let Some((_, us)) = parse_members(&text, &profile_id)?
+            .into_iter()
+            .find(|(n, _)| *n == num)
+        {
+            out.push(Membership {
+                audience_id: audience_id.to_owned(),
+                profile_id,
+                entered_at: from_micros(us)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn audience_num(conn: &Connection, audience_id: &str) -> StoreResult<Option<i64>> {
+    conn.prepare_cached("SELECT num FROM audiences WHERE id = ?1")
+        .and_then(|mut s| s.query_row([audience_id], |r| r.get(0)).optional())
+        .map_err(db)
 }
 
 fn mapping_from_row(r: &Row<'_>) -> RowResult<StreamMapping> {
@@ -149,6 +251,61 @@ fn insert_changes(tx: &Transaction<'_>, changes: &[NewAudienceChange]) -> StoreR
             c.entered_at.as_ref().map(to_text)
         ])
         .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Patches the member lists of the profiles a batch adds to or removes from audiences, and
+/// counts the differences per audience. Idempotent: an entry already there (or a removal of
+/// one that is not) changes nothing, so counts stay exact.
+fn apply_membership_changes(
+    tx: &Transaction<'_>,
+    batch: &ProfileBatch,
+    nums: &AudienceNums,
+    counts: &mut HashMap<i64, i64>,
+) -> StoreResult<()> {
+    // profile id -> (audience nums leaving, (audience num, entered µs) joining)
+    type Patch = (Vec<i64>, Vec<(i64, i64)>);
+    let mut patches: BTreeMap<&str, Patch> = BTreeMap::new();
+    for (audience_id, profile_id) in &batch.memberships_removed {
+        if let Some(num) = nums.by_id.get(audience_id) {
+            patches.entry(profile_id).or_default().0.push(*num);
+        }
+    }
+    for m in &batch.memberships_added {
+        if let Some(num) = nums.by_id.get(&m.audience_id) {
+            let entry = (*num, m.entered_at.timestamp_micros());
+            patches.entry(&m.profile_id).or_default().1.push(entry);
+        }
+    }
+    if patches.is_empty() {
+        return Ok(());
+    }
+    let mut update = tx
+        .prepare_cached("UPDATE profiles SET audiences = ?2 WHERE id = ?1")
+        .map_err(db)?;
+    for (profile_id, (leaving, joining)) in patches {
+        let Some(mut list) = profile_members(tx, profile_id)? else {
+            continue;
+        };
+        // Entries of deleted audiences go whenever a list is rewritten.
+        list.retain(|(num, _)| nums.by_num.contains_key(num));
+        for num in leaving {
+            if let Some(i) = list.iter().position(|(n, _)| *n == num) {
+                list.swap_remove(i);
+                *counts.entry(num).or_default() -= 1;
+            }
+        }
+        for (num, us) in joining {
+            if !list.iter().any(|(n, _)| *n == num) {
+                list.push((num, us));
+                *counts.entry(num).or_default() += 1;
+            }
+        }
+        list.sort_unstable();
+        update
+            .execute(params![profile_id, members_text(&list)])
+            .map_err(db)?;
     }
     Ok(())
 }
@@ -420,17 +577,44 @@ impl SqliteStore {
         ids: Vec<String>,
     ) -> StoreResult<Vec<Membership>> {
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT audience_id, profile_id, entered_at FROM memberships WHERE profile_id = ?1",
-                )
-                .map_err(db)?;
+            let nums = AudienceNums::load(conn)?;
             let mut out = Vec::new();
             for id in ids {
-                let rows = stmt.query_map([&id], membership_from_row).map_err(db)?;
-                out.extend(collect(rows)?);
+                if let Some(list) = profile_members(conn, &id)? {
+                    out.extend(nums.memberships(&id, &list)?);
+                }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn cdp_get_profiles_with_memberships(
+        &self,
+        ids: Vec<String>,
+    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
+        self.read(move |conn| {
+            let nums = AudienceNums::load(conn)?;
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {PROFILE_COLUMNS}, audiences FROM profiles WHERE id = ?1"
+                ))
+                .map_err(db)?;
+            let (mut profiles, mut memberships) = (Vec::with_capacity(ids.len()), Vec::new());
+            for id in ids {
+                let Some((profile, members)) = stmt
+                    .query_row([&id], |r| {
+                        Ok((profile_from_row(r)?, r.get::<_, String>(4)?))
+                    })
+                    .optional()
+                    .map_err(db)?
+                else {
+                    continue;
+                };
+                memberships.extend(nums.memberships(&id, &parse_members(&members, &id)?)?);
+                profiles.push(profile?);
+            }
+            Ok((profiles, memberships))
         })
         .await
     }
@@ -457,16 +641,22 @@ impl SqliteStore {
                         .map_err(db)?;
                 }
             }
+            let nums = AudienceNums::load(tx)?;
+            // Member count changes per audience num, applied once at the end.
+            let mut counts: HashMap<i64, i64> = HashMap::new();
+            apply_membership_changes(tx, &batch, &nums, &mut counts)?;
             if !batch.deletes.is_empty() {
                 let mut profile = tx
                     .prepare_cached("DELETE FROM profiles WHERE id = ?1")
                     .map_err(db)?;
-                let mut memberships = tx
-                    .prepare_cached("DELETE FROM memberships WHERE profile_id = ?1")
-                    .map_err(db)?;
                 for id in &batch.deletes {
+                    // A merged-away profile leaves its audiences with its row.
+                    for (num, _) in profile_members(tx, id)?.unwrap_or_default() {
+                        if nums.by_num.contains_key(&num) {
+                            *counts.entry(num).or_default() -= 1;
+                        }
+                    }
                     profile.execute([id]).map_err(db)?;
-                    memberships.execute([id]).map_err(db)?;
                 }
             }
             {
@@ -495,21 +685,13 @@ impl SqliteStore {
                 .map_err(db)?;
             }
             {
-                let mut del = tx
-                    .prepare_cached("DELETE FROM memberships WHERE audience_id = ?1 AND profile_id = ?2")
-                    .map_err(db)?;
-                for (a, p) in &batch.memberships_removed {
-                    del.execute([a, p]).map_err(db)?;
-                }
-                let mut add = tx
+                let mut stmt = tx
                     .prepare_cached(
-                        "INSERT INTO memberships (audience_id, profile_id, entered_at) VALUES (?1, ?2, ?3)
-                         ON CONFLICT DO NOTHING",
+                        "UPDATE audiences SET member_count = member_count + ?2 WHERE num = ?1",
                     )
                     .map_err(db)?;
-                for m in &batch.memberships_added {
-                    add.execute(params![m.audience_id, m.profile_id, to_text(&m.entered_at)])
-                        .map_err(db)?;
+                for (num, delta) in counts.into_iter().filter(|(_, d)| *d != 0) {
+                    stmt.execute([num, delta]).map_err(db)?;
                 }
             }
             insert_changes(tx, &batch.changes)?;
@@ -526,18 +708,44 @@ impl SqliteStore {
 
     pub(super) async fn cdp_reset_profiles(&self) -> StoreResult<i64> {
         self.write(|tx| {
-            let at = to_text(&Utc::now());
-            tx.execute(
-                "INSERT INTO audience_changes (audience_id, audience_slug, profile_id, kind, at, entered_at)
-                 SELECT m.audience_id, a.slug, m.profile_id, 'exit', ?1, m.entered_at
-                   FROM memberships m JOIN audiences a ON a.id = m.audience_id
-                  ORDER BY m.profile_id, a.slug",
-                [&at],
-            )
-            .map_err(db)?;
+            // Every membership exits, in (profile, audience slug) order.
+            let now = Utc::now();
+            let nums = AudienceNums::load(tx)?;
+            let mut exits = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT id, audiences FROM profiles WHERE audiences <> '[]' ORDER BY id",
+                    )
+                    .map_err(db)?;
+                let mut rows = stmt.query([]).map_err(db)?;
+                while let Some(r) = rows.next().map_err(db)? {
+                    let profile_id: String = r.get(0).map_err(db)?;
+                    let text: String = r.get(1).map_err(db)?;
+                    let mut members: Vec<(&str, &str, i64)> = parse_members(&text, &profile_id)?
+                        .into_iter()
+                        .filter_map(|(num, us)| {
+                            let (id, slug) = nums.by_num.get(&num)?;
+                            Some((slug.as_str(), id.as_str(), us))
+                        })
+                        .collect();
+                    members.sort_unstable();
+                    for (slug, audience_id, us) in members {
+                        exits.push(NewAudienceChange {
+                            audience_id: audience_id.to_owned(),
+                            audience_slug: slug.to_owned(),
+                            profile_id: profile_id.clone(),
+                            kind: ChangeKind::Exit,
+                            at: now,
+                            entered_at: Some(from_micros(us)?),
+                        });
+                    }
+                }
+            }
+            insert_changes(tx, &exits)?;
             tx.execute_batch(
-                "DELETE FROM memberships; DELETE FROM identities; DELETE FROM profile_redirects;
-                 DELETE FROM profiles;",
+                "DELETE FROM identities; DELETE FROM profile_redirects; DELETE FROM profiles;
+                 UPDATE audiences SET member_count = 0;",
             )
             .map_err(db)?;
             let target: i64 = tx
@@ -575,10 +783,17 @@ impl SqliteStore {
 
     pub(super) async fn cdp_insert_audience(&self, a: Audience) -> StoreResult<()> {
         self.write(move |tx| {
+            let num = state_value(tx, "audience_num")?
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                + 1;
             let result = tx.execute(
-                &format!("INSERT INTO audiences ({AUDIENCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![a.id, a.slug, a.name, a.description, a.filter, to_text(&a.created_at), to_text(&a.updated_at)],
+                &format!("INSERT INTO audiences ({AUDIENCE_COLUMNS}, num) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![a.id, a.slug, a.name, a.description, a.filter, to_text(&a.created_at), to_text(&a.updated_at), num],
             );
+            if result.is_ok() {
+                set_state(tx, "audience_num", Some(&num.to_string()))?;
+            }
             match result {
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if e.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -632,21 +847,16 @@ impl SqliteStore {
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT {AUDIENCE_COLUMNS} FROM audiences ORDER BY slug"
+                    "SELECT {AUDIENCE_COLUMNS}, member_count FROM audiences ORDER BY slug"
                 ))
                 .map_err(db)?;
-            let rows = stmt.query_map([], audience_from_row).map_err(db)?;
-            let audiences = collect(rows)?;
-            let mut count = conn
-                .prepare_cached("SELECT COUNT(*) FROM memberships WHERE audience_id = ?1")
-                .map_err(db)?;
-            audiences
-                .into_iter()
-                .map(|a| {
-                    let n: i64 = count.query_row([&a.id], |r| r.get(0)).map_err(db)?;
-                    Ok((a, n as u64))
+            let rows = stmt
+                .query_map([], |r| {
+                    let count: i64 = r.get(7)?;
+                    Ok(audience_from_row(r)?.map(|a| (a, count.max(0) as u64)))
                 })
-                .collect()
+                .map_err(db)?;
+            collect(rows)
         })
         .await
     }
@@ -675,20 +885,9 @@ impl SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<Membership>> {
         let audience_id = audience_id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT audience_id, profile_id, entered_at FROM memberships
-                      WHERE audience_id = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
-                )
-                .map_err(db)?;
-            let rows = stmt
-                .query_map(
-                    params![audience_id, after.unwrap_or_default(), limit],
-                    membership_from_row,
-                )
-                .map_err(db)?;
-            collect(rows)
+        self.read(move |conn| match audience_num(conn, &audience_id)? {
+            Some(num) => members_after(conn, &audience_id, num, &after.unwrap_or_default(), limit),
+            None => Ok(Vec::new()),
         })
         .await
     }

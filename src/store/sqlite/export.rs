@@ -95,45 +95,28 @@ impl SqliteStore {
             let result = (|| {
                 let (after_audience, after_profile) = after.unwrap_or_default();
                 let mut members = Vec::new();
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT audience_id, profile_id, entered_at FROM memberships
-                          WHERE audience_id = ?1 AND (audience_id > ?2 OR profile_id > ?3)
-                          ORDER BY profile_id LIMIT ?4",
-                    )
-                    .map_err(db)?;
                 let mut ids = audience_ids.clone();
                 ids.sort();
                 for audience_id in ids.iter().filter(|a| **a >= after_audience) {
-                    let want = limit as usize - members.len();
+                    let want = limit - members.len() as u32;
                     if want == 0 {
                         break;
                     }
-                    let rows = stmt
-                        .query_map(
-                            params![audience_id, after_audience, after_profile, want as i64],
-                            |r| {
-                                Ok((
-                                    r.get::<_, String>(0)?,
-                                    r.get::<_, String>(1)?,
-                                    r.get::<_, String>(2)?,
-                                ))
-                            },
-                        )
-                        .map_err(db)?;
-                    for row in rows {
-                        let (audience_id, profile_id, entered_at) = row.map_err(db)?;
-                        let entered_at = chrono::DateTime::parse_from_rfc3339(&entered_at)
-                            .map(|t| t.with_timezone(&Utc))
-                            .map_err(|e| {
-                                StoreError::Corrupt(format!("membership time {entered_at:?}: {e}"))
-                            })?;
-                        members.push(Membership {
-                            audience_id,
-                            profile_id,
-                            entered_at,
-                        });
-                    }
+                    let Some(num) = super::cdp::audience_num(conn, audience_id)? else {
+                        continue;
+                    };
+                    let after = if *audience_id == after_audience {
+                        after_profile.as_str()
+                    } else {
+                        ""
+                    };
+                    members.extend(super::cdp::members_after(
+                        conn,
+                        audience_id,
+                        num,
+                        after,
+                        want,
+                    )?);
                 }
                 let head: i64 = conn
                     .query_row(

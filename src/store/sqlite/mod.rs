@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_cdp.sql"),
     include_str!("migrations/0003_export.sql"),
     include_str!("migrations/0004_exit_entered_at.sql"),
+    include_str!("migrations/0006_memberships_in_profiles.sql"),
 ];
 const READERS: usize = 3;
 /// Page sizes of new databases (an existing file keeps the size it was made with).
@@ -571,6 +572,12 @@ impl Store for SqliteStore {
     async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>> {
         self.cdp_profile_identities(id).await
     }
+    async fn get_profiles_with_memberships(
+        &self,
+        ids: Vec<String>,
+    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
+        self.cdp_get_profiles_with_memberships(ids).await
+    }
     async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>> {
         self.cdp_profile_memberships(ids).await
     }
@@ -685,6 +692,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
         conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn memberships_of_a_database_from_before_0006_move_into_profiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let conn = connect(&path, 1024).unwrap();
+            let before = MIGRATIONS
+                .iter()
+                .position(|m| m.contains("Memberships move into the profile row"))
+                .unwrap();
+            for sql in &MIGRATIONS[..before] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before).unwrap();
+            conn.execute_batch(
+                "INSERT INTO audiences VALUES ('A1','vip','V','','x > 1','2026-01-01T00:00:00.000000Z','2026-01-01T00:00:00.000000Z');
+                 INSERT INTO profiles VALUES ('p1','{}','2026-01-01T00:00:00.000000Z','2026-01-01T00:00:00.000000Z');
+                 INSERT INTO profiles VALUES ('p2','{}','2026-01-01T00:00:00.000000Z','2026-01-01T00:00:00.000000Z');
+                 INSERT INTO memberships VALUES ('A1','p2','2026-11-26T01:02:03.123456Z');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let members = store.list_members("A1", None, 10).await.unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].profile_id, "p2");
+        assert_eq!(
+            to_text(&members[0].entered_at),
+            "2026-11-26T01:02:03.123456Z"
+        );
+        assert_eq!(store.list_audiences().await.unwrap()[0].1, 1);
     }
 
     #[tokio::test]
