@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_cdp.sql"),
     include_str!("migrations/0003_export.sql"),
     include_str!("migrations/0004_exit_entered_at.sql"),
+    include_str!("migrations/0005_event_origin_columns.sql"),
     include_str!("migrations/0006_memberships_in_profiles.sql"),
 ];
 const READERS: usize = 3;
@@ -658,17 +659,28 @@ fn insert_events(
     {
         let mut stmt = tx
             .prepare_cached(
-                "INSERT INTO events (event_id, stream, fields, origin, stored_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO events (event_id, stream, fields, stored_at, kinesis_stream, shard_id,
+                     sequence_number, sub_sequence_number, partition_key, arrival_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .map_err(db)?;
         for e in events {
-            let origin = e
-                .origin
-                .as_ref()
-                .map(|o| serde_json::to_string(o).expect("origin serializes"));
+            let (kinesis_stream, shard_id, sequence_number, sub, partition_key, arrival_ns) =
+                origin_columns(e.origin.as_ref());
             inserted += stmt
-                .execute(params![e.event_id, stream, e.fields.as_str(), origin, now])
+                .execute(params![
+                    e.event_id,
+                    stream,
+                    e.fields.as_str(),
+                    now,
+                    kinesis_stream,
+                    shard_id,
+                    sequence_number,
+                    sub,
+                    partition_key,
+                    arrival_ns
+                ])
                 .map_err(db)? as u64;
         }
     }

@@ -126,23 +126,64 @@ pub(super) fn checkpoint_from_row(r: &Row<'_>) -> RowResult<ShardCheckpoint> {
     })())
 }
 
-pub(super) const EVENT_COLUMNS: &str = "seq, event_id, stream, fields, origin, stored_at";
+/// An event's columns; `seq` (0) and `stream` (2) are read by position elsewhere (cdp.rs).
+/// The Kinesis origin (5–10, see migration 0005) is NULL throughout for collected events.
+pub(super) const EVENT_COLUMNS: &str = "seq, event_id, stream, fields, stored_at, \
+     kinesis_stream, shard_id, sequence_number, sub_sequence_number, partition_key, arrival_ns";
+
+/// The origin columns of one event, in the order of `EVENT_COLUMNS` from `kinesis_stream` on,
+/// for `INSERT`: all NULL without an origin.
+pub(super) type OriginColumns<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i64>,
+    Option<&'a str>,
+    Option<i64>,
+);
+
+pub(super) fn origin_columns(origin: Option<&KinesisOrigin>) -> OriginColumns<'_> {
+    match origin {
+        None => (None, None, None, None, None, None),
+        Some(o) => (
+            Some(&o.stream),
+            Some(&o.shard_id),
+            Some(&o.sequence_number),
+            // Stored as its bits, like checkpoints' (a position in a KPL aggregate: small).
+            Some(o.sub_sequence_number as i64),
+            Some(&o.partition_key),
+            // Nanoseconds, as the SDK gives them; a time outside 1677–2262 (none from Kinesis) is
+            // dropped.
+            o.approximate_arrival_timestamp
+                .and_then(|t| t.timestamp_nanos_opt()),
+        ),
+    }
+}
 
 pub(super) fn event_from_row(r: &Row<'_>) -> RowResult<StoredEvent> {
     let (seq, event_id, stream) = (r.get(0)?, r.get(1)?, r.get(2)?);
     let fields: String = r.get(3)?;
-    let origin: Option<String> = r.get(4)?;
-    let stored_at: String = r.get(5)?;
+    let stored_at: String = r.get(4)?;
+    let origin = match r.get::<_, Option<String>>(5)? {
+        None => None,
+        Some(kinesis_stream) => Some(KinesisOrigin {
+            stream: kinesis_stream,
+            shard_id: r.get(6)?,
+            sequence_number: r.get(7)?,
+            sub_sequence_number: r.get::<_, i64>(8)? as u64,
+            partition_key: r.get(9)?,
+            approximate_arrival_timestamp: r
+                .get::<_, Option<i64>>(10)?
+                .map(DateTime::from_timestamp_nanos),
+        }),
+    };
     Ok((|| {
         Ok(StoredEvent {
             seq,
             event_id,
             stream,
             fields: parse_json("event fields", &fields)?,
-            origin: origin
-                .as_deref()
-                .map(|o| parse_json("event origin", o))
-                .transpose()?,
+            origin,
             stored_at: parse_time(&stored_at)?,
         })
     })())
@@ -186,4 +227,91 @@ pub(super) fn dead_letter_from_row(r: &Row<'_>) -> RowResult<DeadLetter> {
             created_at: parse_time(&created_at)?,
         })
     })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{cdp_path, SqliteStore, MIGRATIONS};
+    use super::*;
+
+    fn origin(sequence_number: &str, arrival: Option<&str>) -> KinesisOrigin {
+        KinesisOrigin {
+            stream: "clicks \"eu\"".into(),
+            shard_id: "shardId-000000000003".into(),
+            sequence_number: sequence_number.into(),
+            sub_sequence_number: 7,
+            partition_key: "user-é\n1".into(),
+            approximate_arrival_timestamp: arrival.map(|t| parse_time(t).unwrap()),
+        }
+    }
+
+    /// Origins as the SDK gives them: nanoseconds with the float's error, whole milliseconds,
+    /// whole seconds, none, and no origin at all.
+    fn origins() -> Vec<Option<KinesisOrigin>> {
+        vec![
+            Some(origin("1", Some("2023-11-14T22:13:20.122999906Z"))),
+            Some(origin("2", Some("2023-11-14T22:13:20.456Z"))),
+            Some(origin("3", Some("2024-02-29T12:00:00Z"))),
+            Some(origin("4", Some("1969-12-31T23:59:59.5Z"))),
+            Some(origin("5", None)),
+            None,
+        ]
+    }
+
+    fn event(n: usize, origin: Option<KinesisOrigin>) -> NewEvent {
+        NewEvent {
+            event_id: format!("e{n}"),
+            fields: EventFields::from_checked_object_text(&format!(r#"{{"n":{n}}}"#)),
+            origin,
+        }
+    }
+
+    async fn stored_origins(store: &SqliteStore) -> Vec<Option<KinesisOrigin>> {
+        let mut events = store.list_events("web", 100, None).await.unwrap();
+        events.reverse();
+        events.into_iter().map(|e| e.origin).collect()
+    }
+
+    #[tokio::test]
+    async fn event_origins_round_trip_to_the_nanosecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let events = origins().into_iter().enumerate().map(|(n, o)| event(n, o));
+        store.append_events("web", events.collect()).await.unwrap();
+        assert_eq!(stored_origins(&store).await, origins());
+    }
+
+    #[tokio::test]
+    async fn origins_stored_as_json_before_0005_read_the_same_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let cdp = cdp_path(&path);
+            conn.execute("ATTACH DATABASE ?1 AS cdp", [cdp.to_string_lossy()])
+                .unwrap();
+            let before = MIGRATIONS
+                .iter()
+                .position(|m| m.contains("ADD COLUMN kinesis_stream"))
+                .unwrap();
+            for sql in &MIGRATIONS[..before] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before).unwrap();
+            // As insert_events wrote them then.
+            for (n, o) in origins().iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO events (event_id, stream, fields, origin, stored_at)
+                     VALUES (?1, 'web', '{}', ?2, '2026-01-01T00:00:00.000000Z')",
+                    rusqlite::params![
+                        format!("e{n}"),
+                        o.as_ref().map(|o| serde_json::to_string(o).unwrap())
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(stored_origins(&store).await, origins());
+    }
 }
