@@ -12,6 +12,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The allocator `tributary` itself uses (src/main.rs), so the numbers are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 use tributary::cdp::Cdp;

@@ -459,7 +459,7 @@ impl SqliteStore {
         &self,
         keys: Vec<(String, String)>,
     ) -> StoreResult<Vec<IdentityRow>> {
-        self.read(move |conn| {
+        self.read_snapshot(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT profile_id FROM identities WHERE field = ?1 AND value = ?2")
                 .map_err(db)?;
@@ -593,7 +593,7 @@ impl SqliteStore {
         &self,
         ids: Vec<String>,
     ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
-        self.read(move |conn| {
+        self.read_snapshot(move |conn| {
             let nums = AudienceNums::load(conn)?;
             let mut stmt = conn
                 .prepare_cached(&format!(

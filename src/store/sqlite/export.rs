@@ -88,47 +88,42 @@ impl SqliteStore {
         after: Option<(String, String)>,
         limit: u32,
     ) -> StoreResult<BackfillPage> {
-        self.read(move |conn| {
-            // One read transaction: the members and the outbox head come from the same snapshot,
-            // which is what lets live changes after `head` be sent after these 'enter's.
-            conn.execute_batch("BEGIN DEFERRED").map_err(db)?;
-            let result = (|| {
-                let (after_audience, after_profile) = after.unwrap_or_default();
-                let mut members = Vec::new();
-                let mut ids = audience_ids.clone();
-                ids.sort();
-                for audience_id in ids.iter().filter(|a| **a >= after_audience) {
-                    let want = limit - members.len() as u32;
-                    if want == 0 {
-                        break;
-                    }
-                    let Some(num) = super::cdp::audience_num(conn, audience_id)? else {
-                        continue;
-                    };
-                    let after = if *audience_id == after_audience {
-                        after_profile.as_str()
-                    } else {
-                        ""
-                    };
-                    members.extend(super::cdp::members_after(
-                        conn,
-                        audience_id,
-                        num,
-                        after,
-                        want,
-                    )?);
+        // One read transaction: the members and the outbox head come from the same snapshot,
+        // which is what lets live changes after `head` be sent after these 'enter's.
+        self.read_snapshot(move |conn| {
+            let (after_audience, after_profile) = after.unwrap_or_default();
+            let mut members = Vec::new();
+            let mut ids = audience_ids.clone();
+            ids.sort();
+            for audience_id in ids.iter().filter(|a| **a >= after_audience) {
+                let want = limit - members.len() as u32;
+                if want == 0 {
+                    break;
                 }
-                let head: i64 = conn
-                    .query_row(
-                        "SELECT COALESCE(MAX(seq), 0) FROM audience_changes",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(db)?;
-                Ok(BackfillPage { members, head })
-            })();
-            conn.execute_batch("COMMIT").map_err(db)?;
-            result
+                let Some(num) = super::cdp::audience_num(conn, audience_id)? else {
+                    continue;
+                };
+                let after = if *audience_id == after_audience {
+                    after_profile.as_str()
+                } else {
+                    ""
+                };
+                members.extend(super::cdp::members_after(
+                    conn,
+                    audience_id,
+                    num,
+                    after,
+                    want,
+                )?);
+            }
+            let head: i64 = conn
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM audience_changes",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok(BackfillPage { members, head })
         })
         .await
     }

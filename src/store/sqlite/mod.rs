@@ -67,10 +67,10 @@ impl SqliteStore {
                 StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let mut writer = connect(path, WRITER_CACHE_KIB)?;
+        let mut writer = connect(path, WRITER_CACHE_KIB, WRITER_CDP_CACHE_KIB)?;
         migrate(&mut writer)?;
         let readers = (0..READERS)
-            .map(|_| connect(path, READER_CACHE_KIB).map(Mutex::new))
+            .map(|_| connect(path, READER_CACHE_KIB, READER_CACHE_KIB).map(Mutex::new))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
@@ -120,6 +120,24 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Like `read`, inside one read transaction: every statement sees the same snapshot, and
+    /// a run of point lookups takes the files' read locks once instead of per statement.
+    async fn read_snapshot<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.read(move |conn| {
+            conn.execute_batch("BEGIN DEFERRED").map_err(db)?;
+            let result = f(conn);
+            conn.execute_batch("COMMIT").map_err(db)?;
+            result
+        })
+        .await
+    }
+}
+
 fn thread_index() -> usize {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -132,8 +150,11 @@ fn thread_index() -> usize {
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of each reader (KiB): together with the writer's, a bound on the store's memory.
 const READER_CACHE_KIB: i64 = 6 * 1024;
+/// The writer's cache of the CDP file: a processor batch rewrites up to one profile page per
+/// event (10,000 per batch), and pages evicted mid-transaction are written out twice.
+const WRITER_CDP_CACHE_KIB: i64 = 48 * 1024;
 
-fn connect(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
+fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(|e| {
         StoreError::Backend(format!(
             "cannot open SQLite database {}: {e}",
@@ -163,7 +184,7 @@ fn connect(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 10000;
          PRAGMA main.cache_size = -{cache_kib};
-         PRAGMA cdp.cache_size = -{cache_kib};"
+         PRAGMA cdp.cache_size = -{cdp_cache_kib};"
     ))
     .map_err(db)?;
     Ok(conn)
@@ -711,7 +732,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         {
-            let conn = connect(&path, 1024).unwrap();
+            let conn = connect(&path, 1024, 1024).unwrap();
             let before = MIGRATIONS
                 .iter()
                 .position(|m| m.contains("Memberships move into the profile row"))
