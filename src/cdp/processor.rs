@@ -8,21 +8,25 @@
 //! id replayed by an import is never stored twice (the event log is unique by id), so it
 //! never reaches the processor twice either.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::{IdentityKey, Resolver};
 use super::{event_time, Cdp, CdpError};
 use crate::audiences::engine::{entered_at, members_by_profile, record_changes, ChangeTimes};
 use crate::audiences::Members;
-use crate::store::{ChangeKind, ProfileBatch, StoreResult};
+use crate::store::{ChangeKind, IdentityRow, Membership, Profile, ProfileBatch, StoreResult};
 
 /// Events per processor transaction.
 pub const BATCH_EVENTS: u32 = 10_000;
+/// Batches the processor applies back to back (each committing while the next is computed)
+/// before other writers (audience changes, re-evaluations) get their turn.
+pub const RUN_BATCHES: u32 = 8;
 /// Profiles per transaction when re-evaluating audiences over everyone.
 pub const REEVALUATE_PAGE: u32 = 2_000;
 /// How often an idle processor looks for new events.
@@ -46,20 +50,190 @@ pub struct StepOutcome {
     pub changes: usize,
 }
 
+/// A batch computed and ready to commit.
+struct Prepared {
+    batch: ProfileBatch,
+    outcome: StepOutcome,
+    last_seq: i64,
+    mapped: usize,
+    /// What the batch changes, for the batch after it to read through.
+    overlay: Overlay,
+}
+
+/// What a batch changes, as the next batch must see it while that batch is still committing
+/// (the store may show it or not yet): identity rows it (re)pointed, the profiles it merged
+/// away (→ survivor) and every profile it touched, with its memberships, as it leaves them.
+#[derive(Default)]
+struct Overlay {
+    identities: HashMap<IdentityKey, String>,
+    redirects: HashMap<String, String>,
+    profiles: HashMap<String, (Profile, Vec<Membership>)>,
+}
+
+impl Overlay {
+    fn of(batch: &ProfileBatch, loaded: &[Membership]) -> Overlay {
+        let identities = batch
+            .identities
+            .iter()
+            .map(|i| ((i.field.clone(), i.value.clone()), i.profile_id.clone()))
+            .collect();
+        // Applied in order, like the store: earlier redirects to a later loser follow it.
+        let mut redirects: HashMap<String, String> = HashMap::new();
+        for (from, to) in &batch.redirects {
+            for target in redirects.values_mut() {
+                if target == from {
+                    target.clone_from(to);
+                }
+            }
+            redirects.insert(from.clone(), to.clone());
+        }
+        // Memberships after the batch: what was loaded, less the exits, plus the entries.
+        let mut members: HashMap<&str, Vec<Membership>> = HashMap::new();
+        for m in loaded {
+            members.entry(&m.profile_id).or_default().push(m.clone());
+        }
+        for (audience_id, profile_id) in &batch.memberships_removed {
+            if let Some(list) = members.get_mut(profile_id.as_str()) {
+                list.retain(|m| m.audience_id != *audience_id);
+            }
+        }
+        for m in &batch.memberships_added {
+            let list = members.entry(&m.profile_id).or_default();
+            if !list.iter().any(|x| x.audience_id == m.audience_id) {
+                list.push(m.clone());
+            }
+        }
+        let profiles = batch
+            .upserts
+            .iter()
+            .map(|p| {
+                let list = members.remove(p.id.as_str()).unwrap_or_default();
+                (p.id.clone(), (p.clone(), list))
+            })
+            .collect();
+        Overlay {
+            identities,
+            redirects,
+            profiles,
+        }
+    }
+}
+
 impl Cdp {
     /// Applies the next batch of up to `limit` events.
     pub async fn step(&self, limit: u32) -> Result<StepOutcome, CdpError> {
         let _guard = self.inner.write_lock.lock().await;
         let started = Instant::now();
+        let pos = self.store().processor_position().await?;
+        let Some(prepared) = self.prepare(pos.cursor, limit, None).await? else {
+            return Ok(StepOutcome::default());
+        };
+        let last_seq = prepared.last_seq;
+        let outcome = self.commit_prepared(prepared, started).await?;
+        if let Some(target) = pos.rebuild_target {
+            if pos.cursor < target && last_seq >= target {
+                tracing::info!("profile rebuild finished");
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Applies batches of up to `limit` events while the log has any, at most `max_batches`
+    /// (then other writers get their turn), and returns the events applied. Each batch
+    /// commits in the background while the next one is read and computed: the next batch
+    /// reads what the committing one changed through its [`Overlay`]. Commits still happen
+    /// one after the other, in order; nothing is left in flight on return, error or not.
+    pub async fn run_batches(&self, limit: u32, max_batches: u32) -> Result<u64, CdpError> {
+        let _guard = self.inner.write_lock.lock().await;
+        let pos = self.store().processor_position().await?;
+        let mut cursor = pos.cursor;
+        let mut in_flight: Option<(JoinHandle<Result<StepOutcome, CdpError>>, Overlay)> = None;
+        let mut events = 0u64;
+        let mut result = Ok(());
+        for _ in 0..max_batches {
+            let started = Instant::now();
+            let mut prepared = match self
+                .prepare(cursor, limit, in_flight.as_ref().map(|(_, o)| o))
+                .await
+            {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if let Some((commit, _)) = in_flight.take() {
+                if let Err(e) = join_commit(commit).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            cursor = prepared.last_seq;
+            events += prepared.outcome.events as u64;
+            let cdp = self.clone();
+            let overlay = std::mem::take(&mut prepared.overlay);
+            in_flight = Some((
+                tokio::spawn(async move { cdp.commit_prepared(prepared, started).await }),
+                overlay,
+            ));
+        }
+        if let Some((commit, _)) = in_flight.take() {
+            let committed = join_commit(commit).await;
+            result = result.and(committed.map(|_| ()));
+        }
+        if let Some(target) = pos.rebuild_target {
+            if pos.cursor < target && cursor >= target {
+                tracing::info!("profile rebuild finished");
+            }
+        }
+        result.map(|()| events)
+    }
+
+    /// Commits a prepared batch and counts it in the metrics.
+    async fn commit_prepared(
+        &self,
+        prepared: Prepared,
+        started: Instant,
+    ) -> Result<StepOutcome, CdpError> {
+        let Prepared {
+            batch,
+            outcome,
+            mapped,
+            ..
+        } = prepared;
+        let (enters, exits) = count_kinds(&batch);
+        self.store().commit_profile_batch(Arc::new(batch)).await?;
+        let m = self.metrics();
+        m.cdp_events_processed.inc_by(outcome.events as u64);
+        m.cdp_events_mapped.inc_by(mapped as u64);
+        m.cdp_profiles_merged.inc_by(outcome.merges as u64);
+        m.cdp_audience_changes
+            .with_label_values(&["enter"])
+            .inc_by(enters);
+        m.cdp_audience_changes
+            .with_label_values(&["exit"])
+            .inc_by(exits);
+        m.cdp_batch_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    /// Reads the next batch after `cursor` and computes everything it changes, without
+    /// writing. `overlay`: what the batch before it changed, should that still be committing.
+    async fn prepare(
+        &self,
+        cursor: i64,
+        limit: u32,
+        overlay: Option<&Overlay>,
+    ) -> Result<Option<Prepared>, CdpError> {
         let store = self.store().clone();
-        let pos = store.processor_position().await?;
         let mappings = self.mappings().await?;
         // Events of streams without a mapping are skipped unparsed; the cursor still passes them.
         let page = store
-            .events_after(pos.cursor, limit, mappings.streams())
+            .events_after(cursor, limit, mappings.streams())
             .await?;
         let Some(last_seq) = page.last_seq else {
-            return Ok(StepOutcome::default());
+            return Ok(None);
         };
         let scanned = page.scanned;
         let events = page.events;
@@ -81,33 +255,60 @@ impl Cdp {
         }
 
         // 2. Load what the store holds for the batch's identifiers, their profiles and
-        //    memberships.
+        //    memberships (read through the overlay of a batch still committing).
+        let empty = Overlay::default();
+        let overlay = overlay.unwrap_or(&empty);
+        let mut rows = Vec::new();
         let keys: Vec<IdentityKey> = {
             let mut seen = HashSet::new();
             mapped
                 .iter()
                 .flat_map(|(_, m, _)| m.identities.iter())
                 .filter(|k| seen.insert(*k))
+                .filter(|k| match overlay.identities.get(*k) {
+                    Some(profile_id) => {
+                        rows.push(IdentityRow {
+                            field: k.0.clone(),
+                            value: k.1.clone(),
+                            profile_id: profile_id.clone(),
+                        });
+                        false
+                    }
+                    None => true,
+                })
                 .cloned()
                 .collect()
         };
-        let rows = if keys.is_empty() {
-            Vec::new()
-        } else {
-            store.lookup_identities(keys).await?
-        };
+        if !keys.is_empty() {
+            for mut row in store.lookup_identities(keys).await? {
+                if let Some(survivor) = overlay.redirects.get(&row.profile_id) {
+                    row.profile_id.clone_from(survivor);
+                }
+                rows.push(row);
+            }
+        }
+        let mut profiles = Vec::new();
+        let mut memberships = Vec::new();
         let ids: Vec<String> = {
             let mut seen = HashSet::new();
             rows.iter()
                 .map(|r| r.profile_id.clone())
                 .filter(|id| seen.insert(id.clone()))
+                .filter(|id| match overlay.profiles.get(id) {
+                    Some((profile, members)) => {
+                        profiles.push(profile.clone());
+                        memberships.extend(members.iter().cloned());
+                        false
+                    }
+                    None => true,
+                })
                 .collect()
         };
-        let (profiles, memberships) = if ids.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            store.get_profiles_with_memberships(ids).await?
-        };
+        if !ids.is_empty() {
+            let (stored, stored_members) = store.get_profiles_with_memberships(ids).await?;
+            profiles.extend(stored);
+            memberships.extend(stored_members);
+        }
         let old_members = members_by_profile(&audiences, &memberships);
         let entered = entered_at(&memberships);
 
@@ -164,26 +365,19 @@ impl Cdp {
             merges: batch.deletes.len(),
             changes: batch.changes.len(),
         };
-        let (enters, exits) = count_kinds(&batch);
-        store.commit_profile_batch(Arc::new(batch)).await?;
-
-        let m = self.metrics();
-        m.cdp_events_processed.inc_by(scanned as u64);
-        m.cdp_events_mapped.inc_by(mapped.len() as u64);
-        m.cdp_profiles_merged.inc_by(outcome.merges as u64);
-        m.cdp_audience_changes
-            .with_label_values(&["enter"])
-            .inc_by(enters);
-        m.cdp_audience_changes
-            .with_label_values(&["exit"])
-            .inc_by(exits);
-        m.cdp_batch_seconds.observe(started.elapsed().as_secs_f64());
-        if let Some(target) = pos.rebuild_target {
-            if pos.cursor < target && last_seq >= target {
-                tracing::info!("profile rebuild finished");
-            }
-        }
-        Ok(outcome)
+        let overlay = Overlay::of(&batch, &memberships);
+        batch.member_lists = overlay
+            .profiles
+            .iter()
+            .map(|(id, (_, members))| (id.clone(), members.clone()))
+            .collect();
+        Ok(Some(Prepared {
+            batch,
+            outcome,
+            last_seq,
+            mapped: mapped.len(),
+            overlay,
+        }))
     }
 
     /// Re-evaluates the named audiences (and those INCLUDing them) for every profile, page by
@@ -386,11 +580,10 @@ impl Cdp {
     pub async fn drain(&self) -> Result<u64, CdpError> {
         let mut total = 0;
         loop {
-            let out = self.step(BATCH_EVENTS).await?;
-            if out.events == 0 {
-                return Ok(total);
+            match self.run_batches(BATCH_EVENTS, RUN_BATCHES).await? {
+                0 => return Ok(total),
+                n => total += n,
             }
-            total += out.events as u64;
         }
     }
 
@@ -431,11 +624,11 @@ impl Cdp {
             if shutdown.is_cancelled() {
                 return;
             }
-            let outcome = self.step(BATCH_EVENTS).await;
+            let outcome = self.run_batches(BATCH_EVENTS, RUN_BATCHES).await;
             let idle = match outcome {
-                Ok(o) => {
+                Ok(events) => {
                     failures = 0;
-                    o.events == 0
+                    events == 0
                 }
                 Err(e) => {
                     failures += 1;
@@ -479,6 +672,16 @@ impl Cdp {
             }
         }
     }
+}
+
+async fn join_commit(
+    commit: JoinHandle<Result<StepOutcome, CdpError>>,
+) -> Result<StepOutcome, CdpError> {
+    commit.await.unwrap_or_else(|e| {
+        Err(CdpError::Store(crate::store::StoreError::Backend(format!(
+            "a profile batch commit stopped: {e}"
+        ))))
+    })
 }
 
 fn count_kinds(batch: &ProfileBatch) -> (u64, u64) {
@@ -832,6 +1035,7 @@ mod tests {
             events in proptest::collection::vec(arb_event(), 1..40),
             batch in 1..12u32,
             audiences_first in any::<bool>(),
+            pipelined in any::<bool>(),
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
@@ -846,13 +1050,21 @@ mod tests {
                     create(cdp.clone()).await;
                 }
                 let half = events.len() / 2;
+                // One step at a time, or batches committing while the next is computed.
+                let apply = |cdp: Cdp| async move {
+                    if pipelined {
+                        while cdp.run_batches(batch, 3).await.unwrap() > 0 {}
+                    } else {
+                        while cdp.step(batch).await.unwrap().events > 0 {}
+                    }
+                };
                 send(&cdp, "web", events[..half].to_vec()).await;
-                while cdp.step(batch).await.unwrap().events > 0 {}
+                apply(cdp.clone()).await;
                 if !audiences_first {
                     create(cdp.clone()).await;
                 }
                 send(&cdp, "web", events[half..].to_vec()).await;
-                while cdp.step(batch).await.unwrap().events > 0 {}
+                apply(cdp.clone()).await;
                 // Background re-evaluations spawned by create_audience may still run: they
                 // are idempotent, wait for them by taking the lock once more.
                 tokio::time::sleep(Duration::from_millis(20)).await;

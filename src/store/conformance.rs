@@ -588,6 +588,29 @@ async fn cdp_audiences_and_outbox(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.list_members("aud1", None, 10).await.unwrap().len(), 1);
+
+    // A profile written with its whole member list; the added entry only counts.
+    let joined = Membership {
+        audience_id: "aud1".into(),
+        profile_id: "p6".into(),
+        entered_at: Utc::now(),
+    };
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upserts: vec![profile("p6", 1)],
+            member_lists: [("p6".to_string(), vec![joined.clone()])].into(),
+            memberships_added: vec![joined],
+            changes: vec![change(&vip, "p6", ChangeKind::Enter)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let m = store.list_members("aud1", None, 10).await.unwrap();
+    assert_eq!(
+        m.iter().map(|m| m.profile_id.as_str()).collect::<Vec<_>>(),
+        ["p3", "p6"]
+    );
+    assert_eq!(store.list_audiences().await.unwrap()[1].1, 2);
     store.delete_audience("all").await.unwrap();
     assert!(matches!(
         store.delete_audience("all").await,
@@ -615,8 +638,8 @@ async fn cdp_reset_for_rebuild(store: &dyn Store) {
         .is_empty());
     // Every member exited, in the outbox.
     let changes = store.list_audience_changes(0, 1000).await.unwrap();
-    assert_eq!(changes.len(), before + 1);
-    assert_eq!(changes.last().unwrap().kind, ChangeKind::Exit);
+    assert_eq!(changes.len(), before + 2);
+    assert!(changes[before..].iter().all(|c| c.kind == ChangeKind::Exit));
     assert_eq!(store.list_audiences().await.unwrap()[0].1, 0);
     store.finish_rebuild().await.unwrap();
     assert_eq!(

@@ -432,6 +432,10 @@ pub struct ProfileBatch {
     pub memberships_added: Vec<Membership>,
     /// `(audience id, profile id)`.
     pub memberships_removed: Vec<(String, String)>,
+    /// The whole member list of upserted profiles, when the writer knows it (the processor
+    /// does): stored with the profile in one write. Their entries in `memberships_added` /
+    /// `memberships_removed` must agree with the lists; they then only keep the counts.
+    pub member_lists: std::collections::HashMap<String, Vec<Membership>>,
     pub changes: Vec<NewAudienceChange>,
     /// The processor's new cursor (last event seq applied); `None` leaves it.
     pub cursor: Option<i64>,

@@ -267,15 +267,25 @@ fn apply_membership_changes(
     // profile id -> (audience nums leaving, (audience num, entered µs) joining)
     type Patch = (Vec<i64>, Vec<(i64, i64)>);
     let mut patches: BTreeMap<&str, Patch> = BTreeMap::new();
+    // Profiles written with their whole member list: the changes only count.
+    let listed = |profile_id: &str| batch.member_lists.contains_key(profile_id);
     for (audience_id, profile_id) in &batch.memberships_removed {
         if let Some(num) = nums.by_id.get(audience_id) {
-            patches.entry(profile_id).or_default().0.push(*num);
+            if listed(profile_id) {
+                *counts.entry(*num).or_default() -= 1;
+            } else {
+                patches.entry(profile_id).or_default().0.push(*num);
+            }
         }
     }
     for m in &batch.memberships_added {
         if let Some(num) = nums.by_id.get(&m.audience_id) {
-            let entry = (*num, m.entered_at.timestamp_micros());
-            patches.entry(&m.profile_id).or_default().1.push(entry);
+            if listed(&m.profile_id) {
+                *counts.entry(*num).or_default() += 1;
+            } else {
+                let entry = (*num, m.entered_at.timestamp_micros());
+                patches.entry(&m.profile_id).or_default().1.push(entry);
+            }
         }
     }
     if patches.is_empty() {
@@ -624,11 +634,16 @@ impl SqliteStore {
         batch: Arc<ProfileBatch>,
     ) -> StoreResult<()> {
         self.write(move |tx| {
+            let nums = AudienceNums::load(tx)?;
             {
+                // A profile whose member list comes with it gets the list in the same write;
+                // the others keep theirs (NULL ?5).
                 let mut upsert = tx
                     .prepare_cached(
-                        "INSERT INTO profiles (id, state, created_at, updated_at) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                        "INSERT INTO profiles (id, state, created_at, updated_at, audiences)
+                         VALUES (?1, ?2, ?3, ?4, COALESCE(?5, '[]'))
+                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at,
+                             audiences = CASE WHEN ?5 IS NULL THEN audiences ELSE excluded.audiences END",
                     )
                     .map_err(db)?;
                 let mut buf = Vec::with_capacity(1024);
@@ -636,12 +651,21 @@ impl SqliteStore {
                     buf.clear();
                     serde_json::to_writer(&mut buf, &p.state).expect("profile states serialize");
                     let state = std::str::from_utf8(&buf).expect("serde_json writes UTF-8");
+                    let members = batch.member_lists.get(&p.id).map(|list| {
+                        let mut list: MemberList = list
+                            .iter()
+                            .filter_map(|m| {
+                                Some((*nums.by_id.get(&m.audience_id)?, m.entered_at.timestamp_micros()))
+                            })
+                            .collect();
+                        list.sort_unstable();
+                        members_text(&list)
+                    });
                     upsert
-                        .execute(params![p.id, state, to_text(&p.created_at), to_text(&p.updated_at)])
+                        .execute(params![p.id, state, to_text(&p.created_at), to_text(&p.updated_at), members])
                         .map_err(db)?;
                 }
             }
-            let nums = AudienceNums::load(tx)?;
             // Member count changes per audience num, applied once at the end.
             let mut counts: HashMap<i64, i64> = HashMap::new();
             apply_membership_changes(tx, &batch, &nums, &mut counts)?;

@@ -62,6 +62,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &Path) -> StoreResult<Self> {
+        disable_memory_statistics();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
@@ -153,6 +154,32 @@ const READER_CACHE_KIB: i64 = 6 * 1024;
 /// The writer's cache of the CDP file: a processor batch rewrites up to one profile page per
 /// event (10,000 per batch), and pages evicted mid-transaction are written out twice.
 const WRITER_CDP_CACHE_KIB: i64 = 48 * 1024;
+
+/// SQLite counts every allocation of every connection under one process-wide mutex unless
+/// told not to (SQLITE_DEFAULT_MEMSTATUS=1 in the bundled build); with the processor reading
+/// on one thread while its previous batch commits on another, that mutex made them take
+/// turns. We never read those statistics. Only possible before SQLite initializes, so it is
+/// done once, before the first connection; later calls are no-ops.
+fn disable_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config is called before any connection exists (the first open
+        // calls this first); if SQLite is already initialized it returns SQLITE_MISUSE and
+        // changes nothing.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            )
+        };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(
+                rc,
+                "SQLite memory statistics stay on (SQLite already initialized)"
+            );
+        }
+    });
+}
 
 fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(|e| {
