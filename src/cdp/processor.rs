@@ -190,6 +190,12 @@ impl Cdp {
         result.map(|()| events)
     }
 
+    fn count_changes(&self, enters: u64, exits: u64) {
+        let changes = &self.metrics().cdp_audience_changes;
+        changes.with_label_values(&["enter"]).inc_by(enters);
+        changes.with_label_values(&["exit"]).inc_by(exits);
+    }
+
     /// Commits a prepared batch and counts it in the metrics.
     async fn commit_prepared(
         &self,
@@ -208,12 +214,7 @@ impl Cdp {
         m.cdp_events_processed.inc_by(outcome.events as u64);
         m.cdp_events_mapped.inc_by(mapped as u64);
         m.cdp_profiles_merged.inc_by(outcome.merges as u64);
-        m.cdp_audience_changes
-            .with_label_values(&["enter"])
-            .inc_by(enters);
-        m.cdp_audience_changes
-            .with_label_values(&["exit"])
-            .inc_by(exits);
+        self.count_changes(enters, exits);
         m.cdp_batch_seconds.observe(started.elapsed().as_secs_f64());
         Ok(outcome)
     }
@@ -545,13 +546,7 @@ impl Cdp {
         if !batch.changes.is_empty() || !batch.state.is_empty() {
             store.commit_profile_batch(Arc::new(batch)).await?;
         }
-        let m = self.metrics();
-        m.cdp_audience_changes
-            .with_label_values(&["enter"])
-            .inc_by(enters);
-        m.cdp_audience_changes
-            .with_label_values(&["exit"])
-            .inc_by(exits);
+        self.count_changes(enters, exits);
         Ok(Some(changes))
     }
 

@@ -747,6 +747,19 @@ fn insert_events(
     Ok(inserted)
 }
 
+/// A database at the schema version before the migration whose text contains `marker`,
+/// for tests that a migration keeps older data.
+#[cfg(test)]
+pub(super) fn database_before(path: &Path, marker: &str) -> Connection {
+    let conn = connect(path, 1024, 1024).unwrap();
+    let before = MIGRATIONS.iter().position(|m| m.contains(marker)).unwrap();
+    for sql in &MIGRATIONS[..before] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", before).unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -763,15 +776,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         {
-            let conn = connect(&path, 1024, 1024).unwrap();
-            let before = MIGRATIONS
-                .iter()
-                .position(|m| m.contains("Memberships move into the profile row"))
-                .unwrap();
-            for sql in &MIGRATIONS[..before] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", before).unwrap();
+            let conn = database_before(&path, "Memberships move into the profile row");
             conn.execute_batch(
                 "INSERT INTO audiences VALUES ('A1','vip','V','','x > 1','2026-01-01T00:00:00.000000Z','2026-01-01T00:00:00.000000Z');
                  INSERT INTO profiles VALUES ('p1','{}','2026-01-01T00:00:00.000000Z','2026-01-01T00:00:00.000000Z');

@@ -231,7 +231,7 @@ pub(super) fn dead_letter_from_row(r: &Row<'_>) -> RowResult<DeadLetter> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{cdp_path, SqliteStore, MIGRATIONS};
+    use super::super::{database_before, SqliteStore};
     use super::*;
 
     fn origin(sequence_number: &str, arrival: Option<&str>) -> KinesisOrigin {
@@ -286,18 +286,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            let cdp = cdp_path(&path);
-            conn.execute("ATTACH DATABASE ?1 AS cdp", [cdp.to_string_lossy()])
-                .unwrap();
-            let before = MIGRATIONS
-                .iter()
-                .position(|m| m.contains("ADD COLUMN kinesis_stream"))
-                .unwrap();
-            for sql in &MIGRATIONS[..before] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", before).unwrap();
+            let conn = database_before(&path, "ADD COLUMN kinesis_stream");
             // As insert_events wrote them then.
             for (n, o) in origins().iter().enumerate() {
                 conn.execute(
