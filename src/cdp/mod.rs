@@ -10,6 +10,7 @@ pub mod identity;
 pub mod processor;
 pub mod registry;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -58,8 +59,11 @@ pub struct Cdp {
 struct Inner {
     store: DynStore,
     metrics: Metrics,
-    /// Held by every writer of profiles/memberships/changes (see the module docs).
+    /// Held by every writer of profiles/memberships/changes (see the module docs); taken
+    /// through [`Cdp::write_turn`].
     write_lock: Mutex<()>,
+    /// Writers waiting for `write_lock`: the processor ends a run of batches early for them.
+    writers_waiting: AtomicUsize,
     mappings: RwLock<Option<Arc<MappingRegistry>>>,
     audiences: RwLock<Option<Arc<AudienceSet>>>,
     /// Wakes the processor early (new events, a rebuild).
@@ -67,12 +71,26 @@ struct Inner {
 }
 
 impl Cdp {
+    /// Waits for the write lock, letting the processor know someone is waiting for it.
+    pub(crate) async fn write_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.writers_waiting.fetch_add(1, Ordering::SeqCst);
+        let guard = self.inner.write_lock.lock().await;
+        self.inner.writers_waiting.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Whether a writer is waiting for the lock the caller holds.
+    fn writers_waiting(&self) -> bool {
+        self.inner.writers_waiting.load(Ordering::SeqCst) > 0
+    }
+
     pub fn new(store: DynStore, metrics: Metrics) -> Self {
         Cdp {
             inner: Arc::new(Inner {
                 store,
                 metrics,
                 write_lock: Mutex::new(()),
+                writers_waiting: AtomicUsize::new(0),
                 mappings: RwLock::new(None),
                 audiences: RwLock::new(None),
                 wake: Notify::new(),
@@ -120,7 +138,7 @@ impl Cdp {
                 stream: stream.to_owned(),
             });
         }
-        let _guard = self.inner.write_lock.lock().await;
+        let _guard = self.write_turn().await;
         let stored = self.inner.store.put_mapping(stream, text).await?;
         *self.inner.mappings.write().expect("lock") = None;
         Ok((mapping, stored))
@@ -175,7 +193,7 @@ impl Cdp {
         new: bool,
     ) -> Result<tributary_lang::Filter, CdpError> {
         let filter = {
-            let _guard = self.inner.write_lock.lock().await;
+            let _guard = self.write_turn().await;
             let filter = self.audiences().await?.check(&audience)?;
             if new {
                 self.inner.store.insert_audience(audience.clone()).await?;
@@ -193,7 +211,7 @@ impl Cdp {
     /// Deletes an audience no other audience INCLUDEs. Its memberships go; no exit changes
     /// are written (export jobs naming it are told by the audience's absence).
     pub async fn delete_audience(&self, slug: &str) -> Result<(), CdpError> {
-        let _guard = self.inner.write_lock.lock().await;
+        let _guard = self.write_turn().await;
         let set = self.audiences().await?;
         set.check_delete(slug)?;
         self.inner.store.delete_audience(slug).await?;
@@ -231,7 +249,7 @@ impl Cdp {
     /// [`crate::store::Store::reset_profiles`]); the processor does the work.
     pub async fn start_rebuild(&self) -> StoreResult<RebuildStatus> {
         {
-            let _guard = self.inner.write_lock.lock().await;
+            let _guard = self.write_turn().await;
             self.inner.store.reset_profiles().await?;
         }
         self.wake();

@@ -24,9 +24,9 @@ use crate::store::{ChangeKind, IdentityRow, Membership, Profile, ProfileBatch, S
 
 /// Events per processor transaction.
 pub const BATCH_EVENTS: u32 = 10_000;
-/// Batches the processor applies back to back (each committing while the next is computed)
-/// before other writers (audience changes, re-evaluations) get their turn.
-pub const RUN_BATCHES: u32 = 8;
+/// Batches the processor applies back to back (each committing while the next is computed);
+/// a run ends earlier when another writer (an audience change, a re-evaluation) waits.
+pub const RUN_BATCHES: u32 = 32;
 /// Profiles per transaction when re-evaluating audiences over everyone.
 pub const REEVALUATE_PAGE: u32 = 2_000;
 /// How often an idle processor looks for new events.
@@ -122,7 +122,7 @@ impl Overlay {
 impl Cdp {
     /// Applies the next batch of up to `limit` events.
     pub async fn step(&self, limit: u32) -> Result<StepOutcome, CdpError> {
-        let _guard = self.inner.write_lock.lock().await;
+        let _guard = self.write_turn().await;
         let started = Instant::now();
         let pos = self.store().processor_position().await?;
         let Some(prepared) = self.prepare(pos.cursor, limit, None).await? else {
@@ -139,7 +139,7 @@ impl Cdp {
     }
 
     /// Applies batches of up to `limit` events while the log has any, at most `max_batches`
-    /// (then other writers get their turn), and returns the events applied. Each batch
+    /// and none once another writer waits for the lock, and returns the events applied. Each batch
     /// commits in the background while the next one is read and computed: the next batch
     /// reads what the committing one changed through its [`Overlay`]. Commits still happen
     /// one after the other, in order; nothing is left in flight on return, error or not.
@@ -150,7 +150,10 @@ impl Cdp {
         let mut in_flight: Option<(JoinHandle<Result<StepOutcome, CdpError>>, Overlay)> = None;
         let mut events = 0u64;
         let mut result = Ok(());
-        for _ in 0..max_batches {
+        for n in 0..max_batches {
+            if n > 0 && self.writers_waiting() {
+                break;
+            }
             let started = Instant::now();
             let mut prepared = match self
                 .prepare(cursor, limit, in_flight.as_ref().map(|(_, o)| o))
@@ -387,7 +390,7 @@ impl Cdp {
         let mut after: Option<String> = None;
         let mut changes = 0u64;
         loop {
-            let _guard = self.inner.write_lock.lock().await;
+            let _guard = self.write_turn().await;
             let page = self
                 .store()
                 .list_profiles(after.clone(), REEVALUATE_PAGE)
@@ -414,7 +417,7 @@ impl Cdp {
         let key = format!("{REEVALUATE_KEY}{slug}");
         let mut changes = 0u64;
         loop {
-            let _guard = self.inner.write_lock.lock().await;
+            let _guard = self.write_turn().await;
             let store = self.store();
             let pending = store.processor_state(&key).await?;
             let Some((_, after)) = pending.into_iter().find(|(k, _)| *k == key) else {
@@ -473,7 +476,7 @@ impl Cdp {
             };
             let mut after: Option<String> = None;
             loop {
-                let _guard = self.inner.write_lock.lock().await;
+                let _guard = self.write_turn().await;
                 let store = self.store();
                 let members = store
                     .list_members(&audience.id, after.clone(), REEVALUATE_PAGE)
@@ -691,6 +694,7 @@ fn count_kinds(batch: &ProfileBatch) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::atomic::Ordering;
 
     use proptest::prelude::*;
     use serde_json::{json, Value};
@@ -752,6 +756,21 @@ mod tests {
         let row = rows.first()?;
         let p = cdp.store().get_profile(&row.profile_id).await.unwrap();
         Some((p.id, p.state.to_json()))
+    }
+
+    #[tokio::test]
+    async fn a_run_of_batches_ends_when_another_writer_waits() {
+        let (cdp, _dir) = cdp().await;
+        let events = (0..5)
+            .map(|i| json!({"email": format!("p{i}@x.io"), "amount": i}))
+            .collect();
+        send(&cdp, "web", events).await;
+        // As if an audience change were queued for the lock: one batch, then the run yields.
+        cdp.inner.writers_waiting.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(cdp.run_batches(1, 100).await.unwrap(), 1);
+        cdp.inner.writers_waiting.fetch_sub(1, Ordering::SeqCst);
+        assert_eq!(cdp.run_batches(1, 100).await.unwrap(), 4);
+        assert_eq!(cdp.store().count_profiles().await.unwrap(), 5);
     }
 
     #[tokio::test]
