@@ -1,6 +1,6 @@
 //! `/api/profiles`: profiles by identifier or id, and rebuilding them from the event log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
 use crate::app::AppState;
-use crate::store::{DynStore, Profile, StoreResult};
+use crate::store::{DynStore, Membership, Profile, StoreResult};
 
 const MAX_PAGE: u32 = 1000;
 
@@ -26,21 +26,25 @@ pub fn router() -> Router<AppState> {
 /// `{"id","identities":{field:[values]},"fields":{…},"audiences":[slugs],"created_at","updated_at"}`.
 pub async fn profile_view(state: &AppState, profile: &Profile) -> ApiResult<Value> {
     let audiences = state.cdp.audiences().await.map_err(ApiError::internal)?;
-    Ok(view(&state.store, profile, &audiences).await?)
+    let memberships = state
+        .store
+        .profile_memberships(vec![profile.id.clone()])
+        .await?;
+    Ok(view(&state.store, profile, &memberships, &audiences).await?)
 }
 
+/// `memberships`: `p`'s.
 async fn view(
     store: &DynStore,
     p: &Profile,
+    memberships: &[Membership],
     audiences: &crate::audiences::AudienceSet,
 ) -> StoreResult<Value> {
     let mut identities: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (field, value) in store.profile_identities(&p.id).await? {
         identities.entry(field).or_default().push(value);
     }
-    let mut slugs: Vec<String> = store
-        .profile_memberships(vec![p.id.clone()])
-        .await?
+    let mut slugs: Vec<String> = memberships
         .iter()
         .filter_map(|m| audiences.index_of_id(&m.audience_id))
         .map(|i| audiences.list[i].audience.slug.clone())
@@ -93,11 +97,19 @@ async fn find(
                     format!("must be 1–{MAX_PAGE}"),
                 ));
             }
-            let page = state.store.list_profiles(q.after, limit).await?;
+            let (page, memberships) = state.store.list_profiles(q.after, limit).await?;
             let audiences = state.cdp.audiences().await.map_err(ApiError::internal)?;
+            let mut by_profile: HashMap<&str, Vec<Membership>> = HashMap::new();
+            for m in memberships.iter() {
+                by_profile
+                    .entry(m.profile_id.as_str())
+                    .or_default()
+                    .push(m.clone());
+            }
             let mut out = Vec::with_capacity(page.len());
             for p in &page {
-                out.push(view(&state.store, p, &audiences).await?);
+                let members = by_profile.get(p.id.as_str()).map_or(&[][..], Vec::as_slice);
+                out.push(view(&state.store, p, members, &audiences).await?);
             }
             let next = (page.len() as u32 == limit).then(|| page.last().map(|p| p.id.clone()));
             Ok(Json(json!({

@@ -391,7 +391,7 @@ impl Cdp {
         let mut changes = 0u64;
         loop {
             let _guard = self.write_turn().await;
-            let page = self
+            let (page, memberships) = self
                 .store()
                 .list_profiles(after.clone(), REEVALUATE_PAGE)
                 .await?;
@@ -400,7 +400,10 @@ impl Cdp {
             };
             after = Some(last.id.clone());
             let full = page.len() as u32 == REEVALUATE_PAGE;
-            match self.reevaluate_page(slugs, page, Vec::new()).await? {
+            match self
+                .reevaluate_page(slugs, page, memberships, Vec::new())
+                .await?
+            {
                 Some(n) => changes += n,
                 None => return Ok(changes),
             }
@@ -424,7 +427,7 @@ impl Cdp {
                 return Ok(changes);
             };
             let after = (!after.is_empty()).then_some(after);
-            let page = store.list_profiles(after, REEVALUATE_PAGE).await?;
+            let (page, memberships) = store.list_profiles(after, REEVALUATE_PAGE).await?;
             let done = (page.len() as u32) < REEVALUATE_PAGE;
             let next = if done {
                 None
@@ -433,7 +436,12 @@ impl Cdp {
             };
             let state = vec![(key.clone(), next)];
             match self
-                .reevaluate_page(std::slice::from_ref(&slug.to_owned()), page, state.clone())
+                .reevaluate_page(
+                    std::slice::from_ref(&slug.to_owned()),
+                    page,
+                    memberships,
+                    state.clone(),
+                )
                 .await?
             {
                 Some(n) => changes += n,
@@ -486,11 +494,13 @@ impl Cdp {
                 };
                 after = Some(last.profile_id.clone());
                 let full = members.len() as u32 == REEVALUATE_PAGE;
-                let page = store
-                    .get_profiles(members.into_iter().map(|m| m.profile_id).collect())
+                let (page, memberships) = store
+                    .get_profiles_with_memberships(
+                        members.into_iter().map(|m| m.profile_id).collect(),
+                    )
                     .await?;
                 match self
-                    .reevaluate_page(std::slice::from_ref(slug), page, Vec::new())
+                    .reevaluate_page(std::slice::from_ref(slug), page, memberships, Vec::new())
                     .await?
                 {
                     Some(n) => changes += n,
@@ -504,12 +514,13 @@ impl Cdp {
         Ok(changes)
     }
 
-    /// One page of a re-evaluation, under the write lock held by the caller. `None` when none
-    /// of the audiences exists any more.
+    /// One page of a re-evaluation (profiles with their memberships), under the write lock
+    /// held by the caller. `None` when none of the audiences exists any more.
     async fn reevaluate_page(
         &self,
         slugs: &[String],
         page: Vec<crate::store::Profile>,
+        memberships: Vec<Membership>,
         state: Vec<(String, Option<String>)>,
     ) -> Result<Option<u64>, CdpError> {
         let audiences = self.audiences().await?;
@@ -524,9 +535,6 @@ impl Cdp {
             return Ok(None);
         }
         let store = self.store();
-        let memberships = store
-            .profile_memberships(page.iter().map(|p| p.id.clone()).collect())
-            .await?;
         let old_members = members_by_profile(&audiences, &memberships);
         let entered = entered_at(&memberships);
         let none: Members = vec![false; audiences.len()];
@@ -1086,7 +1094,7 @@ mod tests {
 
                 let store = cdp.store();
                 let set = cdp.audiences().await.unwrap();
-                let profiles = store.list_profiles(None, 1000).await.unwrap();
+                let (profiles, _) = store.list_profiles(None, 1000).await.unwrap();
                 let mut actual = BTreeSet::new();
                 for (a, _) in store.list_audiences().await.unwrap() {
                     for m in store.list_members(&a.id, None, 1000).await.unwrap() {

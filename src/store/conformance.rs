@@ -448,7 +448,7 @@ async fn cdp_profile_batches(store: &dyn Store) {
             ("user_id".to_string(), "u3".to_string())
         ]
     );
-    let page = store.list_profiles(None, 10).await.unwrap();
+    let (page, _) = store.list_profiles(None, 10).await.unwrap();
     assert_eq!(
         page.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
         ["p3"]
@@ -457,6 +457,7 @@ async fn cdp_profile_batches(store: &dyn Store) {
         .list_profiles(Some("p3".into()), 10)
         .await
         .unwrap()
+        .0
         .is_empty());
 }
 

@@ -539,17 +539,25 @@ impl SqliteStore {
         &self,
         after: Option<String>,
         limit: u32,
-    ) -> StoreResult<Vec<Profile>> {
-        self.read(move |conn| {
+    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
+        self.read_snapshot(move |conn| {
+            let nums = AudienceNums::load(conn)?;
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT {PROFILE_COLUMNS} FROM profiles WHERE id > ?1 ORDER BY id LIMIT ?2"
+                    "SELECT {PROFILE_COLUMNS}, audiences FROM profiles WHERE id > ?1 ORDER BY id LIMIT ?2"
                 ))
                 .map_err(db)?;
-            let rows = stmt
-                .query_map(params![after.unwrap_or_default(), limit], profile_from_row)
+            let mut rows = stmt
+                .query(params![after.unwrap_or_default(), limit])
                 .map_err(db)?;
-            collect(rows)
+            let (mut profiles, mut memberships) = (Vec::new(), Vec::new());
+            while let Some(r) = rows.next().map_err(db)? {
+                let profile = profile_from_row(r).map_err(db)??;
+                let members: String = r.get(4).map_err(db)?;
+                memberships.extend(nums.memberships(&profile.id, &parse_members(&members, &profile.id)?)?);
+                profiles.push(profile);
+            }
+            Ok((profiles, memberships))
         })
         .await
     }

@@ -616,7 +616,11 @@ impl Store for SqliteStore {
     async fn get_profile(&self, id: &str) -> StoreResult<Profile> {
         self.cdp_get_profile(id).await
     }
-    async fn list_profiles(&self, after: Option<String>, limit: u32) -> StoreResult<Vec<Profile>> {
+    async fn list_profiles(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
         self.cdp_list_profiles(after, limit).await
     }
     async fn count_profiles(&self) -> StoreResult<u64> {
