@@ -605,14 +605,19 @@ mod tests {
         assert_eq!(dead.raw, b"not json");
     }
 
-    #[test]
-    fn python_aggregate_with_array_user_record() {
-        let decoded = decode(&hex::decode(PYTHON_AGGREGATE_EHK).unwrap());
-        let events: Vec<_> = decoded
+    /// (sub-sequence, index, partition key) of each event.
+    fn positions(decoded: &Decoded) -> Vec<(u64, u32, &str)> {
+        decoded
             .events
             .iter()
             .map(|e| (e.sub_sequence_number, e.index, e.partition_key.as_str()))
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn python_aggregate_with_array_user_record() {
+        let decoded = decode(&hex::decode(PYTHON_AGGREGATE_EHK).unwrap());
+        let events = positions(&decoded);
         assert_eq!(events, vec![(0, 0, "pk-a"), (1, 0, "pk-b"), (1, 1, "pk-b")]);
     }
 
@@ -631,11 +636,7 @@ mod tests {
             ],
         });
         let decoded = decode(&data);
-        let events: Vec<_> = decoded
-            .events
-            .iter()
-            .map(|e| (e.sub_sequence_number, e.index, e.partition_key.as_str()))
-            .collect();
+        let events = positions(&decoded);
         assert_eq!(events, vec![(0, 0, "k1"), (1, 0, "k0"), (1, 1, "k0")]);
     }
 
