@@ -44,7 +44,10 @@ fn filter_text(i: usize) -> String {
         2 => format!("country = \"{}\"", COUNTRIES[k % 8]),
         3 => format!("pages_seen CONTAINS \"{}\"", PAGES[k % 6]),
         4 => format!("last_seen > \"now-{}d\"", 30 + k),
-        5 => format!("AND (visit_count >= {}, country IN (\"us\", \"ca\"))", k + 2),
+        5 => format!(
+            "AND (visit_count >= {}, country IN (\"us\", \"ca\"))",
+            k + 2
+        ),
         6 => format!("email LIKE \"*@{}\"", DOMAINS[k % 8]),
         7 => format!("len(pages_seen) > {}", 2 + k % 3),
         8 => format!("INCLUDE a{:03} AND total_spent > 5", i - 8),
