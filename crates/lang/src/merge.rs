@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 use crate::mapping::{MappedEvent, Mapping, MergeOp};
-use crate::value::FieldValue;
+use crate::value::{same_visible_seq, FieldValue};
 
 const NANOS: i128 = 1_000_000_000;
 
@@ -228,16 +228,7 @@ impl FieldState {
             | FieldState::Min { value }
             | FieldState::Max { value } => value.to_json(),
             FieldState::Count { count } => Value::from(*count),
-            FieldState::Sum { nanos } => {
-                if nanos % NANOS == 0 {
-                    if let Ok(i) = i64::try_from(nanos / NANOS) {
-                        return Value::from(i);
-                    }
-                }
-                serde_json::Number::from_f64(*nanos as f64 / 1e9)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null)
-            }
+            FieldState::Sum { nanos } => sum_number(*nanos).map_or(Value::Null, Value::Number),
             FieldState::Set { values } => {
                 Value::Array(values.iter().map(FieldValue::to_json).collect())
             }
@@ -249,6 +240,55 @@ impl FieldState {
             ),
         }
     }
+
+    /// Whether the user-visible values are equal: `self.to_json() == other.to_json()`, without
+    /// building JSON in the common cases (states of one rule, values of the value rules).
+    pub fn same_visible(&self, other: &FieldState) -> bool {
+        use FieldState::*;
+        match (self, other) {
+            (
+                Latest { value: a, .. }
+                | Oldest { value: a, .. }
+                | Min { value: a }
+                | Max { value: a },
+                Latest { value: b, .. }
+                | Oldest { value: b, .. }
+                | Min { value: b }
+                | Max { value: b },
+            ) => a.same_visible(b),
+            (Count { .. } | Sum { .. }, Count { .. } | Sum { .. }) => {
+                self.json_number() == other.json_number()
+            }
+            (Set { values: a }, Set { values: b }) => same_visible_seq(a, b),
+            (Map { entries: a, .. }, Map { entries: b, .. }) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, sa), (kb, sb))| ka == kb && sa.same_visible(sb))
+            }
+            // Rare across rules (a count against an int value, a set against a list value).
+            _ => self.to_json() == other.to_json(),
+        }
+    }
+
+    /// The JSON number a count or sum shows as.
+    fn json_number(&self) -> Option<Number> {
+        match self {
+            FieldState::Count { count } => Some((*count).into()),
+            FieldState::Sum { nanos } => sum_number(*nanos),
+            _ => None,
+        }
+    }
+}
+
+/// A sum as shown: an integer when whole (and in range), else the nearest float.
+fn sum_number(nanos: i128) -> Option<Number> {
+    if nanos % NANOS == 0 {
+        if let Ok(i) = i64::try_from(nanos / NANOS) {
+            return Some(i.into());
+        }
+    }
+    Number::from_f64(nanos as f64 / 1e9)
 }
 
 /// A profile's fields. Stored as JSON (serde), merged when identities join.

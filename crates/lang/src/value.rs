@@ -78,6 +78,37 @@ impl FieldValue {
         }
     }
 
+    /// Whether the user-visible forms are equal: `self.to_json() == other.to_json()`, without
+    /// building them. So a date equals the string of its RFC 3339 text, and `Int(1)` differs
+    /// from `Number(1.0)` (JSON integers and floats never compare equal).
+    pub fn same_visible(&self, other: &FieldValue) -> bool {
+        use FieldValue::*;
+        match (self, other) {
+            (String(a), String(b)) => a == b,
+            (Date(a), Date(b)) => a == b,
+            (Date(d), String(s)) | (String(s), Date(d)) => format_date(d) == *s,
+            (Int(_) | Number(_), Int(_) | Number(_)) => self.json_number() == other.json_number(),
+            (Bool(a), Bool(b)) => a == b,
+            (List(a), List(b)) => same_visible_seq(a, b),
+            (Map(a), Map(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, va), (kb, vb))| ka == kb && va.same_visible(vb))
+            }
+            _ => false,
+        }
+    }
+
+    /// The JSON number a number shows as; `None` (JSON `null`) for non-finite numbers.
+    fn json_number(&self) -> Option<serde_json::Number> {
+        match self {
+            FieldValue::Int(i) => Some((*i).into()),
+            FieldValue::Number(n) => serde_json::Number::from_f64(*n),
+            _ => None,
+        }
+    }
+
     /// The value as text, for string functions and identities. Lists and maps have none.
     pub fn as_text(&self) -> Option<String> {
         match self {
@@ -147,6 +178,15 @@ impl FieldValue {
             _ => false,
         }
     }
+}
+
+/// Element-wise [`FieldValue::same_visible`] of two sequences (lists, sets).
+pub(crate) fn same_visible_seq<'a>(
+    a: impl IntoIterator<Item = &'a FieldValue, IntoIter: ExactSizeIterator>,
+    b: impl IntoIterator<Item = &'a FieldValue, IntoIter: ExactSizeIterator>,
+) -> bool {
+    let (a, b) = (a.into_iter(), b.into_iter());
+    a.len() == b.len() && a.zip(b).all(|(x, y)| x.same_visible(y))
 }
 
 /// RFC 3339 in UTC with a `Z`, with sub-second digits only when present.

@@ -1,0 +1,150 @@
+//! `FieldState::same_visible` is exactly `a.to_json() == b.to_json()`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+use tributary_lang::value::format_date;
+use tributary_lang::{FieldState, FieldValue, MergeOp};
+
+/// Few distinct values, so random pairs often collide.
+fn dates() -> Vec<DateTime<Utc>> {
+    vec![
+        Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        Utc.timestamp_opt(1_700_000_000, 500_000_000).unwrap(),
+        Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap(),
+        Utc.timestamp_opt(0, 0).unwrap(),
+    ]
+}
+
+fn value() -> impl Strategy<Value = FieldValue> {
+    let texts: Vec<String> = ["", "a", "1", "1.0", "true"]
+        .into_iter()
+        .map(String::from)
+        .chain(dates().iter().map(format_date))
+        .collect();
+    let leaf = prop_oneof![
+        prop::sample::select(texts).prop_map(FieldValue::String),
+        prop::sample::select(vec![0i64, 1, -1, 2, i64::MAX]).prop_map(FieldValue::Int),
+        prop::sample::select(vec![
+            0.0,
+            -0.0,
+            1.0,
+            1.5,
+            2.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ])
+        .prop_map(FieldValue::Number),
+        any::<bool>().prop_map(FieldValue::Bool),
+        prop::sample::select(dates()).prop_map(FieldValue::Date),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            2 => inner.clone(),
+            1 => prop::collection::vec(inner.clone(), 0..3).prop_map(FieldValue::List),
+            1 => prop::collection::btree_map(prop::sample::select(vec!["a", "b"]), inner, 0..3)
+                .prop_map(|m| FieldValue::Map(m.into_iter().map(|(k, v)| (k.into(), v)).collect())),
+        ]
+    })
+}
+
+fn state() -> impl Strategy<Value = FieldState> {
+    let time = prop::sample::select(dates());
+    let leaf = prop_oneof![
+        (value(), time.clone()).prop_map(|(value, time)| FieldState::Latest { value, time }),
+        (value(), time).prop_map(|(value, time)| FieldState::Oldest { value, time }),
+        prop::sample::select(vec![0i64, 1, 2, i64::MAX])
+            .prop_map(|count| FieldState::Count { count }),
+        prop::sample::select(vec![
+            0i128,
+            1,
+            1_000_000_000,
+            2_000_000_000,
+            1_500_000_000,
+            -1_000_000_000,
+            i128::from(i64::MAX) * 1_000_000_000,
+        ])
+        .prop_map(|nanos| FieldState::Sum { nanos }),
+        value().prop_map(|value| FieldState::Min { value }),
+        value().prop_map(|value| FieldState::Max { value }),
+        prop::collection::btree_set(value(), 0..3).prop_map(|values| FieldState::Set { values }),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            2 => inner.clone(),
+            1 => (
+                prop::sample::select(vec![MergeOp::Latest, MergeOp::Sum]),
+                prop::collection::btree_map(prop::sample::select(vec!["a", "b"]), inner, 0..3),
+            )
+                .prop_map(|(op, m)| FieldState::Map {
+                    op,
+                    entries: m.into_iter().map(|(k, s)| (k.into(), s)).collect(),
+                }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn same_visible_is_json_equality(a in state(), b in state()) {
+        prop_assert_eq!(a.same_visible(&b), a.to_json() == b.to_json(), "{:?} vs {:?}", a, b);
+        prop_assert!(a.same_visible(&a.clone()) == (a.to_json() == a.to_json()));
+    }
+}
+
+fn latest(value: FieldValue) -> FieldState {
+    FieldState::Latest {
+        value,
+        time: Utc.timestamp_opt(0, 0).unwrap(),
+    }
+}
+
+fn max(value: FieldValue) -> FieldState {
+    FieldState::Max { value }
+}
+
+#[test]
+fn hand_written_cases() {
+    let d = Utc.timestamp_opt(1_700_000_000, 500_000_000).unwrap();
+    let text = FieldValue::String("2023-11-14T22:13:20.500Z".into());
+    // A date shows as its RFC 3339 text, whatever the rule.
+    assert!(latest(FieldValue::Date(d)).same_visible(&max(text.clone())));
+    assert!(!latest(FieldValue::Date(d)).same_visible(&max(FieldValue::String("x".into()))));
+    // JSON integers and floats never compare equal; -0.0 and 0.0 do; non-finite shows as null.
+    assert!(!latest(FieldValue::Int(1)).same_visible(&latest(FieldValue::Number(1.0))));
+    assert!(latest(FieldValue::Number(-0.0)).same_visible(&latest(FieldValue::Number(0.0))));
+    assert!(
+        latest(FieldValue::Number(f64::NAN)).same_visible(&max(FieldValue::Number(f64::INFINITY)))
+    );
+    // Counts and whole sums show as integers, other sums as floats.
+    let sum = |nanos| FieldState::Sum { nanos };
+    assert!(FieldState::Count { count: 2 }.same_visible(&sum(2_000_000_000)));
+    assert!(!sum(1_500_000_000).same_visible(&latest(FieldValue::Number(1.0))));
+    assert!(sum(1_500_000_000).same_visible(&latest(FieldValue::Number(1.5))));
+    assert!(FieldState::Count { count: 1 }.same_visible(&latest(FieldValue::Int(1))));
+    // Sets, lists and maps element-wise.
+    let set = FieldState::Set {
+        values: BTreeSet::from([FieldValue::Date(d), FieldValue::Int(3)]),
+    };
+    // A set shows in value order (ints before dates).
+    let int_then_date = FieldValue::List(vec![FieldValue::Int(3), text.clone()]);
+    assert!(set.same_visible(&latest(int_then_date)));
+    assert!(!set.same_visible(&latest(FieldValue::List(vec![text, FieldValue::Int(3)]))));
+    let map = FieldState::Map {
+        op: MergeOp::Sum,
+        entries: BTreeMap::from([("a".to_string(), sum(3_000_000_000))]),
+    };
+    assert!(map.same_visible(&latest(FieldValue::Map(BTreeMap::from([(
+        "a".to_string(),
+        FieldValue::Int(3)
+    )])))));
+    let other_op = FieldState::Map {
+        op: MergeOp::Latest,
+        entries: BTreeMap::from([("a".to_string(), FieldState::Count { count: 3 })]),
+    };
+    assert!(map.same_visible(&other_op));
+}
