@@ -93,16 +93,19 @@ pub fn parse_date_with_format(s: &str, fmt: &str) -> Option<DateTime<Utc>> {
 /// True when `s` is a relative date such as `now`, `now-30d`, `now+1h` or `now-1d-12h`
 /// (units: `y` years, `M` months, `w` weeks, `d` days, `h` hours, `m` minutes, `s` seconds).
 pub fn is_relative(s: &str) -> bool {
-    parse_relative(s, DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000)).is_some()
+    // Filters ask this of every string they compare; most do not start with `now`.
+    has_now_prefix(s.trim())
+        && parse_relative(s, DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000)).is_some()
+}
+
+fn has_now_prefix(s: &str) -> bool {
+    s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("now"))
 }
 
 /// Resolves a relative date against `now`; `None` when `s` is not one.
 pub fn parse_relative(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let s = s.trim();
-    let rest = s
-        .get(..3)
-        .filter(|p| p.eq_ignore_ascii_case("now"))
-        .map(|_| &s[3..])?;
+    let rest = s.get(3..).filter(|_| has_now_prefix(s))?;
     let mut t = now;
     let bytes = rest.as_bytes();
     let mut i = 0;

@@ -160,11 +160,7 @@ impl FieldValue {
             FieldValue::Bool(b) => Some(*b),
             FieldValue::Int(0) => Some(false),
             FieldValue::Int(1) => Some(true),
-            FieldValue::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" => Some(true),
-                "false" | "0" => Some(false),
-                _ => None,
-            },
+            FieldValue::String(s) => str_as_bool(s),
             _ => None,
         }
     }
@@ -177,6 +173,18 @@ impl FieldValue {
             FieldValue::Map(m) => m.is_empty(),
             _ => false,
         }
+    }
+}
+
+/// A string as a boolean: [`FieldValue::as_bool`] of a string.
+pub(crate) fn str_as_bool(s: &str) -> Option<bool> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("true") || s == "1" {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("false") || s == "0" {
+        Some(false)
+    } else {
+        None
     }
 }
 

@@ -186,8 +186,16 @@ fn filter() -> impl Strategy<Value = String> {
     })
 }
 
+/// 1024 cases unless `PROPTEST_CASES` asks for another number.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1024)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn matches_agrees_with_oracle(text in filter(), p in profile()) {
