@@ -9,36 +9,65 @@ use chrono::{DateTime, Utc};
 use super::{AudienceSet, Members};
 use crate::store::{ChangeKind, Membership, NewAudienceChange, ProfileBatch};
 
-/// Memberships by profile id, as vectors over `set.list`. Rows of unknown audiences are
-/// ignored.
-pub fn members_by_profile(set: &AudienceSet, rows: &[Membership]) -> HashMap<String, Members> {
-    let mut out: HashMap<String, Members> = HashMap::new();
-    for m in rows {
-        if let Some(i) = set.index_of_id(&m.audience_id) {
-            out.entry(m.profile_id.clone())
-                .or_insert_with(|| vec![false; set.len()])[i] = true;
+/// One profile's memberships while a batch is computed: `(audience index into
+/// `AudienceSet::list`, when it entered)`, ordered by index. Indices rather than audience ids
+/// because the processor handles thousands of profiles per batch, each in several audiences.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberTimes(Vec<(usize, DateTime<Utc>)>);
+
+impl MemberTimes {
+    /// Groups store rows by profile. Rows of unknown audiences are ignored.
+    pub fn by_profile(set: &AudienceSet, rows: &[Membership]) -> HashMap<String, MemberTimes> {
+        let mut out: HashMap<String, MemberTimes> = HashMap::new();
+        for m in rows {
+            if let Some(i) = set.index_of_id(&m.audience_id) {
+                match out.get_mut(m.profile_id.as_str()) {
+                    Some(list) => list.0.push((i, m.entered_at)),
+                    None => {
+                        out.insert(m.profile_id.clone(), MemberTimes(vec![(i, m.entered_at)]));
+                    }
+                }
+            }
         }
+        for list in out.values_mut() {
+            list.0.sort_unstable_by_key(|(i, _)| *i);
+            list.0.dedup_by_key(|(i, _)| *i);
+        }
+        out
     }
-    out
+
+    /// Membership flags over `set.list`.
+    pub fn flags(&self, set: &AudienceSet) -> Members {
+        let mut flags = vec![false; set.len()];
+        for (i, _) in &self.0 {
+            flags[*i] = true;
+        }
+        flags
+    }
+
+    /// When the profile entered audience `i`, if it is a member.
+    pub fn entered(&self, i: usize) -> Option<DateTime<Utc>> {
+        self.0
+            .binary_search_by_key(&i, |(j, _)| *j)
+            .ok()
+            .map(|k| self.0[k].1)
+    }
+
+    /// As store rows of `profile_id`.
+    pub fn rows(&self, set: &AudienceSet, profile_id: &str) -> Vec<Membership> {
+        self.0
+            .iter()
+            .map(|(i, at)| Membership {
+                audience_id: set.list[*i].audience.id.clone(),
+                profile_id: profile_id.to_owned(),
+                entered_at: *at,
+            })
+            .collect()
+    }
 }
 
-/// When each `(profile id, audience id)` membership began, for the exits' `entered_at`.
-pub type EnteredAt = HashMap<(String, String), DateTime<Utc>>;
-
-/// When a batch's changes happen, and when the memberships they end began.
-#[derive(Clone, Copy)]
-pub struct ChangeTimes<'a> {
-    pub at: DateTime<Utc>,
-    pub entered: &'a EnteredAt,
-}
-
-pub fn entered_at(rows: &[Membership]) -> EnteredAt {
-    rows.iter()
-        .map(|m| ((m.profile_id.clone(), m.audience_id.clone()), m.entered_at))
-        .collect()
-}
-
-/// Adds what changed for `profile_id` (`old` → `new`) to `batch`.
+/// Adds what changed for `profile_id` (`old` → `new`) to `batch` and returns its memberships
+/// after the change (members staying keep their entry time; new ones entered `at`).
 ///
 /// `merged_away` are profiles merged into it, with their memberships. A merged-away id no
 /// longer exists, so it exits every audience it was in (its rows go with it). Where the
@@ -50,55 +79,63 @@ pub fn record_changes(
     batch: &mut ProfileBatch,
     set: &AudienceSet,
     profile_id: &str,
-    old: &[bool],
+    old: &MemberTimes,
     new: &[bool],
-    merged_away: &[(String, Members)],
-    times: ChangeTimes<'_>,
-) {
-    let ChangeTimes { at, entered } = times;
+    merged_away: &[(String, MemberTimes)],
+    at: DateTime<Utc>,
+) -> MemberTimes {
+    let mut after = Vec::with_capacity(old.0.len() + 2);
     for (i, a) in set.list.iter().enumerate() {
-        let change = |profile_id: &str, kind| NewAudienceChange {
+        let was = old.entered(i);
+        let change = |profile_id: &str, kind, entered_at| NewAudienceChange {
             audience_id: a.audience.id.clone(),
             audience_slug: a.audience.slug.clone(),
             profile_id: profile_id.to_owned(),
             kind,
             at,
-            entered_at: (kind == ChangeKind::Exit)
-                .then(|| {
-                    entered
-                        .get(&(profile_id.to_owned(), a.audience.id.clone()))
-                        .copied()
-                })
-                .flatten(),
+            entered_at,
         };
         let mut loser_exited = false;
         for (loser, loser_old) in merged_away {
-            if loser_old[i] {
-                batch.changes.push(change(loser, ChangeKind::Exit));
+            if let Some(entered) = loser_old.entered(i) {
+                batch
+                    .changes
+                    .push(change(loser, ChangeKind::Exit, Some(entered)));
                 loser_exited = true;
             }
         }
-        match (old[i], new[i]) {
-            (false, true) => {
+        match (was, new[i]) {
+            (None, true) => {
                 batch.memberships_added.push(Membership {
                     audience_id: a.audience.id.clone(),
                     profile_id: profile_id.to_owned(),
                     entered_at: at,
                 });
-                batch.changes.push(change(profile_id, ChangeKind::Enter));
+                batch
+                    .changes
+                    .push(change(profile_id, ChangeKind::Enter, None));
+                after.push((i, at));
             }
-            (true, false) => {
+            (Some(entered), false) => {
                 batch
                     .memberships_removed
                     .push((a.audience.id.clone(), profile_id.to_owned()));
-                batch.changes.push(change(profile_id, ChangeKind::Exit));
+                batch
+                    .changes
+                    .push(change(profile_id, ChangeKind::Exit, Some(entered)));
             }
-            (true, true) if loser_exited => {
-                batch.changes.push(change(profile_id, ChangeKind::Enter));
+            (Some(entered), true) => {
+                if loser_exited {
+                    batch
+                        .changes
+                        .push(change(profile_id, ChangeKind::Enter, None));
+                }
+                after.push((i, entered));
             }
-            _ => {}
+            (None, false) => {}
         }
     }
+    MemberTimes(after)
 }
 
 #[cfg(test)]
@@ -106,22 +143,33 @@ mod tests {
     use super::*;
     use crate::audiences::tests::aud;
 
+    fn member_of(flags: &[bool], at: DateTime<Utc>) -> MemberTimes {
+        MemberTimes(
+            flags
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| **m)
+                .map(|(i, _)| (i, at))
+                .collect(),
+        )
+    }
+
     #[test]
     fn entries_and_exits_become_rows_and_changes() {
         let set = AudienceSet::new(vec![aud("a", "x > 1"), aud("b", "y > 1")]).unwrap();
         let mut batch = ProfileBatch::default();
-        record_changes(
+        let (then, now) = (Utc::now() - chrono::Duration::days(1), Utc::now());
+        let after = record_changes(
             &mut batch,
             &set,
             "p",
-            &[true, false],
+            &member_of(&[true, false], then),
             &[false, true],
             &[],
-            ChangeTimes {
-                at: Utc::now(),
-                entered: &EnteredAt::new(),
-            },
+            now,
         );
+        assert_eq!(after, member_of(&[false, true], now));
+        assert_eq!(batch.changes[0].entered_at, Some(then));
         assert_eq!(
             batch.memberships_removed,
             [("id-a".to_string(), "p".to_string())]
@@ -147,18 +195,18 @@ mod tests {
         .unwrap();
         let mut batch = ProfileBatch::default();
         // The loser was in a, b; the survivor in a, c; the merged person is in a and c.
-        record_changes(
+        let (then, now) = (Utc::now() - chrono::Duration::days(1), Utc::now());
+        let after = record_changes(
             &mut batch,
             &set,
             "survivor",
+            &member_of(&[true, false, true], then),
             &[true, false, true],
-            &[true, false, true],
-            &[("loser".to_string(), vec![true, true, false])],
-            ChangeTimes {
-                at: Utc::now(),
-                entered: &EnteredAt::new(),
-            },
+            &[("loser".to_string(), member_of(&[true, true, false], then))],
+            now,
         );
+        // The survivor's memberships did not change: they keep their entry times.
+        assert_eq!(after, member_of(&[true, false, true], then));
         assert_eq!(
             batch
                 .changes

@@ -194,8 +194,10 @@ impl Resolver {
             if let Some(original) = t.original.take() {
                 let state = &t.profile.state;
                 t.changed_fields.retain(|f| {
-                    original.fields.get(f).map(|s| s.to_json())
-                        != state.fields.get(f).map(|s| s.to_json())
+                    match (original.fields.get(f), state.fields.get(f)) {
+                        (Some(before), Some(now)) => !before.same_visible(now),
+                        (before, now) => before.is_some() != now.is_some(),
+                    }
                 });
             }
             touched.push(t);

@@ -8,18 +8,19 @@
 //! id replayed by an import is never stored twice (the event log is unique by id), so it
 //! never reaches the processor twice either.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tributary_lang::{MappedEvent, Mapping};
 
 use super::identity::{IdentityKey, Resolver};
 use super::{event_time, Cdp, CdpError};
-use crate::audiences::engine::{entered_at, members_by_profile, record_changes, ChangeTimes};
-use crate::audiences::Members;
+use crate::audiences::engine::{record_changes, MemberTimes};
+use crate::audiences::AudienceSet;
 use crate::store::{ChangeKind, IdentityRow, Membership, Profile, ProfileBatch, StoreResult};
 
 /// Events per processor transaction.
@@ -50,28 +51,47 @@ pub struct StepOutcome {
     pub changes: usize,
 }
 
+/// A batch read from the store: its events mapped, and what the store held for their
+/// identifiers when read (see [`Cdp::load`]).
+struct Loaded {
+    last_seq: i64,
+    /// Events read (mapped or skipped).
+    scanned: usize,
+    mapped: Vec<(Arc<Mapping>, MappedEvent, DateTime<Utc>)>,
+    rows: Vec<IdentityRow>,
+    profiles: Vec<Profile>,
+    memberships: Vec<Membership>,
+}
+
 /// A batch computed and ready to commit.
 struct Prepared {
-    batch: ProfileBatch,
+    /// The batch, indexed for the batch after it to read through while it commits.
+    overlay: Overlay,
     outcome: StepOutcome,
     last_seq: i64,
     mapped: usize,
-    /// What the batch changes, for the batch after it to read through.
-    overlay: Overlay,
 }
 
 /// What a batch changes, as the next batch must see it while that batch is still committing
 /// (the store may show it or not yet): identity rows it (re)pointed, the profiles it merged
 /// away (→ survivor) and every profile it touched, with its memberships, as it leaves them.
-#[derive(Default)]
+/// The profiles stay in the batch the commit shares; the overlay only indexes them.
 struct Overlay {
+    batch: Arc<ProfileBatch>,
+    /// The audiences the member lists' indices refer to.
+    audiences: Arc<AudienceSet>,
     identities: HashMap<IdentityKey, String>,
     redirects: HashMap<String, String>,
-    profiles: HashMap<String, (Profile, Vec<Membership>)>,
+    /// Touched profile id → (its index in `batch.upserts`, its memberships after the batch).
+    profiles: HashMap<String, (usize, MemberTimes)>,
 }
 
 impl Overlay {
-    fn of(batch: &ProfileBatch, loaded: &[Membership]) -> Overlay {
+    fn of(
+        batch: Arc<ProfileBatch>,
+        audiences: Arc<AudienceSet>,
+        mut members: HashMap<String, MemberTimes>,
+    ) -> Overlay {
         let identities = batch
             .identities
             .iter()
@@ -87,35 +107,35 @@ impl Overlay {
             }
             redirects.insert(from.clone(), to.clone());
         }
-        // Memberships after the batch: what was loaded, less the exits, plus the entries.
-        let mut members: HashMap<&str, Vec<Membership>> = HashMap::new();
-        for m in loaded {
-            members.entry(&m.profile_id).or_default().push(m.clone());
-        }
-        for (audience_id, profile_id) in &batch.memberships_removed {
-            if let Some(list) = members.get_mut(profile_id.as_str()) {
-                list.retain(|m| m.audience_id != *audience_id);
-            }
-        }
-        for m in &batch.memberships_added {
-            let list = members.entry(&m.profile_id).or_default();
-            if !list.iter().any(|x| x.audience_id == m.audience_id) {
-                list.push(m.clone());
-            }
-        }
         let profiles = batch
             .upserts
             .iter()
-            .map(|p| {
-                let list = members.remove(p.id.as_str()).unwrap_or_default();
-                (p.id.clone(), (p.clone(), list))
+            .enumerate()
+            .map(|(k, p)| {
+                let list = members.remove(&p.id).unwrap_or_default();
+                (p.id.clone(), (k, list))
             })
             .collect();
         Overlay {
+            batch,
+            audiences,
             identities,
             redirects,
             profiles,
         }
+    }
+
+    /// A profile the batch touched, with its memberships over `audiences`.
+    fn profile(&self, id: &str, audiences: &AudienceSet) -> Option<(Profile, MemberTimes)> {
+        let (k, members) = self.profiles.get(id)?;
+        let profile = self.batch.upserts[*k].clone();
+        if std::ptr::eq(audiences, &*self.audiences) {
+            return Some((profile, members.clone()));
+        }
+        // The audiences changed between the batches: carry the memberships over by id.
+        let rows = members.rows(&self.audiences, id);
+        let members = MemberTimes::by_profile(audiences, &rows).remove(id);
+        Some((profile, members.unwrap_or_default()))
     }
 }
 
@@ -125,11 +145,13 @@ impl Cdp {
         let _guard = self.write_turn().await;
         let started = Instant::now();
         let pos = self.store().processor_position().await?;
-        let Some(prepared) = self.prepare(pos.cursor, limit, None).await? else {
+        let Some(loaded) = self.load(pos.cursor, limit).await? else {
             return Ok(StepOutcome::default());
         };
+        let audiences = self.audiences().await?;
+        let prepared = compute(loaded, &audiences, &[], Utc::now());
         let last_seq = prepared.last_seq;
-        let outcome = self.commit_prepared(prepared, started).await?;
+        let outcome = self.commit_prepared(&prepared, started).await?;
         if let Some(target) = pos.rebuild_target {
             if pos.cursor < target && last_seq >= target {
                 tracing::info!("profile rebuild finished");
@@ -139,35 +161,58 @@ impl Cdp {
     }
 
     /// Applies batches of up to `limit` events while the log has any, at most `max_batches`
-    /// and none once another writer waits for the lock, and returns the events applied. Each batch
-    /// commits in the background while the next one is read and computed: the next batch
-    /// reads what the committing one changed through its [`Overlay`]. Commits still happen
-    /// one after the other, in order; nothing is left in flight on return, error or not.
+    /// and none once another writer waits for the lock, and returns the events applied.
+    ///
+    /// Three batches are in the works at once, each stage on its own thread: batch N+1 is
+    /// read from the store while N is computed and N-1 commits. Reads may therefore miss what
+    /// the two batches before them change; computing reads those through their [`Overlay`]s.
+    /// Commits happen one after the other, in order; nothing is left in flight on return,
+    /// error or not.
     pub async fn run_batches(&self, limit: u32, max_batches: u32) -> Result<u64, CdpError> {
         let _guard = self.inner.write_lock.lock().await;
         let pos = self.store().processor_position().await?;
         let mut cursor = pos.cursor;
-        let mut in_flight: Option<(JoinHandle<Result<StepOutcome, CdpError>>, Overlay)> = None;
-        let mut events = 0u64;
+        let mut loading = Some(self.spawn_load(cursor, limit));
+        // The last two batches computed, oldest first: what a batch being read may not see.
+        let mut recent: VecDeque<Arc<Prepared>> = VecDeque::with_capacity(3);
+        let mut committing: Option<JoinHandle<Result<StepOutcome, CdpError>>> = None;
+        let (mut batches, mut events) = (0u32, 0u64);
         let mut result = Ok(());
-        for n in 0..max_batches {
-            if n > 0 && self.writers_waiting() {
-                break;
-            }
+        while let Some(load) = loading.take() {
             let started = Instant::now();
-            let mut prepared = match self
-                .prepare(cursor, limit, in_flight.as_ref().map(|(_, o)| o))
-                .await
-            {
-                Ok(Some(p)) => p,
+            let loaded = match join(load).await {
+                Ok(Some(loaded)) => loaded,
                 Ok(None) => break,
                 Err(e) => {
                     result = Err(e);
                     break;
                 }
             };
-            if let Some((commit, _)) = in_flight.take() {
-                if let Err(e) = join_commit(commit).await {
+            batches += 1;
+            if batches < max_batches && !self.writers_waiting() {
+                loading = Some(self.spawn_load(loaded.last_seq, limit));
+            }
+            let audiences = match self.audiences().await {
+                Ok(a) => a,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let overlays: Vec<Arc<Prepared>> = recent.iter().cloned().collect();
+            let computed = tokio::task::spawn_blocking(move || {
+                let overlays: Vec<&Overlay> = overlays.iter().map(|p| &p.overlay).collect();
+                compute(loaded, &audiences, &overlays, Utc::now())
+            });
+            let prepared = match computed.await {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    result = Err(stopped("computing a profile batch", e));
+                    break;
+                }
+            };
+            if let Some(commit) = committing.take() {
+                if let Err(e) = join(commit).await {
                     result = Err(e);
                     break;
                 }
@@ -175,14 +220,21 @@ impl Cdp {
             cursor = prepared.last_seq;
             events += prepared.outcome.events as u64;
             let cdp = self.clone();
-            let overlay = std::mem::take(&mut prepared.overlay);
-            in_flight = Some((
-                tokio::spawn(async move { cdp.commit_prepared(prepared, started).await }),
-                overlay,
-            ));
+            let batch = prepared.clone();
+            committing = Some(tokio::spawn(async move {
+                cdp.commit_prepared(&batch, started).await
+            }));
+            recent.push_back(prepared);
+            if recent.len() > 2 {
+                recent.pop_front();
+            }
         }
-        if let Some((commit, _)) = in_flight.take() {
-            let committed = join_commit(commit).await;
+        // A read still running only reads; it is awaited so that nothing outlives the lock.
+        if let Some(load) = loading.take() {
+            let _ = load.await;
+        }
+        if let Some(commit) = committing.take() {
+            let committed = join(commit).await;
             result = result.and(committed.map(|_| ()));
         }
         if let Some(target) = pos.rebuild_target {
@@ -191,6 +243,11 @@ impl Cdp {
             }
         }
         result.map(|()| events)
+    }
+
+    fn spawn_load(&self, cursor: i64, limit: u32) -> JoinHandle<Result<Option<Loaded>, CdpError>> {
+        let cdp = self.clone();
+        tokio::spawn(async move { cdp.load(cursor, limit).await })
     }
 
     fn count_changes(&self, enters: u64, exits: u64) {
@@ -202,17 +259,19 @@ impl Cdp {
     /// Commits a prepared batch and counts it in the metrics.
     async fn commit_prepared(
         &self,
-        prepared: Prepared,
+        prepared: &Prepared,
         started: Instant,
     ) -> Result<StepOutcome, CdpError> {
         let Prepared {
-            batch,
+            overlay,
             outcome,
             mapped,
             ..
         } = prepared;
+        let (outcome, mapped) = (*outcome, *mapped);
+        let batch = overlay.batch.clone();
         let (enters, exits) = count_kinds(&batch);
-        self.store().commit_profile_batch(Arc::new(batch)).await?;
+        self.store().commit_profile_batch(batch).await?;
         let m = self.metrics();
         m.cdp_events_processed.inc_by(outcome.events as u64);
         m.cdp_events_mapped.inc_by(mapped as u64);
@@ -222,15 +281,10 @@ impl Cdp {
         Ok(outcome)
     }
 
-    /// Reads the next batch after `cursor` and computes everything it changes, without
-    /// writing. `overlay`: what the batch before it changed, should that still be committing.
-    async fn prepare(
-        &self,
-        cursor: i64,
-        limit: u32,
-        overlay: Option<&Overlay>,
-    ) -> Result<Option<Prepared>, CdpError> {
-        let store = self.store().clone();
+    /// Reads the next batch after `cursor`: its events, mapped, and what the store holds for
+    /// their identifiers (the identity rows, those profiles and their memberships).
+    async fn load(&self, cursor: i64, limit: u32) -> Result<Option<Loaded>, CdpError> {
+        let store = self.store();
         let mappings = self.mappings().await?;
         // Events of streams without a mapping are skipped unparsed; the cursor still passes them.
         let page = store
@@ -239,14 +293,8 @@ impl Cdp {
         let Some(last_seq) = page.last_seq else {
             return Ok(None);
         };
-        let scanned = page.scanned;
-        let events = page.events;
-        let audiences = self.audiences().await?;
-        let now = Utc::now();
-
-        // 1. Map every event (no I/O).
-        let mut mapped = Vec::with_capacity(events.len());
-        for e in &events {
+        let mut mapped = Vec::with_capacity(page.events.len());
+        for e in &page.events {
             let Some(mapping) = mappings.get(&e.stream) else {
                 continue;
             };
@@ -257,130 +305,39 @@ impl Cdp {
                 }
             }
         }
-
-        // 2. Load what the store holds for the batch's identifiers, their profiles and
-        //    memberships (read through the overlay of a batch still committing).
-        let empty = Overlay::default();
-        let overlay = overlay.unwrap_or(&empty);
-        let mut rows = Vec::new();
         let keys: Vec<IdentityKey> = {
             let mut seen = HashSet::new();
             mapped
                 .iter()
                 .flat_map(|(_, m, _)| m.identities.iter())
                 .filter(|k| seen.insert(*k))
-                .filter(|k| match overlay.identities.get(*k) {
-                    Some(profile_id) => {
-                        rows.push(IdentityRow {
-                            field: k.0.clone(),
-                            value: k.1.clone(),
-                            profile_id: profile_id.clone(),
-                        });
-                        false
-                    }
-                    None => true,
-                })
                 .cloned()
                 .collect()
         };
-        if !keys.is_empty() {
-            for mut row in store.lookup_identities(keys).await? {
-                if let Some(survivor) = overlay.redirects.get(&row.profile_id) {
-                    row.profile_id.clone_from(survivor);
-                }
-                rows.push(row);
-            }
-        }
-        let mut profiles = Vec::new();
-        let mut memberships = Vec::new();
+        let rows = if keys.is_empty() {
+            Vec::new()
+        } else {
+            store.lookup_identities(keys).await?
+        };
         let ids: Vec<String> = {
             let mut seen = HashSet::new();
             rows.iter()
+                .filter(|r| seen.insert(r.profile_id.as_str()))
                 .map(|r| r.profile_id.clone())
-                .filter(|id| seen.insert(id.clone()))
-                .filter(|id| match overlay.profiles.get(id) {
-                    Some((profile, members)) => {
-                        profiles.push(profile.clone());
-                        memberships.extend(members.iter().cloned());
-                        false
-                    }
-                    None => true,
-                })
                 .collect()
         };
-        if !ids.is_empty() {
-            let (stored, stored_members) = store.get_profiles_with_memberships(ids).await?;
-            profiles.extend(stored);
-            memberships.extend(stored_members);
-        }
-        let old_members = members_by_profile(&audiences, &memberships);
-        let entered = entered_at(&memberships);
-
-        // 3. Identity resolution and merge rules, in log order.
-        let mut resolver = Resolver::new(rows, profiles, now);
-        for (mapping, m, time) in &mapped {
-            resolver.apply(mapping, m, *time);
-        }
-        let resolved = resolver.finish();
-
-        // 4. Memberships of every touched profile.
-        let mut batch = ProfileBatch {
-            deletes: resolved.merged_away.clone(),
-            identities: resolved.identities,
-            redirects: resolved.merges.clone(),
-            cursor: Some(last_seq),
-            ..Default::default()
+        let (profiles, memberships) = if ids.is_empty() {
+            Default::default()
+        } else {
+            store.get_profiles_with_memberships(ids).await?
         };
-        let none: Members = vec![false; audiences.len()];
-        let all: Vec<bool> = vec![true; audiences.len()];
-        for t in &resolved.touched {
-            if !audiences.is_empty() {
-                let old = old_members.get(&t.profile.id).unwrap_or(&none);
-                let merged_away: Vec<(String, Members)> = t
-                    .merged_from
-                    .iter()
-                    .map(|id| (id.clone(), old_members.get(id).unwrap_or(&none).clone()))
-                    .collect();
-                let affected = if t.is_new || !t.merged_from.is_empty() {
-                    all.clone()
-                } else {
-                    audiences.affected_by(&t.changed_fields)
-                };
-                let fields = t.profile.state.to_json();
-                let new = audiences.evaluate(&fields, old, &affected, now);
-                record_changes(
-                    &mut batch,
-                    &audiences,
-                    &t.profile.id,
-                    old,
-                    &new,
-                    &merged_away,
-                    ChangeTimes {
-                        at: now,
-                        entered: &entered,
-                    },
-                );
-            }
-        }
-        batch.upserts = resolved.touched.into_iter().map(|t| t.profile).collect();
-        let outcome = StepOutcome {
-            events: scanned,
-            profiles_touched: batch.upserts.len(),
-            merges: batch.deletes.len(),
-            changes: batch.changes.len(),
-        };
-        let overlay = Overlay::of(&batch, &memberships);
-        batch.member_lists = overlay
-            .profiles
-            .iter()
-            .map(|(id, (_, members))| (id.clone(), members.clone()))
-            .collect();
-        Ok(Some(Prepared {
-            batch,
-            outcome,
+        Ok(Some(Loaded {
             last_seq,
-            mapped: mapped.len(),
-            overlay,
+            scanned: page.scanned,
+            mapped,
+            rows,
+            profiles,
+            memberships,
         }))
     }
 
@@ -535,9 +492,8 @@ impl Cdp {
             return Ok(None);
         }
         let store = self.store();
-        let old_members = members_by_profile(&audiences, &memberships);
-        let entered = entered_at(&memberships);
-        let none: Members = vec![false; audiences.len()];
+        let old_members = MemberTimes::by_profile(&audiences, &memberships);
+        let none = MemberTimes::default();
         let now = Utc::now();
         let mut batch = ProfileBatch {
             state,
@@ -545,12 +501,9 @@ impl Cdp {
         };
         for p in &page {
             let old = old_members.get(&p.id).unwrap_or(&none);
-            let new = audiences.evaluate(&p.state.to_json(), old, &targets, now);
-            let times = ChangeTimes {
-                at: now,
-                entered: &entered,
-            };
-            record_changes(&mut batch, &audiences, &p.id, old, &new, &[], times);
+            let flags = old.flags(&audiences);
+            let new = audiences.evaluate(&p.state.to_json(), &flags, &targets, now);
+            record_changes(&mut batch, &audiences, &p.id, old, &new, &[], now);
         }
         let changes = batch.changes.len() as u64;
         let (enters, exits) = count_kinds(&batch);
@@ -680,14 +633,158 @@ impl Cdp {
     }
 }
 
-async fn join_commit(
-    commit: JoinHandle<Result<StepOutcome, CdpError>>,
-) -> Result<StepOutcome, CdpError> {
-    commit.await.unwrap_or_else(|e| {
-        Err(CdpError::Store(crate::store::StoreError::Backend(format!(
-            "a profile batch commit stopped: {e}"
-        ))))
-    })
+/// Computes everything a loaded batch changes, without I/O. `overlays`: the batches before it
+/// that its reads may have missed, oldest first (see [`Cdp::run_batches`]).
+fn compute(
+    loaded: Loaded,
+    audiences: &Arc<AudienceSet>,
+    overlays: &[&Overlay],
+    now: DateTime<Utc>,
+) -> Prepared {
+    let Loaded {
+        last_seq,
+        scanned,
+        mapped,
+        rows: stored_rows,
+        profiles: stored_profiles,
+        memberships: stored_memberships,
+    } = loaded;
+    // Where each identifier points now: the newest batch that (re)pointed it, else the store;
+    // then every later batch's merges.
+    let stored: HashMap<(&str, &str), &str> = stored_rows
+        .iter()
+        .map(|r| ((r.field.as_str(), r.value.as_str()), r.profile_id.as_str()))
+        .collect();
+    let mut rows = Vec::new();
+    let mut seen = HashSet::new();
+    for key in mapped.iter().flat_map(|(_, m, _)| m.identities.iter()) {
+        if !seen.insert(key) {
+            continue;
+        }
+        let newest = overlays
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, o)| Some((i + 1, o.identities.get(key)?.as_str())));
+        let in_store = || Some((0, *stored.get(&(key.0.as_str(), key.1.as_str()))?));
+        let Some((from, mut profile_id)) = newest.or_else(in_store) else {
+            continue;
+        };
+        for o in &overlays[from..] {
+            if let Some(survivor) = o.redirects.get(profile_id) {
+                profile_id = survivor;
+            }
+        }
+        rows.push(IdentityRow {
+            field: key.0.clone(),
+            value: key.1.clone(),
+            profile_id: profile_id.to_owned(),
+        });
+    }
+    // Each profile as the newest batch that touched it left it, else as stored.
+    let mut from_store: HashMap<String, Profile> = stored_profiles
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
+    let mut stored_members = MemberTimes::by_profile(audiences, &stored_memberships);
+    let mut profiles = Vec::new();
+    let mut members: HashMap<String, MemberTimes> = HashMap::new();
+    let mut ids = HashSet::new();
+    for row in &rows {
+        if !ids.insert(row.profile_id.as_str()) {
+            continue;
+        }
+        let id = &row.profile_id;
+        let found = overlays
+            .iter()
+            .rev()
+            .find_map(|o| o.profile(id, audiences))
+            .or_else(|| {
+                let profile = from_store.remove(id)?;
+                Some((profile, stored_members.remove(id).unwrap_or_default()))
+            });
+        if let Some((profile, list)) = found {
+            profiles.push(profile);
+            members.insert(id.clone(), list);
+        }
+    }
+
+    // Identity resolution and merge rules, in log order.
+    let mut resolver = Resolver::new(rows, profiles, now);
+    for (mapping, m, time) in &mapped {
+        resolver.apply(mapping, m, *time);
+    }
+    let resolved = resolver.finish();
+
+    // Memberships of every touched profile.
+    let mut batch = ProfileBatch {
+        deletes: resolved.merged_away.clone(),
+        identities: resolved.identities,
+        redirects: resolved.merges.clone(),
+        cursor: Some(last_seq),
+        ..Default::default()
+    };
+    let none = MemberTimes::default();
+    let all: Vec<bool> = vec![true; audiences.len()];
+    let mut after: HashMap<String, MemberTimes> = HashMap::with_capacity(resolved.touched.len());
+    for t in &resolved.touched {
+        let old = members.get(&t.profile.id).unwrap_or(&none);
+        let merged_away: Vec<(String, MemberTimes)> = t
+            .merged_from
+            .iter()
+            .map(|id| (id.clone(), members.get(id).cloned().unwrap_or_default()))
+            .collect();
+        let affected = if t.is_new || !t.merged_from.is_empty() {
+            all.clone()
+        } else {
+            audiences.affected_by(&t.changed_fields)
+        };
+        let list = if audiences.is_empty() {
+            MemberTimes::default()
+        } else {
+            let fields = t.profile.state.to_json();
+            let new = audiences.evaluate(&fields, &old.flags(audiences), &affected, now);
+            record_changes(
+                &mut batch,
+                audiences,
+                &t.profile.id,
+                old,
+                &new,
+                &merged_away,
+                now,
+            )
+        };
+        after.insert(t.profile.id.clone(), list);
+    }
+    batch.upserts = resolved.touched.into_iter().map(|t| t.profile).collect();
+    batch.member_lists = after
+        .iter()
+        .map(|(id, list)| (id.clone(), list.rows(audiences, id)))
+        .collect();
+    let outcome = StepOutcome {
+        events: scanned,
+        profiles_touched: batch.upserts.len(),
+        merges: batch.deletes.len(),
+        changes: batch.changes.len(),
+    };
+    Prepared {
+        overlay: Overlay::of(Arc::new(batch), audiences.clone(), after),
+        outcome,
+        last_seq,
+        mapped: mapped.len(),
+    }
+}
+
+/// Awaits a stage running on its own task.
+async fn join<T>(task: JoinHandle<Result<T, CdpError>>) -> Result<T, CdpError> {
+    task.await
+        .unwrap_or_else(|e| Err(stopped("a profile batch stage", e)))
+}
+
+fn stopped(what: &str, e: tokio::task::JoinError) -> CdpError {
+    CdpError::Store(crate::store::StoreError::Backend(format!(
+        "{what} stopped: {e}"
+    )))
 }
 
 fn count_kinds(batch: &ProfileBatch) -> (u64, u64) {
@@ -1072,10 +1169,10 @@ mod tests {
                     create(cdp.clone()).await;
                 }
                 let half = events.len() / 2;
-                // One step at a time, or batches committing while the next is computed.
+                // One step at a time, or runs of batches read, computed and committed at once.
                 let apply = |cdp: Cdp| async move {
                     if pipelined {
-                        while cdp.run_batches(batch, 3).await.unwrap() > 0 {}
+                        while cdp.run_batches(batch, 6).await.unwrap() > 0 {}
                     } else {
                         while cdp.step(batch).await.unwrap().events > 0 {}
                     }

@@ -241,13 +241,18 @@ fn insert_changes(tx: &Transaction<'_>, changes: &[NewAudienceChange]) -> StoreR
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(db)?;
+    // A batch's changes mostly share one time: format it once.
+    let mut at = (None, String::new());
     for c in changes {
+        if at.0 != Some(c.at) {
+            at = (Some(c.at), to_text(&c.at));
+        }
         stmt.execute(params![
             c.audience_id,
             c.audience_slug,
             c.profile_id,
             c.kind.as_str(),
-            to_text(&c.at),
+            at.1,
             c.entered_at.as_ref().map(to_text)
         ])
         .map_err(db)?;
