@@ -193,12 +193,11 @@ impl Resolver {
             // Keep only the fields whose visible value changed: audiences read nothing else.
             if let Some(original) = t.original.take() {
                 let state = &t.profile.state;
-                t.changed_fields.retain(|f| {
-                    match (original.fields.get(f), state.fields.get(f)) {
+                t.changed_fields
+                    .retain(|f| match (original.fields.get(f), state.fields.get(f)) {
                         (Some(before), Some(now)) => !before.same_visible(now),
                         (before, now) => before.is_some() != now.is_some(),
-                    }
-                });
+                    });
             }
             touched.push(t);
         }

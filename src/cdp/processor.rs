@@ -9,6 +9,7 @@
 //! never reaches the processor twice either.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,12 @@ use crate::audiences::AudienceSet;
 use crate::store::{ChangeKind, IdentityRow, Membership, Profile, ProfileBatch, StoreResult};
 
 /// Events per processor transaction.
-pub const BATCH_EVENTS: u32 = 10_000;
+pub const BATCH_EVENTS: u32 = 5_000;
 /// Batches the processor applies back to back (each committing while the next is computed);
 /// a run ends earlier when another writer (an audience change, a re-evaluation) waits.
 pub const RUN_BATCHES: u32 = 32;
+/// Computed batches that may wait for their commit (besides the one committing).
+pub const COMMIT_QUEUE: usize = 1;
 /// Profiles per transaction when re-evaluating audiences over everyone.
 pub const REEVALUATE_PAGE: u32 = 2_000;
 /// How often an idle processor looks for new events.
@@ -163,22 +166,28 @@ impl Cdp {
     /// Applies batches of up to `limit` events while the log has any, at most `max_batches`
     /// and none once another writer waits for the lock, and returns the events applied.
     ///
-    /// Three batches are in the works at once, each stage on its own thread: batch N+1 is
-    /// read from the store while N is computed and N-1 commits. Reads may therefore miss what
-    /// the two batches before them change; computing reads those through their [`Overlay`]s.
-    /// Commits happen one after the other, in order; nothing is left in flight on return,
-    /// error or not.
+    /// Three stages run at once, each on its own thread: the next batch is read from the
+    /// store while one is computed and earlier ones commit, one after the other and in order
+    /// (at most [`COMMIT_QUEUE`] waiting). A read may therefore miss what batches not yet
+    /// committed when it began change; computing reads those through their [`Overlay`]s.
+    /// Nothing is left in flight on return, error or not.
     pub async fn run_batches(&self, limit: u32, max_batches: u32) -> Result<u64, CdpError> {
         let _guard = self.inner.write_lock.lock().await;
         let pos = self.store().processor_position().await?;
-        let mut cursor = pos.cursor;
-        let mut loading = Some(self.spawn_load(cursor, limit));
-        // The last two batches computed, oldest first: what a batch being read may not see.
-        let mut recent: VecDeque<Arc<Prepared>> = VecDeque::with_capacity(3);
-        let mut committing: Option<JoinHandle<Result<StepOutcome, CdpError>>> = None;
-        let (mut batches, mut events) = (0u32, 0u64);
+        let committed = Arc::new(AtomicUsize::new(0));
+        let (queue, to_commit) = tokio::sync::mpsc::channel(COMMIT_QUEUE);
+        let committer = tokio::spawn(self.clone().commit_in_order(to_commit, committed.clone()));
+        // The batch being read, and how many of this run's batches had committed when its
+        // read began: it sees those, and maybe some later ones.
+        let mut loading = Some((self.spawn_load(pos.cursor, limit), 0));
+        // Batches computed that a read may have missed, with their index in this run.
+        let mut recent: VecDeque<(usize, Arc<Prepared>)> = VecDeque::new();
+        let (mut cursor, mut events) = (pos.cursor, 0u64);
         let mut result = Ok(());
-        while let Some(load) = loading.take() {
+        for index in 0.. {
+            let Some((load, visible)) = loading.take() else {
+                break;
+            };
             let started = Instant::now();
             let loaded = match join(load).await {
                 Ok(Some(loaded)) => loaded,
@@ -188,9 +197,9 @@ impl Cdp {
                     break;
                 }
             };
-            batches += 1;
-            if batches < max_batches && !self.writers_waiting() {
-                loading = Some(self.spawn_load(loaded.last_seq, limit));
+            if index + 1 < max_batches as usize && !self.writers_waiting() {
+                let visible = committed.load(Ordering::Acquire);
+                loading = Some((self.spawn_load(loaded.last_seq, limit), visible));
             }
             let audiences = match self.audiences().await {
                 Ok(a) => a,
@@ -199,7 +208,11 @@ impl Cdp {
                     break;
                 }
             };
-            let overlays: Vec<Arc<Prepared>> = recent.iter().cloned().collect();
+            let overlays: Vec<Arc<Prepared>> = recent
+                .iter()
+                .filter(|(i, _)| *i >= visible)
+                .map(|(_, p)| p.clone())
+                .collect();
             let computed = tokio::task::spawn_blocking(move || {
                 let overlays: Vec<&Overlay> = overlays.iter().map(|p| &p.overlay).collect();
                 compute(loaded, &audiences, &overlays, Utc::now())
@@ -211,38 +224,45 @@ impl Cdp {
                     break;
                 }
             };
-            if let Some(commit) = committing.take() {
-                if let Err(e) = join(commit).await {
-                    result = Err(e);
-                    break;
-                }
-            }
             cursor = prepared.last_seq;
             events += prepared.outcome.events as u64;
-            let cdp = self.clone();
-            let batch = prepared.clone();
-            committing = Some(tokio::spawn(async move {
-                cdp.commit_prepared(&batch, started).await
-            }));
-            recent.push_back(prepared);
-            if recent.len() > 2 {
+            if queue.send((prepared.clone(), started)).await.is_err() {
+                break; // the committer stopped on an error, reported below
+            }
+            recent.push_back((index, prepared));
+            // The next read already began: it sees every batch committed before that.
+            let next_visible = loading.as_ref().map_or(usize::MAX, |(_, v)| *v);
+            while recent.front().is_some_and(|(i, _)| *i < next_visible) {
                 recent.pop_front();
             }
         }
         // A read still running only reads; it is awaited so that nothing outlives the lock.
-        if let Some(load) = loading.take() {
+        if let Some((load, _)) = loading.take() {
             let _ = load.await;
         }
-        if let Some(commit) = committing.take() {
-            let committed = join(commit).await;
-            result = result.and(committed.map(|_| ()));
-        }
+        drop(queue);
+        let committed = join(committer).await;
+        let result = result.and(committed);
         if let Some(target) = pos.rebuild_target {
-            if pos.cursor < target && cursor >= target {
+            if result.is_ok() && pos.cursor < target && cursor >= target {
                 tracing::info!("profile rebuild finished");
             }
         }
         result.map(|()| events)
+    }
+
+    /// Commits the batches of a run in the order they come, counting them in `committed`;
+    /// stops at the first error (the batches after it are not committed).
+    async fn commit_in_order(
+        self,
+        mut batches: tokio::sync::mpsc::Receiver<(Arc<Prepared>, Instant)>,
+        committed: Arc<AtomicUsize>,
+    ) -> Result<(), CdpError> {
+        while let Some((prepared, started)) = batches.recv().await {
+            self.commit_prepared(&prepared, started).await?;
+            committed.fetch_add(1, Ordering::Release);
+        }
+        Ok(())
     }
 
     fn spawn_load(&self, cursor: i64, limit: u32) -> JoinHandle<Result<Option<Loaded>, CdpError>> {
@@ -852,6 +872,27 @@ mod tests {
         }
     }
 
+    /// Reads every batch before computing any and commits only after computing all: each
+    /// batch reads the store as it was before all the others and relies on their overlays.
+    async fn apply_with_stale_reads(cdp: &Cdp, limit: u32) {
+        let _guard = cdp.inner.write_lock.lock().await;
+        let mut cursor = cdp.store().processor_position().await.unwrap().cursor;
+        let mut loaded = Vec::new();
+        while let Some(batch) = cdp.load(cursor, limit).await.unwrap() {
+            cursor = batch.last_seq;
+            loaded.push(batch);
+        }
+        let audiences = cdp.audiences().await.unwrap();
+        let mut prepared: Vec<Prepared> = Vec::new();
+        for batch in loaded {
+            let overlays: Vec<&Overlay> = prepared.iter().map(|p| &p.overlay).collect();
+            prepared.push(compute(batch, &audiences, &overlays, Utc::now()));
+        }
+        for p in &prepared {
+            cdp.commit_prepared(p, Instant::now()).await.unwrap();
+        }
+    }
+
     async fn fields_of(cdp: &Cdp, field: &str, value: &str) -> Option<(String, Value)> {
         let rows = cdp
             .store()
@@ -1154,7 +1195,7 @@ mod tests {
             events in proptest::collection::vec(arb_event(), 1..40),
             batch in 1..12u32,
             audiences_first in any::<bool>(),
-            pipelined in any::<bool>(),
+            mode in 0..3u8,
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
@@ -1169,12 +1210,13 @@ mod tests {
                     create(cdp.clone()).await;
                 }
                 let half = events.len() / 2;
-                // One step at a time, or runs of batches read, computed and committed at once.
+                // One step at a time; runs of batches read, computed and committed at once; or
+                // every batch read before any commits (all reads as stale as they can be).
                 let apply = |cdp: Cdp| async move {
-                    if pipelined {
-                        while cdp.run_batches(batch, 6).await.unwrap() > 0 {}
-                    } else {
-                        while cdp.step(batch).await.unwrap().events > 0 {}
+                    match mode {
+                        0 => while cdp.step(batch).await.unwrap().events > 0 {},
+                        1 => while cdp.run_batches(batch, 6).await.unwrap() > 0 {},
+                        _ => apply_with_stale_reads(&cdp, batch).await,
                     }
                 };
                 send(&cdp, "web", events[..half].to_vec()).await;

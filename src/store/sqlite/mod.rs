@@ -51,6 +51,7 @@ pub fn cdp_path(path: &Path) -> std::path::PathBuf {
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
+    checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
@@ -70,12 +71,19 @@ impl SqliteStore {
         }
         let mut writer = connect(path, WRITER_CACHE_KIB, WRITER_CDP_CACHE_KIB)?;
         migrate(&mut writer)?;
+        writer
+            .execute_batch(&format!(
+                "PRAGMA cdp.wal_autocheckpoint = {CDP_WRITER_CHECKPOINT_PAGES};"
+            ))
+            .map_err(db)?;
+        let checkpointer = Checkpointer::start(connect(path, 256, 256)?)?;
         let readers = (0..READERS)
             .map(|_| connect(path, READER_CACHE_KIB, READER_CDP_CACHE_KIB).map(Mutex::new))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(readers),
+            checkpointer,
         })
     }
 
@@ -86,6 +94,7 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let writer = self.writer.clone();
+        let checkpoint = self.checkpointer.request.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
             let tx = conn
@@ -93,6 +102,8 @@ impl SqliteStore {
                 .map_err(db)?;
             let out = f(&tx)?;
             tx.commit().map_err(db)?;
+            // Full: a checkpoint is already due, and it will copy this commit too.
+            let _ = checkpoint.try_send(());
             Ok(out)
         })
         .await
@@ -139,6 +150,32 @@ impl SqliteStore {
     }
 }
 
+/// Copies the CDP file's WAL into the database on its own thread and connection, after
+/// commits, so that a commit does not wait for that copy and its fsyncs: the profile
+/// processor writes about one scattered profile page per event, and copying them back was a
+/// third of its commit time. Checkpoints are PASSIVE: they never block a reader or the writer.
+/// Ends with the store (when the last request sender is dropped).
+struct Checkpointer {
+    request: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> StoreResult<Self> {
+        let (request, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                for () in requests {
+                    if let Err(e) = conn.execute_batch("PRAGMA cdp.wal_checkpoint(PASSIVE);") {
+                        tracing::warn!(error = %e, "checkpointing the CDP file failed; the next commit retries");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self { request })
+    }
+}
+
 fn thread_index() -> usize {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -146,6 +183,9 @@ fn thread_index() -> usize {
     h.finish() as usize
 }
 
+/// WAL size (pages) at which the writer checkpoints the CDP file itself: a backstop should the
+/// [`Checkpointer`] fall behind.
+const CDP_WRITER_CHECKPOINT_PAGES: u32 = 20_000;
 /// Page cache of the writer, which every commit walks (KiB). Bounded, like the readers', so
 /// the store's memory does not grow with the database.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
