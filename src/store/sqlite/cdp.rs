@@ -472,8 +472,10 @@ impl SqliteStore {
 
     pub(super) async fn cdp_lookup_identities(
         &self,
-        keys: Vec<(String, String)>,
+        mut keys: Vec<(String, String)>,
     ) -> StoreResult<Vec<IdentityRow>> {
+        // In key order, consecutive lookups often share the b-tree pages they read.
+        keys.sort_unstable();
         self.read_snapshot(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT profile_id FROM identities WHERE field = ?1 AND value = ?2")
@@ -614,8 +616,10 @@ impl SqliteStore {
 
     pub(super) async fn cdp_get_profiles_with_memberships(
         &self,
-        ids: Vec<String>,
+        mut ids: Vec<String>,
     ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
+        // In id order, consecutive lookups often share the b-tree pages they read.
+        ids.sort_unstable();
         self.read_snapshot(move |conn| {
             let nums = AudienceNums::load(conn)?;
             let mut stmt = conn

@@ -73,7 +73,8 @@ impl SqliteStore {
         migrate(&mut writer)?;
         writer
             .execute_batch(&format!(
-                "PRAGMA cdp.wal_autocheckpoint = {CDP_WRITER_CHECKPOINT_PAGES};"
+                "PRAGMA cdp.wal_autocheckpoint = {CDP_WRITER_CHECKPOINT_PAGES};
+                 PRAGMA cdp.journal_size_limit = {CDP_WAL_KEEP_BYTES};"
             ))
             .map_err(db)?;
         let checkpointer = Checkpointer::start(connect(path, 256, 256)?)?;
@@ -185,7 +186,10 @@ fn thread_index() -> usize {
 
 /// WAL size (pages) at which the writer checkpoints the CDP file itself: a backstop should the
 /// [`Checkpointer`] fall behind.
-const CDP_WRITER_CHECKPOINT_PAGES: u32 = 20_000;
+const CDP_WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+/// What the CDP file's WAL is cut back to when it restarts (it grows while readers keep
+/// checkpoints from finishing).
+const CDP_WAL_KEEP_BYTES: u64 = 64 * 1024 * 1024;
 /// Page cache of the writer, which every commit walks (KiB). Bounded, like the readers', so
 /// the store's memory does not grow with the database.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
