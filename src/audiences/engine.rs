@@ -2,12 +2,10 @@
 //! writes the differences as membership rows and audience changes (the outbox) into the same
 //! [`ProfileBatch`] as the profile change itself.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use super::{AudienceSet, Members};
-use crate::store::{ChangeKind, Membership, NewAudienceChange, ProfileBatch};
+use crate::store::{ChangeKind, MemberList, Membership, NewAudienceChange, ProfileBatch};
 
 /// One profile's memberships while a batch is computed: `(audience index into
 /// `AudienceSet::list`, when it entered)`, ordered by index. Indices rather than audience ids
@@ -16,26 +14,6 @@ use crate::store::{ChangeKind, Membership, NewAudienceChange, ProfileBatch};
 pub struct MemberTimes(Vec<(usize, DateTime<Utc>)>);
 
 impl MemberTimes {
-    /// Groups store rows by profile. Rows of unknown audiences are ignored.
-    pub fn by_profile(set: &AudienceSet, rows: &[Membership]) -> HashMap<String, MemberTimes> {
-        let mut out: HashMap<String, MemberTimes> = HashMap::new();
-        for m in rows {
-            if let Some(i) = set.index_of_id(&m.audience_id) {
-                match out.get_mut(m.profile_id.as_str()) {
-                    Some(list) => list.0.push((i, m.entered_at)),
-                    None => {
-                        out.insert(m.profile_id.clone(), MemberTimes(vec![(i, m.entered_at)]));
-                    }
-                }
-            }
-        }
-        for list in out.values_mut() {
-            list.0.sort_unstable_by_key(|(i, _)| *i);
-            list.0.dedup_by_key(|(i, _)| *i);
-        }
-        out
-    }
-
     /// Membership flags over `set.list`.
     pub fn flags(&self, set: &AudienceSet) -> Members {
         let mut flags = vec![false; set.len()];
@@ -53,15 +31,22 @@ impl MemberTimes {
             .map(|k| self.0[k].1)
     }
 
-    /// As store rows of `profile_id`.
-    pub fn rows(&self, set: &AudienceSet, profile_id: &str) -> Vec<Membership> {
+    /// From a member list as the store keeps it. Entries of unknown audiences are ignored.
+    pub fn from_list(set: &AudienceSet, list: &MemberList) -> MemberTimes {
+        let mut out: Vec<(usize, DateTime<Utc>)> = list
+            .iter()
+            .filter_map(|(id, at)| Some((set.index_of_id(id)?, *at)))
+            .collect();
+        out.sort_unstable_by_key(|(i, _)| *i);
+        out.dedup_by_key(|(i, _)| *i);
+        MemberTimes(out)
+    }
+
+    /// As the store keeps it.
+    pub fn to_list(&self, set: &AudienceSet) -> MemberList {
         self.0
             .iter()
-            .map(|(i, at)| Membership {
-                audience_id: set.list[*i].audience.id.clone(),
-                profile_id: profile_id.to_owned(),
-                entered_at: *at,
-            })
+            .map(|(i, at)| (set.list[*i].key.clone(), *at))
             .collect()
     }
 }

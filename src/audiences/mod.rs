@@ -7,6 +7,7 @@
 pub mod engine;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -31,6 +32,8 @@ pub enum AudienceError {
 #[derive(Debug, Clone)]
 pub struct CompiledAudience {
     pub audience: Audience,
+    /// `audience.id`, shared by the member lists that name it.
+    pub key: Arc<str>,
     pub filter: Filter,
     pub fields: BTreeSet<String>,
     /// Indices (into [`AudienceSet::list`]) of the audiences it INCLUDEs.
@@ -80,6 +83,7 @@ impl AudienceSet {
                 .collect();
             by_slug.insert(audience.slug.clone(), list.len());
             list.push(CompiledAudience {
+                key: Arc::from(audience.id.as_str()),
                 fields: filter.fields_read(),
                 time_relative: filter.is_time_relative(),
                 includes,

@@ -22,7 +22,9 @@ use super::identity::{IdentityKey, Resolver};
 use super::{event_time, Cdp, CdpError};
 use crate::audiences::engine::{record_changes, MemberTimes};
 use crate::audiences::AudienceSet;
-use crate::store::{ChangeKind, IdentityRow, Membership, Profile, ProfileBatch, StoreResult};
+use crate::store::{
+    ChangeKind, IdentityRow, MemberList, Membership, Profile, ProfileBatch, StoreResult,
+};
 
 /// Events per processor transaction.
 pub const BATCH_EVENTS: u32 = 5_000;
@@ -62,8 +64,7 @@ struct Loaded {
     scanned: usize,
     mapped: Vec<(Arc<Mapping>, MappedEvent, DateTime<Utc>)>,
     rows: Vec<IdentityRow>,
-    profiles: Vec<Profile>,
-    memberships: Vec<Membership>,
+    profiles: Vec<(Profile, MemberList)>,
 }
 
 /// A batch computed and ready to commit.
@@ -136,9 +137,8 @@ impl Overlay {
             return Some((profile, members.clone()));
         }
         // The audiences changed between the batches: carry the memberships over by id.
-        let rows = members.rows(&self.audiences, id);
-        let members = MemberTimes::by_profile(audiences, &rows).remove(id);
-        Some((profile, members.unwrap_or_default()))
+        let list = members.to_list(&self.audiences);
+        Some((profile, MemberTimes::from_list(audiences, &list)))
     }
 }
 
@@ -346,8 +346,8 @@ impl Cdp {
                 .map(|r| r.profile_id.clone())
                 .collect()
         };
-        let (profiles, memberships) = if ids.is_empty() {
-            Default::default()
+        let profiles = if ids.is_empty() {
+            Vec::new()
         } else {
             store.get_profiles_with_memberships(ids).await?
         };
@@ -357,7 +357,6 @@ impl Cdp {
             mapped,
             rows,
             profiles,
-            memberships,
         }))
     }
 
@@ -378,7 +377,7 @@ impl Cdp {
             after = Some(last.id.clone());
             let full = page.len() as u32 == REEVALUATE_PAGE;
             match self
-                .reevaluate_page(slugs, page, memberships, Vec::new())
+                .reevaluate_page(slugs, with_member_lists(page, memberships), Vec::new())
                 .await?
             {
                 Some(n) => changes += n,
@@ -415,8 +414,7 @@ impl Cdp {
             match self
                 .reevaluate_page(
                     std::slice::from_ref(&slug.to_owned()),
-                    page,
-                    memberships,
+                    with_member_lists(page, memberships),
                     state.clone(),
                 )
                 .await?
@@ -471,13 +469,13 @@ impl Cdp {
                 };
                 after = Some(last.profile_id.clone());
                 let full = members.len() as u32 == REEVALUATE_PAGE;
-                let (page, memberships) = store
+                let page = store
                     .get_profiles_with_memberships(
                         members.into_iter().map(|m| m.profile_id).collect(),
                     )
                     .await?;
                 match self
-                    .reevaluate_page(std::slice::from_ref(slug), page, memberships, Vec::new())
+                    .reevaluate_page(std::slice::from_ref(slug), page, Vec::new())
                     .await?
                 {
                     Some(n) => changes += n,
@@ -496,8 +494,7 @@ impl Cdp {
     async fn reevaluate_page(
         &self,
         slugs: &[String],
-        page: Vec<crate::store::Profile>,
-        memberships: Vec<Membership>,
+        page: Vec<(Profile, MemberList)>,
         state: Vec<(String, Option<String>)>,
     ) -> Result<Option<u64>, CdpError> {
         let audiences = self.audiences().await?;
@@ -512,18 +509,16 @@ impl Cdp {
             return Ok(None);
         }
         let store = self.store();
-        let old_members = MemberTimes::by_profile(&audiences, &memberships);
-        let none = MemberTimes::default();
         let now = Utc::now();
         let mut batch = ProfileBatch {
             state,
             ..Default::default()
         };
-        for p in &page {
-            let old = old_members.get(&p.id).unwrap_or(&none);
+        for (p, list) in &page {
+            let old = MemberTimes::from_list(&audiences, list);
             let flags = old.flags(&audiences);
             let new = audiences.evaluate(&p.state.to_json(), &flags, &targets, now);
-            record_changes(&mut batch, &audiences, &p.id, old, &new, &[], now);
+            record_changes(&mut batch, &audiences, &p.id, &old, &new, &[], now);
         }
         let changes = batch.changes.len() as u64;
         let (enters, exits) = count_kinds(&batch);
@@ -667,7 +662,6 @@ fn compute(
         mapped,
         rows: stored_rows,
         profiles: stored_profiles,
-        memberships: stored_memberships,
     } = loaded;
     // Where each identifier points now: the newest batch that (re)pointed it, else the store;
     // then every later batch's merges.
@@ -702,11 +696,10 @@ fn compute(
         });
     }
     // Each profile as the newest batch that touched it left it, else as stored.
-    let mut from_store: HashMap<String, Profile> = stored_profiles
+    let mut from_store: HashMap<String, (Profile, MemberList)> = stored_profiles
         .into_iter()
-        .map(|p| (p.id.clone(), p))
+        .map(|(p, list)| (p.id.clone(), (p, list)))
         .collect();
-    let mut stored_members = MemberTimes::by_profile(audiences, &stored_memberships);
     let mut profiles = Vec::new();
     let mut members: HashMap<String, MemberTimes> = HashMap::new();
     let mut ids = HashSet::new();
@@ -720,8 +713,8 @@ fn compute(
             .rev()
             .find_map(|o| o.profile(id, audiences))
             .or_else(|| {
-                let profile = from_store.remove(id)?;
-                Some((profile, stored_members.remove(id).unwrap_or_default()))
+                let (profile, list) = from_store.remove(id)?;
+                Some((profile, MemberTimes::from_list(audiences, &list)))
             });
         if let Some((profile, list)) = found {
             profiles.push(profile);
@@ -779,7 +772,7 @@ fn compute(
     batch.upserts = resolved.touched.into_iter().map(|t| t.profile).collect();
     batch.member_lists = after
         .iter()
-        .map(|(id, list)| (id.clone(), list.rows(audiences, id)))
+        .map(|(id, list)| (id.clone(), list.to_list(audiences)))
         .collect();
     let outcome = StepOutcome {
         events: scanned,
@@ -793,6 +786,21 @@ fn compute(
         last_seq,
         mapped: mapped.len(),
     }
+}
+
+/// Profiles with their member lists, from membership rows.
+fn with_member_lists(page: Vec<Profile>, rows: Vec<Membership>) -> Vec<(Profile, MemberList)> {
+    let mut lists: HashMap<String, MemberList> = HashMap::new();
+    for m in rows {
+        let list = lists.entry(m.profile_id).or_default();
+        list.push((Arc::from(m.audience_id.as_str()), m.entered_at));
+    }
+    page.into_iter()
+        .map(|p| {
+            let list = lists.remove(&p.id).unwrap_or_default();
+            (p, list)
+        })
+        .collect()
 }
 
 /// Awaits a stage running on its own task.

@@ -599,7 +599,11 @@ async fn cdp_audiences_and_outbox(store: &dyn Store) {
     store
         .commit_profile_batch(Arc::new(ProfileBatch {
             upserts: vec![profile("p6", 1)],
-            member_lists: [("p6".to_string(), vec![joined.clone()])].into(),
+            member_lists: [(
+                "p6".to_string(),
+                vec![(joined.audience_id.as_str().into(), joined.entered_at)],
+            )]
+            .into(),
             memberships_added: vec![joined],
             changes: vec![change(&vip, "p6", ChangeKind::Enter)],
             ..Default::default()

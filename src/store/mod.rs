@@ -416,6 +416,10 @@ pub struct Membership {
     pub entered_at: Timestamp,
 }
 
+/// A profile's memberships as kept with it: `(audience id, entered at)`. The audience ids are
+/// shared: a processor batch holds thousands of memberships of a few audiences.
+pub type MemberList = Vec<(Arc<str>, Timestamp)>;
+
 /// Everything one processor step changed: committed in ONE transaction with the processor's
 /// cursor, so a crash loses nothing and replays nothing.
 #[derive(Debug, Clone, Default)]
@@ -435,7 +439,7 @@ pub struct ProfileBatch {
     /// The whole member list of upserted profiles, when the writer knows it (the processor
     /// does): stored with the profile in one write. Their entries in `memberships_added` /
     /// `memberships_removed` must agree with the lists; they then only keep the counts.
-    pub member_lists: std::collections::HashMap<String, Vec<Membership>>,
+    pub member_lists: std::collections::HashMap<String, MemberList>,
     pub changes: Vec<NewAudienceChange>,
     /// The processor's new cursor (last event seq applied); `None` leaves it.
     pub cursor: Option<i64>,
@@ -590,11 +594,11 @@ pub trait Store: Send + Sync + 'static {
     async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>>;
     /// The memberships of these profiles.
     async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>>;
-    /// Live profiles by id and their memberships, read together (the processor's load).
+    /// Live profiles by id with their member lists, read together (the processor's load).
     async fn get_profiles_with_memberships(
         &self,
         ids: Vec<String>,
-    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)>;
+    ) -> StoreResult<Vec<(Profile, MemberList)>>;
     /// One processor step, atomically (see [`ProfileBatch`]).
     async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()>;
     /// Starts a rebuild: every membership exits (change rows), profiles, identities,

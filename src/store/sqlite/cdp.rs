@@ -2,6 +2,7 @@
 //! audiences, memberships, the audience-change outbox and the processor's cursor.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tributary_lang::ProfileState;
@@ -77,14 +78,14 @@ fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
 
 /// A profile's memberships as stored in `profiles.audiences`: `[[audience num, entered_at µs]]`
 /// (see migration 0006).
-type MemberList = Vec<(i64, i64)>;
+type StoredMembers = Vec<(i64, i64)>;
 
-fn parse_members(text: &str, profile_id: &str) -> StoreResult<MemberList> {
+fn parse_members(text: &str, profile_id: &str) -> StoreResult<StoredMembers> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("memberships of profile {profile_id}: {e}")))
 }
 
-fn members_text(list: &MemberList) -> String {
+fn members_text(list: &StoredMembers) -> String {
     serde_json::to_string(list).expect("pairs of integers serialize")
 }
 
@@ -96,7 +97,7 @@ fn from_micros(us: i64) -> StoreResult<Timestamp> {
 /// Audience ids and their numbers (the `num` in profiles' member lists).
 struct AudienceNums {
     by_id: HashMap<String, i64>,
-    by_num: HashMap<i64, (String, String)>,
+    by_num: HashMap<i64, (Arc<str>, String)>,
 }
 
 impl AudienceNums {
@@ -117,27 +118,36 @@ impl AudienceNums {
         for row in rows {
             let (id, num, slug) = row.map_err(db)?;
             by_id.insert(id.clone(), num);
-            by_num.insert(num, (id, slug));
+            by_num.insert(num, (Arc::from(id.as_str()), slug));
         }
         Ok(Self { by_id, by_num })
     }
 
     /// The memberships of one profile in live audiences (entries of deleted ones are skipped).
-    fn memberships(&self, profile_id: &str, list: &MemberList) -> StoreResult<Vec<Membership>> {
+    fn member_list(&self, list: &StoredMembers) -> StoreResult<MemberList> {
         list.iter()
             .filter_map(|(num, us)| {
                 let (audience_id, _) = self.by_num.get(num)?;
-                Some(from_micros(*us).map(|entered_at| Membership {
-                    audience_id: audience_id.clone(),
-                    profile_id: profile_id.to_owned(),
-                    entered_at,
-                }))
+                Some(from_micros(*us).map(|entered_at| (audience_id.clone(), entered_at)))
             })
             .collect()
     }
+
+    /// [`AudienceNums::member_list`] as membership rows of `profile_id`.
+    fn memberships(&self, profile_id: &str, list: &StoredMembers) -> StoreResult<Vec<Membership>> {
+        Ok(self
+            .member_list(list)?
+            .into_iter()
+            .map(|(audience_id, entered_at)| Membership {
+                audience_id: audience_id.to_string(),
+                profile_id: profile_id.to_owned(),
+                entered_at,
+            })
+            .collect())
+    }
 }
 
-fn profile_members(conn: &Connection, id: &str) -> StoreResult<Option<MemberList>> {
+fn profile_members(conn: &Connection, id: &str) -> StoreResult<Option<StoredMembers>> {
     let text: Option<String> = conn
         .prepare_cached("SELECT audiences FROM profiles WHERE id = ?1")
         .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
@@ -617,7 +627,7 @@ impl SqliteStore {
     pub(super) async fn cdp_get_profiles_with_memberships(
         &self,
         mut ids: Vec<String>,
-    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
+    ) -> StoreResult<Vec<(Profile, MemberList)>> {
         // In id order, consecutive lookups often share the b-tree pages they read.
         ids.sort_unstable();
         self.read_snapshot(move |conn| {
@@ -627,7 +637,7 @@ impl SqliteStore {
                     "SELECT {PROFILE_COLUMNS}, audiences FROM profiles WHERE id = ?1"
                 ))
                 .map_err(db)?;
-            let (mut profiles, mut memberships) = (Vec::with_capacity(ids.len()), Vec::new());
+            let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let Some((profile, members)) = stmt
                     .query_row([&id], |r| {
@@ -638,10 +648,10 @@ impl SqliteStore {
                 else {
                     continue;
                 };
-                memberships.extend(nums.memberships(&id, &parse_members(&members, &id)?)?);
-                profiles.push(profile?);
+                let members = nums.member_list(&parse_members(&members, &id)?)?;
+                out.push((profile?, members));
             }
-            Ok((profiles, memberships))
+            Ok(out)
         })
         .await
     }
@@ -669,10 +679,10 @@ impl SqliteStore {
                     serde_json::to_writer(&mut buf, &p.state).expect("profile states serialize");
                     let state = std::str::from_utf8(&buf).expect("serde_json writes UTF-8");
                     let members = batch.member_lists.get(&p.id).map(|list| {
-                        let mut list: MemberList = list
+                        let mut list: StoredMembers = list
                             .iter()
-                            .filter_map(|m| {
-                                Some((*nums.by_id.get(&m.audience_id)?, m.entered_at.timestamp_micros()))
+                            .filter_map(|(audience_id, entered_at)| {
+                                Some((*nums.by_id.get(&**audience_id)?, entered_at.timestamp_micros()))
                             })
                             .collect();
                         list.sort_unstable();
@@ -767,7 +777,7 @@ impl SqliteStore {
                         .into_iter()
                         .filter_map(|(num, us)| {
                             let (id, slug) = nums.by_num.get(&num)?;
-                            Some((slug.as_str(), id.as_str(), us))
+                            Some((slug.as_str(), &**id, us))
                         })
                         .collect();
                     members.sort_unstable();

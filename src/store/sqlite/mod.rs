@@ -676,7 +676,7 @@ impl Store for SqliteStore {
     async fn get_profiles_with_memberships(
         &self,
         ids: Vec<String>,
-    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
+    ) -> StoreResult<Vec<(Profile, MemberList)>> {
         self.cdp_get_profiles_with_memberships(ids).await
     }
     async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>> {
