@@ -770,6 +770,11 @@ fn compute(
         after.insert(t.profile.id.clone(), list);
     }
     batch.upserts = resolved.touched.into_iter().map(|t| t.profile).collect();
+    batch.upsert_states = batch
+        .upserts
+        .iter()
+        .map(|p| serde_json::to_string(&p.state).expect("profile states serialize"))
+        .collect();
     batch.member_lists = after
         .iter()
         .map(|(id, list)| (id.clone(), list.to_list(audiences)))

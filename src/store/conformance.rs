@@ -436,6 +436,17 @@ async fn cdp_profile_batches(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.get_profile("p2").await.unwrap().id, "p3");
     assert_eq!(store.get_profile("p1").await.unwrap().id, "p3");
+    // States the writer encoded itself are stored as given.
+    let p3 = profile("p3", 7);
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upsert_states: vec![serde_json::to_string(&p3.state).unwrap()],
+            upserts: vec![p3.clone()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(store.get_profile("p3").await.unwrap().state, p3.state);
     assert!(matches!(
         store.get_profile("p9").await,
         Err(StoreError::NotFound { .. })

@@ -674,10 +674,16 @@ impl SqliteStore {
                     )
                     .map_err(db)?;
                 let mut buf = Vec::with_capacity(1024);
-                for p in &batch.upserts {
-                    buf.clear();
-                    serde_json::to_writer(&mut buf, &p.state).expect("profile states serialize");
-                    let state = std::str::from_utf8(&buf).expect("serde_json writes UTF-8");
+                for (i, p) in batch.upserts.iter().enumerate() {
+                    let state = match batch.upsert_states.get(i) {
+                        Some(encoded) => encoded.as_str(),
+                        None => {
+                            buf.clear();
+                            serde_json::to_writer(&mut buf, &p.state)
+                                .expect("profile states serialize");
+                            std::str::from_utf8(&buf).expect("serde_json writes UTF-8")
+                        }
+                    };
                     let members = batch.member_lists.get(&p.id).map(|list| {
                         let mut list: StoredMembers = list
                             .iter()
