@@ -664,13 +664,19 @@ impl SqliteStore {
             let nums = AudienceNums::load(tx)?;
             {
                 // A profile whose member list comes with it gets the list in the same write;
-                // the others keep theirs (NULL ?5).
-                let mut upsert = tx
+                // the others keep theirs (NULL). An UPDATE, and an INSERT only when it found no
+                // row: most upserts are of existing profiles, and an INSERT … ON CONFLICT costs
+                // them a fifth more (`cargo bench --bench sqlite_floor`: 11.2 → 9.0 µs).
+                let mut update = tx
+                    .prepare_cached(
+                        "UPDATE profiles SET state = ?2, updated_at = ?3, audiences = COALESCE(?4, audiences)
+                         WHERE id = ?1",
+                    )
+                    .map_err(db)?;
+                let mut insert = tx
                     .prepare_cached(
                         "INSERT INTO profiles (id, state, created_at, updated_at, audiences)
-                         VALUES (?1, ?2, ?3, ?4, COALESCE(?5, '[]'))
-                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at,
-                             audiences = CASE WHEN ?5 IS NULL THEN audiences ELSE excluded.audiences END",
+                         VALUES (?1, ?2, ?3, ?4, COALESCE(?5, '[]'))",
                     )
                     .map_err(db)?;
                 let mut buf = Vec::with_capacity(1024);
@@ -694,9 +700,15 @@ impl SqliteStore {
                         list.sort_unstable();
                         members_text(&list)
                     });
-                    upsert
-                        .execute(params![p.id, state, to_text(&p.created_at), to_text(&p.updated_at), members])
+                    let updated_at = to_text(&p.updated_at);
+                    let updated = update
+                        .execute(params![p.id, state, updated_at, members])
                         .map_err(db)?;
+                    if updated == 0 {
+                        insert
+                            .execute(params![p.id, state, to_text(&p.created_at), updated_at, members])
+                            .map_err(db)?;
+                    }
                 }
             }
             // Member count changes per audience num, applied once at the end.
