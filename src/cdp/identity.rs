@@ -22,11 +22,10 @@ pub struct Touched {
     pub is_new: bool,
     /// Profiles merged into this one during the batch (including ones merged into those).
     pub merged_from: Vec<String>,
-    /// Fields whose visible value may have changed (after [`Resolver::finish`]: did change,
-    /// for profiles that were neither new nor merged).
+    /// Fields whose visible value the batch may have changed (it certainly changed no other).
     pub changed_fields: BTreeSet<String>,
-    /// The stored state before this batch (loaded profiles only).
-    original: Option<ProfileState>,
+    /// An event of the batch joined it (a loaded profile may only have been looked at).
+    joined: bool,
 }
 
 #[derive(Debug, Default)]
@@ -67,11 +66,11 @@ impl Resolver {
                 (
                     p.id.clone(),
                     Touched {
-                        original: Some(p.state.clone()),
                         profile: p,
                         is_new: false,
                         merged_from: Vec::new(),
                         changed_fields: BTreeSet::new(),
+                        joined: false,
                     },
                 )
             })
@@ -118,7 +117,7 @@ impl Resolver {
                         is_new: true,
                         merged_from: Vec::new(),
                         changed_fields: BTreeSet::new(),
-                        original: None,
+                        joined: true,
                     },
                 );
                 id
@@ -136,9 +135,17 @@ impl Resolver {
             .profiles
             .get_mut(&target)
             .expect("identity rows point at loaded profiles");
-        touched.profile.state.apply_event(mapping, event, time);
+        touched.joined = true;
+        let changed = &mut touched.changed_fields;
+        touched
+            .profile
+            .state
+            .apply_event_visible(mapping, event, time, |field| {
+                if !changed.contains(field) {
+                    changed.insert(field.to_owned());
+                }
+            });
         touched.profile.updated_at = self.now;
-        touched.changed_fields.extend(event.values.keys().cloned());
         Some(target)
     }
 
@@ -181,25 +188,17 @@ impl Resolver {
     pub fn finish(self) -> Resolved {
         let mut merged_away: Vec<String> = Vec::new();
         let mut touched: Vec<Touched> = Vec::new();
-        for (_, mut t) in self.profiles {
+        for (_, t) in self.profiles {
             merged_away.extend(t.merged_from.iter().cloned());
             if t.is_new || !t.merged_from.is_empty() {
                 touched.push(t);
                 continue;
             }
-            if t.changed_fields.is_empty() {
-                continue; // loaded, never touched
+            // Loaded and never joined: unchanged. Joined ones are written even when nothing
+            // visible changed: merge states (times of `latest`, …) may have.
+            if t.joined {
+                touched.push(t);
             }
-            // Keep only the fields whose visible value changed: audiences read nothing else.
-            if let Some(original) = t.original.take() {
-                let state = &t.profile.state;
-                t.changed_fields
-                    .retain(|f| match (original.fields.get(f), state.fields.get(f)) {
-                        (Some(before), Some(now)) => !before.same_visible(now),
-                        (before, now) => before.is_some() != now.is_some(),
-                    });
-            }
-            touched.push(t);
         }
         touched.sort_by(|a, b| a.profile.id.cmp(&b.profile.id));
         merged_away.sort();

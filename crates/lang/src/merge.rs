@@ -134,6 +134,96 @@ impl FieldState {
         }
     }
 
+    /// Merges `other` into `self` (as [`FieldState::merge`]) and tells whether the visible
+    /// value may have changed: `false` only when it certainly did not. Lets a caller find the
+    /// fields an event changed without keeping a copy of the state from before.
+    pub fn merge_visible(&mut self, other: &FieldState) -> bool {
+        match (&mut *self, other) {
+            (
+                FieldState::Latest { value, time },
+                FieldState::Latest {
+                    value: v2,
+                    time: t2,
+                },
+            ) => {
+                let replace = (*t2, v2) > (*time, &*value);
+                let changed = replace && !value.same_visible(v2);
+                if replace {
+                    *value = v2.clone();
+                    *time = *t2;
+                }
+                changed
+            }
+            (
+                FieldState::Oldest { value, time },
+                FieldState::Oldest {
+                    value: v2,
+                    time: t2,
+                },
+            ) => {
+                let replace = (*t2, v2) < (*time, &*value);
+                let changed = replace && !value.same_visible(v2);
+                if replace {
+                    *value = v2.clone();
+                    *time = *t2;
+                }
+                changed
+            }
+            (FieldState::Min { value }, FieldState::Min { value: v2 }) if v2 < value => {
+                let changed = !value.same_visible(v2);
+                *value = v2.clone();
+                changed
+            }
+            (FieldState::Max { value }, FieldState::Max { value: v2 }) if v2 > value => {
+                let changed = !value.same_visible(v2);
+                *value = v2.clone();
+                changed
+            }
+            (FieldState::Min { .. }, FieldState::Min { .. })
+            | (FieldState::Max { .. }, FieldState::Max { .. }) => false,
+            (FieldState::Count { count }, FieldState::Count { count: c2 }) => {
+                let before = *count;
+                *count = count.saturating_add(*c2);
+                *count != before
+            }
+            (FieldState::Sum { nanos }, FieldState::Sum { nanos: n2 }) => {
+                let before = *nanos;
+                *nanos = nanos.saturating_add(*n2);
+                *nanos != before
+            }
+            // A sorted set shows every element: it shows differently exactly when it grew.
+            (FieldState::Set { values }, FieldState::Set { values: v2 }) => {
+                let before = values.len();
+                values.extend(v2.iter().cloned());
+                values.len() != before
+            }
+            (
+                FieldState::Map { op, entries },
+                FieldState::Map {
+                    op: op2,
+                    entries: e2,
+                },
+            ) if op == op2 => {
+                let mut changed = false;
+                for (k, s) in e2 {
+                    match entries.get_mut(k) {
+                        Some(mine) => changed |= mine.merge_visible(s),
+                        None => {
+                            entries.insert(k.clone(), s.clone());
+                            changed = true;
+                        }
+                    }
+                }
+                changed
+            }
+            _ => {
+                let before = self.clone();
+                self.merge(other);
+                !before.same_visible(self)
+            }
+        }
+    }
+
     /// (variant, rule) rank used when two states of one field follow different rules.
     fn rank(&self) -> (u8, MergeOp) {
         let v = match self {
@@ -305,12 +395,34 @@ impl ProfileState {
     /// Folds one mapped event in, each field by its mapping's `merge_op`. Values of fields the
     /// mapping does not define are ignored.
     pub fn apply_event(&mut self, mapping: &Mapping, event: &MappedEvent, time: DateTime<Utc>) {
+        self.apply_event_visible(mapping, event, time, |_| {});
+    }
+
+    /// [`ProfileState::apply_event`], calling `changed` with each field whose visible value
+    /// may have changed (see [`FieldState::merge_visible`]).
+    pub fn apply_event_visible(
+        &mut self,
+        mapping: &Mapping,
+        event: &MappedEvent,
+        time: DateTime<Utc>,
+        mut changed: impl FnMut(&str),
+    ) {
         for (name, value) in &event.values {
             let Some(def) = mapping.field(name) else {
                 continue;
             };
-            if let Some(state) = FieldState::new(def.merge_op, value.clone(), time) {
-                self.merge_field(name, &state);
+            let Some(state) = FieldState::new(def.merge_op, value.clone(), time) else {
+                continue;
+            };
+            let visible = match self.fields.get_mut(name.as_str()) {
+                Some(mine) => mine.merge_visible(&state),
+                None => {
+                    self.fields.insert(name.clone(), state);
+                    true
+                }
+            };
+            if visible {
+                changed(name);
             }
         }
     }

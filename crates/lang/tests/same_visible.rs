@@ -1,4 +1,5 @@
-//! `FieldState::same_visible` is exactly `a.to_json() == b.to_json()`.
+//! `FieldState::same_visible` is exactly `a.to_json() == b.to_json()`, and
+//! `FieldState::merge_visible` merges like `merge` and reports every visible change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -147,4 +148,38 @@ fn hand_written_cases() {
         entries: BTreeMap::from([("a".to_string(), FieldState::Count { count: 3 })]),
     };
     assert!(map.same_visible(&other_op));
+}
+
+/// Merges `b` into `a` both ways and checks `merge_visible` against `merge` and `to_json`.
+fn check_merge_visible(a: &FieldState, b: &FieldState) -> Result<(), TestCaseError> {
+    let mut plain = a.clone();
+    plain.merge(b);
+    let mut reported = a.clone();
+    let changed = reported.merge_visible(b);
+    prop_assert_eq!(&reported, &plain);
+    if plain.to_json() != a.to_json() {
+        prop_assert!(changed, "{:?} merged with {:?} changed unreported", a, b);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn merge_visible_reports_every_visible_change(a in state(), b in state()) {
+        check_merge_visible(&a, &b)?;
+    }
+
+    /// Same-rule pairs (what events mostly bring): a state and one event's value under its rule.
+    #[test]
+    fn merge_visible_of_one_rule(
+        a in state(),
+        v in value(),
+        t in prop::sample::select(dates()),
+    ) {
+        if let Some(b) = FieldState::new(a.op(), v, t) {
+            check_merge_visible(&a, &b)?;
+        }
+    }
 }
