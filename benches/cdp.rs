@@ -9,6 +9,9 @@
 //! is the measured steady state: events for random existing people (2% carry a second
 //! identifier that links two people, so merges happen), every audience live.
 
+mod support;
+use support::{cpu_seconds, vm_hwm_mib};
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,28 +55,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(default)
-}
-
-/// CPU seconds (user + system) this process has used: with other work on the machine, wall
-/// time alone says little.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Fields 14 and 15 (utime, stime), counted from after the command name; 100 ticks/s.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn vm_hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// 100 audiences over the mapped fields (thresholds, equality, sets, dates, LIKE, INCLUDE),

@@ -11,6 +11,9 @@
 //! rows appended (the writer, one transaction per 5,000 events, WAL checkpoints included).
 //! Rows are the sizes the `cdp` bench's profiles have (~560 B state, ~170 B member list).
 
+mod support;
+use support::cpu_seconds;
+
 use std::time::Instant;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -18,14 +21,6 @@ use rusqlite::{params, Connection};
 
 const BATCH: usize = 5_000;
 const CHANGES_PER_EVENT: usize = 5;
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn open(path: &std::path::Path, cache_kib: u32) -> Connection {
     let conn = Connection::open(path).expect("open");

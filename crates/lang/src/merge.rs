@@ -14,6 +14,7 @@
 //! * Should two states of one field have different rules (two mappings disagree), the one
 //!   with the higher rule rank wins whole — still deterministic.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,24 @@ use crate::mapping::{MappedEvent, Mapping, MergeOp};
 use crate::value::{same_visible_seq, FieldValue};
 
 const NANOS: i128 = 1_000_000_000;
+
+/// `Latest`/`Oldest`: takes `(v2, t2)` when it orders `wins` against the current `(time,
+/// value)`; tells whether the visible value changed.
+fn replace_if(
+    value: &mut FieldValue,
+    time: &mut DateTime<Utc>,
+    v2: &FieldValue,
+    t2: DateTime<Utc>,
+    wins: Ordering,
+) -> bool {
+    if (t2, v2).cmp(&(*time, &*value)) != wins {
+        return false;
+    }
+    let changed = !value.same_visible(v2);
+    *value = v2.clone();
+    *time = t2;
+    changed
+}
 
 /// The stored state of one profile field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,68 +153,52 @@ impl FieldState {
         }
     }
 
-    /// Merges `other` into `self` (as [`FieldState::merge`]) and tells whether the visible
-    /// value may have changed: `false` only when it certainly did not. Lets a caller find the
-    /// fields an event changed without keeping a copy of the state from before.
+    /// Merges `other` into `self` (commutative and associative, see the module docs) and tells
+    /// whether the visible value may have changed: `false` only when it certainly did not. Lets
+    /// a caller find the fields an event changed without keeping a copy of the state before.
     pub fn merge_visible(&mut self, other: &FieldState) -> bool {
-        match (&mut *self, other) {
+        let same_rule = match (&mut *self, other) {
             (
                 FieldState::Latest { value, time },
                 FieldState::Latest {
                     value: v2,
                     time: t2,
                 },
-            ) => {
-                let replace = (*t2, v2) > (*time, &*value);
-                let changed = replace && !value.same_visible(v2);
-                if replace {
-                    *value = v2.clone();
-                    *time = *t2;
-                }
-                changed
-            }
+            ) => Some(replace_if(value, time, v2, *t2, Ordering::Greater)),
             (
                 FieldState::Oldest { value, time },
                 FieldState::Oldest {
                     value: v2,
                     time: t2,
                 },
-            ) => {
-                let replace = (*t2, v2) < (*time, &*value);
-                let changed = replace && !value.same_visible(v2);
-                if replace {
-                    *value = v2.clone();
-                    *time = *t2;
-                }
-                changed
-            }
+            ) => Some(replace_if(value, time, v2, *t2, Ordering::Less)),
             (FieldState::Min { value }, FieldState::Min { value: v2 }) if v2 < value => {
                 let changed = !value.same_visible(v2);
                 *value = v2.clone();
-                changed
+                Some(changed)
             }
             (FieldState::Max { value }, FieldState::Max { value: v2 }) if v2 > value => {
                 let changed = !value.same_visible(v2);
                 *value = v2.clone();
-                changed
+                Some(changed)
             }
             (FieldState::Min { .. }, FieldState::Min { .. })
-            | (FieldState::Max { .. }, FieldState::Max { .. }) => false,
+            | (FieldState::Max { .. }, FieldState::Max { .. }) => Some(false),
             (FieldState::Count { count }, FieldState::Count { count: c2 }) => {
                 let before = *count;
                 *count = count.saturating_add(*c2);
-                *count != before
+                Some(*count != before)
             }
             (FieldState::Sum { nanos }, FieldState::Sum { nanos: n2 }) => {
                 let before = *nanos;
                 *nanos = nanos.saturating_add(*n2);
-                *nanos != before
+                Some(*nanos != before)
             }
             // A sorted set shows every element: it shows differently exactly when it grew.
             (FieldState::Set { values }, FieldState::Set { values: v2 }) => {
                 let before = values.len();
                 values.extend(v2.iter().cloned());
-                values.len() != before
+                Some(values.len() != before)
             }
             (
                 FieldState::Map { op, entries },
@@ -214,13 +217,20 @@ impl FieldState {
                         }
                     }
                 }
-                changed
+                Some(changed)
             }
-            _ => {
-                let before = self.clone();
-                self.merge(other);
-                !before.same_visible(self)
-            }
+            _ => None,
+        };
+        if let Some(changed) = same_rule {
+            return changed;
+        }
+        // Two rules for one field: the higher rule rank wins whole.
+        if other.rank() > self.rank() {
+            let changed = !self.same_visible(other);
+            *self = other.clone();
+            changed
+        } else {
+            false
         }
     }
 
@@ -241,72 +251,7 @@ impl FieldState {
 
     /// Merges `other` into `self`. Commutative and associative.
     pub fn merge(&mut self, other: &FieldState) {
-        match (&mut *self, other) {
-            (
-                FieldState::Latest { value, time },
-                FieldState::Latest {
-                    value: v2,
-                    time: t2,
-                },
-            ) => {
-                if (*t2, v2) > (*time, &*value) {
-                    *value = v2.clone();
-                    *time = *t2;
-                }
-            }
-            (
-                FieldState::Oldest { value, time },
-                FieldState::Oldest {
-                    value: v2,
-                    time: t2,
-                },
-            ) => {
-                if (*t2, v2) < (*time, &*value) {
-                    *value = v2.clone();
-                    *time = *t2;
-                }
-            }
-            (FieldState::Count { count }, FieldState::Count { count: c2 }) => {
-                *count = count.saturating_add(*c2);
-            }
-            (FieldState::Sum { nanos }, FieldState::Sum { nanos: n2 }) => {
-                *nanos = nanos.saturating_add(*n2);
-            }
-            (FieldState::Min { value }, FieldState::Min { value: v2 }) => {
-                if v2 < value {
-                    *value = v2.clone();
-                }
-            }
-            (FieldState::Max { value }, FieldState::Max { value: v2 }) => {
-                if v2 > value {
-                    *value = v2.clone();
-                }
-            }
-            (FieldState::Set { values }, FieldState::Set { values: v2 }) => {
-                values.extend(v2.iter().cloned());
-            }
-            (
-                FieldState::Map { op, entries },
-                FieldState::Map {
-                    op: op2,
-                    entries: e2,
-                },
-            ) if op == op2 => {
-                for (k, s) in e2 {
-                    match entries.get_mut(k) {
-                        Some(mine) => mine.merge(s),
-                        None => {
-                            entries.insert(k.clone(), s.clone());
-                        }
-                    }
-                }
-            }
-            _ => {
-                if other.rank() > self.rank() {
-                    *self = other.clone();
-                }
-            }
-        }
+        self.merge_visible(other);
     }
 
     /// The user-visible value: dates as RFC 3339 strings, sums as numbers (integers when
