@@ -28,8 +28,8 @@ use crate::store::{
 
 /// Events per processor transaction.
 pub const BATCH_EVENTS: u32 = 5_000;
-/// Batches the processor applies back to back (each committing while the next is computed);
-/// a run ends earlier when another writer (an audience change, a re-evaluation) waits.
+/// Batches the processor applies in one run (read, computed and committed in overlapping
+/// stages); a run ends earlier when another writer (an audience change, a re-evaluation) waits.
 pub const RUN_BATCHES: u32 = 32;
 /// Computed batches that may wait for their commit (besides the one committing).
 pub const COMMIT_QUEUE: usize = 1;
@@ -69,14 +69,14 @@ struct Loaded {
 
 /// A batch computed and ready to commit.
 struct Prepared {
-    /// The batch, indexed for the batch after it to read through while it commits.
+    /// The batch, indexed for later batches whose reads may have missed it.
     overlay: Overlay,
     outcome: StepOutcome,
     last_seq: i64,
     mapped: usize,
 }
 
-/// What a batch changes, as the next batch must see it while that batch is still committing
+/// What a batch changes, as later batches must see it when their reads may have missed it
 /// (the store may show it or not yet): identity rows it (re)pointed, the profiles it merged
 /// away (→ survivor) and every profile it touched, with its memberships, as it leaves them.
 /// The profiles stay in the batch the commit shares; the overlay only indexes them.
