@@ -101,15 +101,24 @@ struct Consumer<'a> {
 }
 
 impl Consumer<'_> {
-    async fn run(&mut self, cancel: &CancellationToken) -> Result<(), AwsError> {
-        let store = self.ctx.store.clone();
-        self.known = store
+    /// The job's checkpoints as stored, by shard id.
+    async fn stored_checkpoints<C>(&self) -> Result<C, AwsError>
+    where
+        C: FromIterator<(String, ShardCheckpoint)>,
+    {
+        Ok(self
+            .ctx
+            .store
             .list_checkpoints(&self.ctx.job_id)
             .await
             .map_err(store_error)?
             .into_iter()
             .map(|c| (c.shard_id.clone(), c))
-            .collect();
+            .collect())
+    }
+
+    async fn run(&mut self, cancel: &CancellationToken) -> Result<(), AwsError> {
+        self.known = self.stored_checkpoints().await?;
         let mut relist = tokio::time::interval(RELIST_INTERVAL);
         relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -181,15 +190,7 @@ impl Consumer<'_> {
             return Ok(true);
         }
         // Readers resume from the stored checkpoints, not our possibly older copies: read once.
-        let mut stored: HashMap<String, ShardCheckpoint> = self
-            .ctx
-            .store
-            .list_checkpoints(&self.ctx.job_id)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|c| (c.shard_id.clone(), c))
-            .collect();
+        let mut stored: HashMap<String, ShardCheckpoint> = self.stored_checkpoints().await?;
         for shard_id in to_start {
             let cp = self
                 .known
