@@ -1,6 +1,6 @@
 //! `/api/profiles`: profiles by identifier or id, and rebuilding them from the event log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
 use crate::app::AppState;
-use crate::store::{DynStore, Membership, Profile, StoreResult};
+use crate::store::{DynStore, Profile, StoreResult};
 
 const MAX_PAGE: u32 = 1000;
 
@@ -30,23 +30,23 @@ pub async fn profile_view(state: &AppState, profile: &Profile) -> ApiResult<Valu
         .store
         .profile_memberships(vec![profile.id.clone()])
         .await?;
-    Ok(view(&state.store, profile, &memberships, &audiences).await?)
+    let ids = memberships.iter().map(|m| m.audience_id.as_str());
+    Ok(view(&state.store, profile, ids, &audiences).await?)
 }
 
-/// `memberships`: `p`'s.
-async fn view(
+/// `audience_ids`: the audiences `p` is in.
+async fn view<'a>(
     store: &DynStore,
     p: &Profile,
-    memberships: &[Membership],
+    audience_ids: impl Iterator<Item = &'a str>,
     audiences: &crate::audiences::AudienceSet,
 ) -> StoreResult<Value> {
     let mut identities: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (field, value) in store.profile_identities(&p.id).await? {
         identities.entry(field).or_default().push(value);
     }
-    let mut slugs: Vec<String> = memberships
-        .iter()
-        .filter_map(|m| audiences.index_of_id(&m.audience_id))
+    let mut slugs: Vec<String> = audience_ids
+        .filter_map(|id| audiences.index_of_id(id))
         .map(|i| audiences.list[i].audience.slug.clone())
         .collect();
     slugs.sort();
@@ -97,21 +97,14 @@ async fn find(
                     format!("must be 1–{MAX_PAGE}"),
                 ));
             }
-            let (page, memberships) = state.store.list_profiles(q.after, limit).await?;
+            let page = state.store.list_profiles(q.after, limit).await?;
             let audiences = state.cdp.audiences().await.map_err(ApiError::internal)?;
-            let mut by_profile: HashMap<&str, Vec<Membership>> = HashMap::new();
-            for m in memberships.iter() {
-                by_profile
-                    .entry(m.profile_id.as_str())
-                    .or_default()
-                    .push(m.clone());
-            }
             let mut out = Vec::with_capacity(page.len());
-            for p in &page {
-                let members = by_profile.get(p.id.as_str()).map_or(&[][..], Vec::as_slice);
-                out.push(view(&state.store, p, members, &audiences).await?);
+            for (p, members) in &page {
+                let ids = members.iter().map(|(id, _)| &**id);
+                out.push(view(&state.store, p, ids, &audiences).await?);
             }
-            let next = (page.len() as u32 == limit).then(|| page.last().map(|p| p.id.clone()));
+            let next = (page.len() as u32 == limit).then(|| page.last().map(|(p, _)| p.id.clone()));
             Ok(Json(json!({
                 "profiles": out,
                 "total": state.store.count_profiles().await?,

@@ -22,9 +22,7 @@ use super::identity::{IdentityKey, Resolver};
 use super::{event_time, Cdp, CdpError};
 use crate::audiences::engine::{record_changes, MemberTimes};
 use crate::audiences::AudienceSet;
-use crate::store::{
-    ChangeKind, IdentityRow, MemberList, Membership, Profile, ProfileBatch, StoreResult,
-};
+use crate::store::{ChangeKind, IdentityRow, MemberList, Profile, ProfileBatch, StoreResult};
 
 /// Events per processor transaction.
 pub const BATCH_EVENTS: u32 = 5_000;
@@ -367,19 +365,16 @@ impl Cdp {
         let mut changes = 0u64;
         loop {
             let _guard = self.write_turn().await;
-            let (page, memberships) = self
+            let page = self
                 .store()
                 .list_profiles(after.clone(), REEVALUATE_PAGE)
                 .await?;
-            let Some(last) = page.last() else {
+            let Some((last, _)) = page.last() else {
                 return Ok(changes);
             };
             after = Some(last.id.clone());
             let full = page.len() as u32 == REEVALUATE_PAGE;
-            match self
-                .reevaluate_page(slugs, with_member_lists(page, memberships), Vec::new())
-                .await?
-            {
+            match self.reevaluate_page(slugs, page, Vec::new()).await? {
                 Some(n) => changes += n,
                 None => return Ok(changes),
             }
@@ -403,20 +398,16 @@ impl Cdp {
                 return Ok(changes);
             };
             let after = (!after.is_empty()).then_some(after);
-            let (page, memberships) = store.list_profiles(after, REEVALUATE_PAGE).await?;
+            let page = store.list_profiles(after, REEVALUATE_PAGE).await?;
             let done = (page.len() as u32) < REEVALUATE_PAGE;
             let next = if done {
                 None
             } else {
-                page.last().map(|p| p.id.clone())
+                page.last().map(|(p, _)| p.id.clone())
             };
             let state = vec![(key.clone(), next)];
             match self
-                .reevaluate_page(
-                    std::slice::from_ref(&slug.to_owned()),
-                    with_member_lists(page, memberships),
-                    state.clone(),
-                )
+                .reevaluate_page(std::slice::from_ref(&slug.to_owned()), page, state.clone())
                 .await?
             {
                 Some(n) => changes += n,
@@ -791,21 +782,6 @@ fn compute(
         last_seq,
         mapped: mapped.len(),
     }
-}
-
-/// Profiles with their member lists, from membership rows.
-fn with_member_lists(page: Vec<Profile>, rows: Vec<Membership>) -> Vec<(Profile, MemberList)> {
-    let mut lists: HashMap<String, MemberList> = HashMap::new();
-    for m in rows {
-        let list = lists.entry(m.profile_id).or_default();
-        list.push((Arc::from(m.audience_id.as_str()), m.entered_at));
-    }
-    page.into_iter()
-        .map(|p| {
-            let list = lists.remove(&p.id).unwrap_or_default();
-            (p, list)
-        })
-        .collect()
 }
 
 /// Awaits a stage running on its own task.
@@ -1246,7 +1222,13 @@ mod tests {
 
                 let store = cdp.store();
                 let set = cdp.audiences().await.unwrap();
-                let (profiles, _) = store.list_profiles(None, 1000).await.unwrap();
+                let profiles: Vec<Profile> = store
+                    .list_profiles(None, 1000)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .collect();
                 let mut actual = BTreeSet::new();
                 for (a, _) in store.list_audiences().await.unwrap() {
                     for m in store.list_members(&a.id, None, 1000).await.unwrap() {

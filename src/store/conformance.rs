@@ -459,16 +459,15 @@ async fn cdp_profile_batches(store: &dyn Store) {
             ("user_id".to_string(), "u3".to_string())
         ]
     );
-    let (page, _) = store.list_profiles(None, 10).await.unwrap();
+    let page = store.list_profiles(None, 10).await.unwrap();
     assert_eq!(
-        page.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        page.iter().map(|(p, _)| p.id.as_str()).collect::<Vec<_>>(),
         ["p3"]
     );
     assert!(store
         .list_profiles(Some("p3".into()), 10)
         .await
         .unwrap()
-        .0
         .is_empty());
 }
 

@@ -585,13 +585,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_profiles(&self, ids: Vec<String>) -> StoreResult<Vec<Profile>>;
     /// One profile; the id of a merged-away profile resolves to its survivor.
     async fn get_profile(&self, id: &str) -> StoreResult<Profile>;
-    /// Profiles in id order after `after`, with their memberships (stored with them): for
+    /// Profiles in id order after `after`, each with its member list (stored with it): for
     /// re-evaluating audiences page by page and for listing.
     async fn list_profiles(
         &self,
         after: Option<String>,
         limit: u32,
-    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)>;
+    ) -> StoreResult<Vec<(Profile, MemberList)>>;
     async fn count_profiles(&self) -> StoreResult<u64>;
     /// A profile's identifiers, `(field, value)` sorted.
     async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>>;

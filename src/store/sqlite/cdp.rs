@@ -556,7 +556,7 @@ impl SqliteStore {
         &self,
         after: Option<String>,
         limit: u32,
-    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
+    ) -> StoreResult<Vec<(Profile, MemberList)>> {
         self.read_snapshot(move |conn| {
             let nums = AudienceNums::load(conn)?;
             let mut stmt = conn
@@ -567,14 +567,14 @@ impl SqliteStore {
             let mut rows = stmt
                 .query(params![after.unwrap_or_default(), limit])
                 .map_err(db)?;
-            let (mut profiles, mut memberships) = (Vec::new(), Vec::new());
+            let mut out = Vec::new();
             while let Some(r) = rows.next().map_err(db)? {
                 let profile = profile_from_row(r).map_err(db)??;
                 let members: String = r.get(4).map_err(db)?;
-                memberships.extend(nums.memberships(&profile.id, &parse_members(&members, &profile.id)?)?);
-                profiles.push(profile);
+                let members = nums.member_list(&parse_members(&members, &profile.id)?)?;
+                out.push((profile, members));
             }
-            Ok((profiles, memberships))
+            Ok(out)
         })
         .await
     }

@@ -664,7 +664,7 @@ impl Store for SqliteStore {
         &self,
         after: Option<String>,
         limit: u32,
-    ) -> StoreResult<(Vec<Profile>, Vec<Membership>)> {
+    ) -> StoreResult<Vec<(Profile, MemberList)>> {
         self.cdp_list_profiles(after, limit).await
     }
     async fn count_profiles(&self) -> StoreResult<u64> {
