@@ -7,15 +7,9 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tributary_lang::ProfileState;
 
-use super::rows::{to_text, RowResult};
+use super::rows::{parse_time, to_text, RowResult};
 use super::{db, SqliteStore};
 use crate::store::*;
-
-fn parse_time(text: &str) -> StoreResult<Timestamp> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp {text:?}: {e}")))
-}
 
 const PROFILE_COLUMNS: &str = "id, state, created_at, updated_at";
 const AUDIENCE_COLUMNS: &str = "id, slug, name, description, filter, created_at, updated_at";

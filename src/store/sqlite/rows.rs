@@ -12,7 +12,7 @@ pub(super) fn to_text(t: &Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn parse_time(text: &str) -> StoreResult<Timestamp> {
+pub(super) fn parse_time(text: &str) -> StoreResult<Timestamp> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("timestamp {text:?}: {e}")))
