@@ -2,6 +2,7 @@
 
 pub mod ast;
 pub mod check;
+pub mod codec;
 pub mod dates;
 pub mod error;
 pub mod eval;
