@@ -764,7 +764,11 @@ fn compute(
     batch.upsert_states = batch
         .upserts
         .iter()
-        .map(|p| serde_json::to_string(&p.state).expect("profile states serialize"))
+        .map(|p| {
+            let mut bytes = Vec::with_capacity(256);
+            p.state.encode(&mut bytes);
+            bytes
+        })
         .collect();
     batch.member_lists = after
         .iter()

@@ -440,7 +440,11 @@ async fn cdp_profile_batches(store: &dyn Store) {
     let p3 = profile("p3", 7);
     store
         .commit_profile_batch(Arc::new(ProfileBatch {
-            upsert_states: vec![serde_json::to_string(&p3.state).unwrap()],
+            upsert_states: vec![{
+                let mut bytes = Vec::new();
+                p3.state.encode(&mut bytes);
+                bytes
+            }],
             upserts: vec![p3.clone()],
             ..Default::default()
         }))

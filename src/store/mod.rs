@@ -426,9 +426,10 @@ pub type MemberList = Vec<(Arc<str>, Timestamp)>;
 pub struct ProfileBatch {
     /// Profiles created or changed (full state).
     pub upserts: Vec<Profile>,
-    /// `upserts[i].state` as JSON (serde), when the writer encoded them before the commit (the
-    /// processor does, so that the thread committing has less to do); empty: the store does.
-    pub upsert_states: Vec<String>,
+    /// `upserts[i].state` encoded ([`ProfileState::encode`](tributary_lang::ProfileState::encode)),
+    /// when the writer encoded them before the commit (the processor does, so that the thread
+    /// committing has less to do); empty: the store does.
+    pub upsert_states: Vec<Vec<u8>>,
     /// Profiles merged away (their memberships go too).
     pub deletes: Vec<String>,
     /// Identifiers to (re)point.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tributary_lang::ProfileState;
 
@@ -15,15 +16,26 @@ const PROFILE_COLUMNS: &str = "id, state, created_at, updated_at";
 const AUDIENCE_COLUMNS: &str = "id, slug, name, description, filter, created_at, updated_at";
 const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at, entered_at";
 
+/// A stored profile state: binary ([`ProfileState::encode`], see migration 0007), or JSON text
+/// in rows written before and not rewritten since.
+fn decode_state(id: &str, stored: ValueRef<'_>) -> StoreResult<ProfileState> {
+    let corrupt =
+        |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("profile {id} state: {e}"));
+    match stored {
+        ValueRef::Blob(bytes) => ProfileState::decode(bytes).map_err(|e| corrupt(&e)),
+        ValueRef::Text(json) => serde_json::from_slice(json).map_err(|e| corrupt(&e)),
+        other => Err(corrupt(&format_args!("a {} value", other.data_type()))),
+    }
+}
+
 fn profile_from_row(r: &Row<'_>) -> RowResult<Profile> {
     let id: String = r.get(0)?;
-    let state: String = r.get(1)?;
+    let state = decode_state(&id, r.get_ref(1)?);
     let created_at: String = r.get(2)?;
     let updated_at: String = r.get(3)?;
     Ok((|| {
         Ok(Profile {
-            state: serde_json::from_str::<ProfileState>(&state)
-                .map_err(|e| StoreError::Corrupt(format!("profile {id} state: {e}")))?,
+            state: state?,
             created_at: parse_time(&created_at)?,
             updated_at: parse_time(&updated_at)?,
             id,
@@ -676,12 +688,11 @@ impl SqliteStore {
                 let mut buf = Vec::with_capacity(1024);
                 for (i, p) in batch.upserts.iter().enumerate() {
                     let state = match batch.upsert_states.get(i) {
-                        Some(encoded) => encoded.as_str(),
+                        Some(encoded) => encoded.as_slice(),
                         None => {
                             buf.clear();
-                            serde_json::to_writer(&mut buf, &p.state)
-                                .expect("profile states serialize");
-                            std::str::from_utf8(&buf).expect("serde_json writes UTF-8")
+                            p.state.encode(&mut buf);
+                            buf.as_slice()
                         }
                     };
                     let members = batch.member_lists.get(&p.id).map(|list| {

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_exit_entered_at.sql"),
     include_str!("migrations/0005_event_origin_columns.sql"),
     include_str!("migrations/0006_memberships_in_profiles.sql"),
+    include_str!("migrations/0007_binary_profile_states.sql"),
 ];
 const READERS: usize = 3;
 /// Page sizes of new databases (an existing file keeps the size it was made with).
@@ -842,6 +843,54 @@ mod tests {
             "2026-11-26T01:02:03.123456Z"
         );
         assert_eq!(store.list_audiences().await.unwrap()[0].1, 1);
+    }
+
+    #[tokio::test]
+    async fn profile_states_stored_as_json_are_read_and_rewritten_in_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let mut state = tributary_lang::ProfileState::new();
+        state.fields.insert(
+            "visits".into(),
+            tributary_lang::FieldState::Count { count: 3 },
+        );
+        let stored_type = || {
+            Connection::open(cdp_path(&path))
+                .unwrap()
+                .query_row(
+                    "SELECT typeof(state) FROM profiles WHERE id = 'p1'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .unwrap()
+        };
+        // As versions before 0007 wrote it.
+        Connection::open(cdp_path(&path))
+            .unwrap()
+            .execute(
+                "INSERT INTO profiles (id, state, created_at, updated_at)
+                 VALUES ('p1', ?1, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
+                [serde_json::to_string(&state).unwrap()],
+            )
+            .unwrap();
+        assert_eq!(stored_type(), "text");
+        let mut profile = store.get_profile("p1").await.unwrap();
+        assert_eq!(profile.state, state);
+
+        profile.state.fields.insert(
+            "visits".into(),
+            tributary_lang::FieldState::Count { count: 4 },
+        );
+        store
+            .commit_profile_batch(Arc::new(ProfileBatch {
+                upserts: vec![profile.clone()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        assert_eq!(stored_type(), "blob");
+        assert_eq!(store.get_profile("p1").await.unwrap().state, profile.state);
     }
 
     #[tokio::test]
