@@ -194,6 +194,7 @@ async fn main() {
             None => break,
         }
     }
+    println!("  steady: draining");
     let (t, cpu) = (Instant::now(), cpu_seconds());
     let n = cdp.drain().await.expect("drain");
     let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
@@ -222,4 +223,21 @@ async fn main() {
         changes as f64 / events.max(1) as f64
     );
     println!("  peak RSS (VmHWM): {:.0} MiB", vm_hwm_mib());
+    let conn = rusqlite::Connection::open(tributary::store::sqlite::cdp_path(
+        &dir.path().join("bench.db"),
+    ))
+    .expect("cdp file");
+    let (state, members, page_size, pages): (f64, f64, i64, i64) = conn
+        .query_row(
+            "SELECT AVG(LENGTH(state)), AVG(LENGTH(audiences)),
+                    (SELECT page_size FROM pragma_page_size), (SELECT page_count FROM pragma_page_count)
+               FROM profiles",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .expect("row sizes");
+    println!(
+        "  profile rows: state {state:.0} B, member list {members:.0} B on average; CDP file {} MiB in {page_size} B pages",
+        pages * page_size / (1024 * 1024)
+    );
 }
