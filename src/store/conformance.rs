@@ -630,6 +630,43 @@ async fn cdp_audiences_and_outbox(store: &dyn Store) {
         ["p3", "p6"]
     );
     assert_eq!(store.list_audiences().await.unwrap()[1].1, 2);
+
+    // A batch of many changes (a store may write them many rows per statement) keeps each
+    // row as given, in order; times change along the batch.
+    let last = store.list_audience_changes(0, 1000).await.unwrap();
+    let after = last.last().map_or(0, |c| c.seq);
+    let base = chrono::DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
+    let many: Vec<NewAudienceChange> = (0..150)
+        .map(|i| {
+            let kind = [ChangeKind::Enter, ChangeKind::Exit][i % 2];
+            NewAudienceChange {
+                profile_id: format!("q{i:03}"),
+                kind,
+                at: base + chrono::Duration::seconds(i as i64 / 50),
+                entered_at: (kind == ChangeKind::Exit)
+                    .then(|| base - chrono::Duration::microseconds(i as i64)),
+                ..change(&vip, "", kind)
+            }
+        })
+        .collect();
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            changes: many.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let written = store.list_audience_changes(after, 1000).await.unwrap();
+    assert_eq!(
+        written
+            .iter()
+            .map(|c| (c.profile_id.clone(), c.kind, c.at, c.entered_at))
+            .collect::<Vec<_>>(),
+        many.iter()
+            .map(|c| (c.profile_id.clone(), c.kind, c.at, c.entered_at))
+            .collect::<Vec<_>>()
+    );
+    assert!(written.iter().all(|c| c.audience_slug == "vip"));
     store.delete_audience("all").await.unwrap();
     assert!(matches!(
         store.delete_audience("all").await,
