@@ -4,4 +4,3 @@
 -- text stay as they are and are read as before; each is rewritten in binary when its profile
 -- next changes, so nothing has to be converted here (SQLite keeps a BLOB in a TEXT column as
 -- is). This migration only records the change of format.
-SELECT 1;
