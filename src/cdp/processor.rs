@@ -761,15 +761,7 @@ fn compute(
         after.insert(t.profile.id.clone(), list);
     }
     batch.upserts = resolved.touched.into_iter().map(|t| t.profile).collect();
-    batch.upsert_states = batch
-        .upserts
-        .iter()
-        .map(|p| {
-            let mut bytes = Vec::with_capacity(256);
-            p.state.encode(&mut bytes);
-            bytes
-        })
-        .collect();
+    batch.upsert_states = batch.upserts.iter().map(|p| p.state.to_bytes()).collect();
     batch.member_lists = after
         .iter()
         .map(|(id, list)| (id.clone(), list.to_list(audiences)))

@@ -440,11 +440,7 @@ async fn cdp_profile_batches(store: &dyn Store) {
     let p3 = profile("p3", 7);
     store
         .commit_profile_batch(Arc::new(ProfileBatch {
-            upsert_states: vec![{
-                let mut bytes = Vec::new();
-                p3.state.encode(&mut bytes);
-                bytes
-            }],
+            upsert_states: vec![p3.state.to_bytes()],
             upserts: vec![p3.clone()],
             ..Default::default()
         }))

@@ -61,6 +61,13 @@ impl ProfileState {
         }
     }
 
+    /// [`ProfileState::encode`] into a new buffer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.encode(&mut out);
+        out
+    }
+
     /// Reads a state written by [`ProfileState::encode`].
     pub fn decode(bytes: &[u8]) -> Result<ProfileState, DecodeError> {
         let mut r = Reader { bytes, at: 0 };
@@ -403,16 +410,14 @@ mod tests {
     #[test]
     fn a_state_reads_back_as_written() {
         let state = sample();
-        let mut bytes = Vec::new();
-        state.encode(&mut bytes);
+        let bytes = state.to_bytes();
         assert_eq!(bytes[0], VERSION_1);
         assert_eq!(ProfileState::decode(&bytes), Ok(state));
     }
 
     #[test]
     fn every_cut_short_or_extended_encoding_is_an_error() {
-        let mut bytes = Vec::new();
-        sample().encode(&mut bytes);
+        let mut bytes = sample().to_bytes();
         for end in 0..bytes.len() {
             assert!(ProfileState::decode(&bytes[..end]).is_err(), "cut at {end}");
         }

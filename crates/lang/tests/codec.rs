@@ -12,24 +12,18 @@ fn profile() -> impl Strategy<Value = ProfileState> {
         .prop_map(|fields| ProfileState { fields })
 }
 
-fn encoded(state: &ProfileState) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    state.encode(&mut bytes);
-    bytes
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]
 
     #[test]
     fn every_state_reads_back_as_written(state in profile()) {
-        prop_assert_eq!(ProfileState::decode(&encoded(&state)), Ok(state));
+        prop_assert_eq!(ProfileState::decode(&state.to_bytes()), Ok(state));
     }
 
     /// Stored bytes damaged in one place: an error or some state, never a panic.
     #[test]
     fn damaged_bytes_never_panic(state in profile(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        let mut bytes = encoded(&state);
+        let mut bytes = state.to_bytes();
         let i = at.index(bytes.len());
         bytes[i] = byte;
         let _ = ProfileState::decode(&bytes);
