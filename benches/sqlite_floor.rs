@@ -34,6 +34,18 @@ fn open(path: &std::path::Path, cache_kib: u32) -> Connection {
     conn
 }
 
+/// One batch of point reads as the processor's reader does them: keys sorted, in one read
+/// transaction, each finding one row whose first column is text.
+fn point_reads<K: Ord + rusqlite::ToSql>(reader: &Connection, sql: &str, mut keys: Vec<K>) {
+    keys.sort_unstable();
+    reader.execute_batch("BEGIN").expect("begin");
+    let mut stmt = reader.prepare_cached(sql).expect("prepare");
+    for k in &keys {
+        let _: String = stmt.query_row([k], |r| r.get(0)).expect("found");
+    }
+    reader.execute_batch("COMMIT").expect("commit");
+}
+
 /// Runs `f` over `events` events in batches and returns CPU µs per event.
 fn per_event(events: usize, mut f: impl FnMut(&mut StdRng)) -> f64 {
     let mut rng = StdRng::seed_from_u64(11);
@@ -98,34 +110,22 @@ fn main() {
 
     let reader = open(&path, 4 * 1024);
     let lookup = per_event(events, |rng| {
-        let mut keys: Vec<String> = (0..BATCH)
+        let keys: Vec<String> = (0..BATCH)
             .map(|_| format!("user{}@example.com", rng.gen_range(0..n)))
             .collect();
-        keys.sort_unstable();
-        reader.execute_batch("BEGIN").expect("begin");
-        let mut stmt = reader
-            .prepare_cached(
-                "SELECT profile_id FROM identities WHERE field = 'email' AND value = ?1",
-            )
-            .expect("prepare");
-        for k in &keys {
-            let _: String = stmt.query_row([k], |r| r.get(0)).expect("found");
-        }
-        reader.execute_batch("COMMIT").expect("commit");
+        point_reads(
+            &reader,
+            "SELECT profile_id FROM identities WHERE field = 'email' AND value = ?1",
+            keys,
+        );
     });
     let read = per_event(events, |rng| {
-        let mut batch: Vec<&String> = (0..BATCH).map(|_| &ids[rng.gen_range(0..n)]).collect();
-        batch.sort_unstable();
-        reader.execute_batch("BEGIN").expect("begin");
-        let mut stmt = reader
-            .prepare_cached(
-                "SELECT state, created_at, updated_at, audiences FROM profiles WHERE id = ?1",
-            )
-            .expect("prepare");
-        for id in batch {
-            let _: String = stmt.query_row([id], |r| r.get(0)).expect("found");
-        }
-        reader.execute_batch("COMMIT").expect("commit");
+        let batch: Vec<&String> = (0..BATCH).map(|_| &ids[rng.gen_range(0..n)]).collect();
+        point_reads(
+            &reader,
+            "SELECT state, created_at, updated_at, audiences FROM profiles WHERE id = ?1",
+            batch,
+        );
     });
     let update = per_event(events, |rng| {
         let mut batch: Vec<&String> = (0..BATCH).map(|_| &ids[rng.gen_range(0..n)]).collect();

@@ -74,7 +74,7 @@ impl ProfileState {
         if r.byte()? != VERSION_1 {
             return Err(r.error_before("an unknown format version", 1));
         }
-        let fields = r.map(|r| r.field())?;
+        let fields = r.map(|r| r.field_at(0))?;
         if r.at != bytes.len() {
             return Err(r.error("bytes after the end"));
         }
@@ -286,10 +286,6 @@ impl<'a> Reader<'a> {
             out.insert(key, v);
         }
         Ok(out)
-    }
-
-    fn field(&mut self) -> Result<FieldState, DecodeError> {
-        self.field_at(0)
     }
 
     fn field_at(&mut self, depth: u32) -> Result<FieldState, DecodeError> {
