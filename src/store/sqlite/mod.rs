@@ -211,7 +211,8 @@ const READER_CDP_CACHE_KIB: i64 = 4 * 1024;
 /// told not to (SQLITE_DEFAULT_MEMSTATUS=1 in the bundled build); with the processor reading
 /// on one thread while its previous batch commits on another, that mutex made them take
 /// turns. We never read those statistics. Only possible before SQLite initializes, so it is
-/// done once, before the first connection; later calls are no-ops.
+/// done once, before the first connection; later calls are no-ops. (The other process-wide
+/// mutex they met, the shared page cache's, is compiled out: see `.cargo/config.toml`.)
 fn disable_memory_statistics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -815,6 +816,18 @@ pub(super) fn database_before(path: &Path, marker: &str) -> Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `.cargo/config.toml` builds the bundled SQLite without SQLITE_ENABLE_MEMORY_MANAGEMENT,
+    /// so that connections do not share one page cache under one mutex. Fails if that setting
+    /// stops reaching the build (e.g. libsqlite3-sys renames LIBSQLITE3_FLAGS).
+    #[test]
+    fn sqlite_is_built_with_a_page_cache_per_connection() {
+        // SAFETY: a NUL-terminated literal; the function only reads it.
+        let used = unsafe {
+            rusqlite::ffi::sqlite3_compileoption_used(c"ENABLE_MEMORY_MANAGEMENT".as_ptr())
+        };
+        assert_eq!(used, 0, "SQLITE_ENABLE_MEMORY_MANAGEMENT is compiled in");
+    }
 
     #[tokio::test]
     async fn sqlite_passes_the_store_conformance_suite() {
