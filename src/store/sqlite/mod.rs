@@ -231,7 +231,21 @@ fn disable_memory_statistics() {
                 "SQLite memory statistics stay on (SQLite already initialized)"
             );
         }
+        if shares_one_page_cache() {
+            tracing::warn!(
+                "this build's SQLite shares one page cache between all connections (built \
+                 without the flags in .cargo/config.toml), so the profile processor runs \
+                 slower; build Tributary from the repository's root to get them"
+            );
+        }
     });
+}
+
+/// Whether the bundled SQLite was compiled with SQLITE_ENABLE_MEMORY_MANAGEMENT, which puts
+/// every connection's page cache under one process-wide mutex (see `.cargo/config.toml`).
+fn shares_one_page_cache() -> bool {
+    // SAFETY: a NUL-terminated literal, which the function only reads.
+    unsafe { rusqlite::ffi::sqlite3_compileoption_used(c"ENABLE_MEMORY_MANAGEMENT".as_ptr()) != 0 }
 }
 
 fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Connection> {
@@ -822,11 +836,10 @@ mod tests {
     /// stops reaching the build (e.g. libsqlite3-sys renames LIBSQLITE3_FLAGS).
     #[test]
     fn sqlite_is_built_with_a_page_cache_per_connection() {
-        // SAFETY: a NUL-terminated literal; the function only reads it.
-        let used = unsafe {
-            rusqlite::ffi::sqlite3_compileoption_used(c"ENABLE_MEMORY_MANAGEMENT".as_ptr())
-        };
-        assert_eq!(used, 0, "SQLITE_ENABLE_MEMORY_MANAGEMENT is compiled in");
+        assert!(
+            !shares_one_page_cache(),
+            "SQLITE_ENABLE_MEMORY_MANAGEMENT is compiled in"
+        );
     }
 
     #[tokio::test]
