@@ -67,7 +67,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &Path) -> StoreResult<Self> {
-        disable_memory_statistics();
+        configure_sqlite_once();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
@@ -207,13 +207,15 @@ const WRITER_CDP_CACHE_KIB: i64 = 16 * 1024;
 /// helps with the b-trees' upper pages only).
 const READER_CDP_CACHE_KIB: i64 = 4 * 1024;
 
+/// Process-wide SQLite set-up, once, before the first connection; later calls are no-ops.
+///
 /// SQLite counts every allocation of every connection under one process-wide mutex unless
 /// told not to (SQLITE_DEFAULT_MEMSTATUS=1 in the bundled build); with the processor reading
 /// on one thread while its previous batch commits on another, that mutex made them take
-/// turns. We never read those statistics. Only possible before SQLite initializes, so it is
-/// done once, before the first connection; later calls are no-ops. (The other process-wide
-/// mutex they met, the shared page cache's, is compiled out: see `.cargo/config.toml`.)
-fn disable_memory_statistics() {
+/// turns. We never read those statistics, so they are turned off (only possible before SQLite
+/// initializes). The other process-wide mutex they met, the shared page cache's, is compiled
+/// out (`.cargo/config.toml`); a build without that is told about in the log.
+fn configure_sqlite_once() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: sqlite3_config is called before any connection exists (the first open
