@@ -143,7 +143,7 @@ async fn main() {
             .await
             .expect("store"),
     );
-    let cdp = Cdp::new(store.clone(), Metrics::new());
+    let cdp = Cdp::new(store.clone().into(), Metrics::new());
     cdp.set_mapping("web", MAPPING).await.expect("mapping");
     for a in audiences(n_audiences) {
         cdp.create_audience(a).await.expect("audience");

@@ -29,8 +29,8 @@ use tributary::kinesis::api::KinesisRecord;
 use tributary::kinesis::consumer::batch::{decode_page, Origin};
 use tributary::store::sqlite::SqliteStore;
 use tributary::store::{
-    Authorization, Credentials, Job, JobState, JobTotals, JobType, ShardBatch, ShardCheckpoint,
-    ShardState, StartPosition, Store,
+    Authorization, ControlStore, Credentials, ImportStore, Job, JobState, JobTotals, JobType,
+    ShardBatch, ShardCheckpoint, ShardState, StartPosition,
 };
 
 const JOB_ID: &str = "bench-job";

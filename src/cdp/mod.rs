@@ -21,7 +21,10 @@ use tributary_lang::{dates, parse_mapping, Mapping, ParseError};
 
 use crate::audiences::{AudienceError, AudienceSet};
 use crate::metrics::Metrics;
-use crate::store::{Audience, DynStore, StoreError, StoreResult, StoredEvent, StreamMapping};
+use crate::store::{
+    Audience, CatalogStore, DynStore, EventLog, OutboxStore, ProfileStore, StoreError, StoreResult,
+    StoredEvent, StreamMapping,
+};
 pub use registry::MappingRegistry;
 
 /// Top-level event fields read, in order, as the event's time (for `latest`/`first` and
@@ -51,13 +54,35 @@ pub struct RebuildStatus {
     pub total: u64,
 }
 
+/// The store roles the CDP uses: it follows the event log, keeps the catalog (mappings,
+/// audiences), and is the one writer of profiles and, through their batches, of the outbox
+/// (which it reads back only in tests).
+#[derive(Clone)]
+pub struct CdpStores {
+    pub events: Arc<dyn EventLog>,
+    pub catalog: Arc<dyn CatalogStore>,
+    pub profiles: Arc<dyn ProfileStore>,
+    pub outbox: Arc<dyn OutboxStore>,
+}
+
+impl From<DynStore> for CdpStores {
+    fn from(store: DynStore) -> Self {
+        Self {
+            events: store.clone(),
+            catalog: store.clone(),
+            profiles: store.clone(),
+            outbox: store,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Cdp {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    store: DynStore,
+    stores: CdpStores,
     metrics: Metrics,
     /// Held by every writer of profiles/memberships/changes (see the module docs); taken
     /// through [`Cdp::write_turn`].
@@ -84,10 +109,10 @@ impl Cdp {
         self.inner.writers_waiting.load(Ordering::SeqCst) > 0
     }
 
-    pub fn new(store: DynStore, metrics: Metrics) -> Self {
+    pub fn new(stores: CdpStores, metrics: Metrics) -> Self {
         Cdp {
             inner: Arc::new(Inner {
-                store,
+                stores,
                 metrics,
                 write_lock: Mutex::new(()),
                 writers_waiting: AtomicUsize::new(0),
@@ -98,8 +123,8 @@ impl Cdp {
         }
     }
 
-    pub fn store(&self) -> &DynStore {
-        &self.inner.store
+    pub fn stores(&self) -> &CdpStores {
+        &self.inner.stores
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -118,7 +143,7 @@ impl Cdp {
         if let Some(r) = self.inner.mappings.read().expect("lock").clone() {
             return Ok(r);
         }
-        let rows = self.inner.store.list_mappings().await?;
+        let rows = self.inner.stores.catalog.list_mappings().await?;
         let r = Arc::new(MappingRegistry::new(rows));
         *self.inner.mappings.write().expect("lock") = Some(r.clone());
         Ok(r)
@@ -139,7 +164,7 @@ impl Cdp {
             });
         }
         let _guard = self.write_turn().await;
-        let stored = self.inner.store.put_mapping(stream, text).await?;
+        let stored = self.inner.stores.catalog.put_mapping(stream, text).await?;
         *self.inner.mappings.write().expect("lock") = None;
         Ok((mapping, stored))
     }
@@ -153,7 +178,8 @@ impl Cdp {
         }
         let rows = self
             .inner
-            .store
+            .stores
+            .catalog
             .list_audiences()
             .await?
             .into_iter()
@@ -196,9 +222,17 @@ impl Cdp {
             let _guard = self.write_turn().await;
             let filter = self.audiences().await?.check(&audience)?;
             if new {
-                self.inner.store.insert_audience(audience.clone()).await?;
+                self.inner
+                    .stores
+                    .catalog
+                    .insert_audience(audience.clone())
+                    .await?;
             } else {
-                self.inner.store.update_audience(audience.clone()).await?;
+                self.inner
+                    .stores
+                    .catalog
+                    .update_audience(audience.clone())
+                    .await?;
             }
             self.forget_audiences();
             self.mark_for_reevaluation(&audience.slug).await?;
@@ -214,7 +248,7 @@ impl Cdp {
         let _guard = self.write_turn().await;
         let set = self.audiences().await?;
         set.check_delete(slug)?;
-        self.inner.store.delete_audience(slug).await?;
+        self.inner.stores.catalog.delete_audience(slug).await?;
         self.forget_audiences();
         Ok(())
     }
@@ -223,7 +257,8 @@ impl Cdp {
     /// crash cannot skip it).
     async fn mark_for_reevaluation(&self, slug: &str) -> StoreResult<()> {
         self.inner
-            .store
+            .stores
+            .profiles
             .commit_profile_batch(Arc::new(crate::store::ProfileBatch {
                 state: vec![(
                     format!("{}{slug}", processor::REEVALUATE_KEY),
@@ -246,19 +281,19 @@ impl Cdp {
     // ----- rebuild and lag --------------------------------------------------------------
 
     /// Starts rebuilding every profile from the stored events (see
-    /// [`crate::store::Store::reset_profiles`]); the processor does the work.
+    /// [`ProfileStore::reset_profiles`]); the processor does the work.
     pub async fn start_rebuild(&self) -> StoreResult<RebuildStatus> {
         {
             let _guard = self.write_turn().await;
-            self.inner.store.reset_profiles().await?;
+            self.inner.stores.profiles.reset_profiles().await?;
         }
         self.wake();
         self.rebuild_status().await
     }
 
     pub async fn rebuild_status(&self) -> StoreResult<RebuildStatus> {
-        let store = &self.inner.store;
-        let pos = store.processor_position().await?;
+        let stores = &self.inner.stores;
+        let pos = stores.profiles.processor_position().await?;
         Ok(match pos.rebuild_target {
             None => RebuildStatus {
                 state: "idle",
@@ -271,8 +306,11 @@ impl Cdp {
                 } else {
                     "running"
                 },
-                processed: store.count_events(0, pos.cursor.min(target)).await?,
-                total: store.count_events(0, target).await?,
+                processed: stores
+                    .events
+                    .count_events(0, pos.cursor.min(target))
+                    .await?,
+                total: stores.events.count_events(0, target).await?,
             },
         })
     }
@@ -280,8 +318,8 @@ impl Cdp {
 
 /// Events not yet applied by the profile processor, per stream (streams with none are left
 /// out). For `GET /api/streams`.
-pub async fn lag(store: &DynStore) -> StoreResult<Vec<(String, u64)>> {
-    store.processor_lag().await
+pub async fn lag(profiles: &dyn ProfileStore) -> StoreResult<Vec<(String, u64)>> {
+    profiles.processor_lag().await
 }
 
 /// The time an event happened (see [`EVENT_TIME_FIELDS`]).

@@ -1,7 +1,7 @@
 //! The profile processor: reads the event log after its cursor, maps each event with its
 //! stream's mapping, resolves identities, folds the events into profiles, evaluates the
 //! audiences the changes can affect, and commits all of it with the new cursor in ONE
-//! transaction ([`crate::store::Store::commit_profile_batch`]).
+//! transaction ([`crate::store::ProfileStore::commit_profile_batch`]).
 //!
 //! Crash safety: the cursor only moves with the changes it covers, so after a crash the
 //! batch is redone from the same events and state; nothing is lost or applied twice. An event
@@ -22,7 +22,9 @@ use super::identity::{IdentityKey, Resolver};
 use super::{event_time, Cdp, CdpError};
 use crate::audiences::engine::{record_changes, MemberTimes};
 use crate::audiences::AudienceSet;
-use crate::store::{ChangeKind, IdentityRow, MemberList, Profile, ProfileBatch, StoreResult};
+use crate::store::{
+    ChangeKind, IdentityRow, MemberList, Profile, ProfileBatch, ProfileWrite, StoreResult,
+};
 
 /// Events per processor transaction.
 pub const BATCH_EVENTS: u32 = 5_000;
@@ -113,9 +115,9 @@ impl Overlay {
             .upserts
             .iter()
             .enumerate()
-            .map(|(k, p)| {
-                let list = members.remove(&p.id).unwrap_or_default();
-                (p.id.clone(), (k, list))
+            .map(|(k, w)| {
+                let list = members.remove(&w.profile.id).unwrap_or_default();
+                (w.profile.id.clone(), (k, list))
             })
             .collect();
         Overlay {
@@ -130,7 +132,7 @@ impl Overlay {
     /// A profile the batch touched, with its memberships over `audiences`.
     fn profile(&self, id: &str, audiences: &AudienceSet) -> Option<(Profile, MemberTimes)> {
         let (k, members) = self.profiles.get(id)?;
-        let profile = self.batch.upserts[*k].clone();
+        let profile = self.batch.upserts[*k].profile.clone();
         if std::ptr::eq(audiences, &*self.audiences) {
             return Some((profile, members.clone()));
         }
@@ -145,7 +147,7 @@ impl Cdp {
     pub async fn step(&self, limit: u32) -> Result<StepOutcome, CdpError> {
         let _guard = self.write_turn().await;
         let started = Instant::now();
-        let pos = self.store().processor_position().await?;
+        let pos = self.stores().profiles.processor_position().await?;
         let Some(loaded) = self.load(pos.cursor, limit).await? else {
             return Ok(StepOutcome::default());
         };
@@ -171,7 +173,7 @@ impl Cdp {
     /// Nothing is left in flight on return, error or not.
     pub async fn run_batches(&self, limit: u32, max_batches: u32) -> Result<u64, CdpError> {
         let _guard = self.inner.write_lock.lock().await;
-        let pos = self.store().processor_position().await?;
+        let pos = self.stores().profiles.processor_position().await?;
         let committed = Arc::new(AtomicUsize::new(0));
         let (queue, to_commit) = tokio::sync::mpsc::channel(COMMIT_QUEUE);
         let committer = tokio::spawn(self.clone().commit_in_order(to_commit, committed.clone()));
@@ -289,7 +291,7 @@ impl Cdp {
         let (outcome, mapped) = (*outcome, *mapped);
         let batch = overlay.batch.clone();
         let (enters, exits) = count_kinds(&batch);
-        self.store().commit_profile_batch(batch).await?;
+        self.stores().profiles.commit_profile_batch(batch).await?;
         let m = self.metrics();
         m.cdp_events_processed.inc_by(outcome.events as u64);
         m.cdp_events_mapped.inc_by(mapped as u64);
@@ -302,10 +304,11 @@ impl Cdp {
     /// Reads the next batch after `cursor`: its events, mapped, and what the store holds for
     /// their identifiers (the identity rows, those profiles and their memberships).
     async fn load(&self, cursor: i64, limit: u32) -> Result<Option<Loaded>, CdpError> {
-        let store = self.store();
+        let store = self.stores();
         let mappings = self.mappings().await?;
         // Events of streams without a mapping are skipped unparsed; the cursor still passes them.
         let page = store
+            .events
             .events_after(cursor, limit, mappings.streams())
             .await?;
         let Some(last_seq) = page.last_seq else {
@@ -335,7 +338,7 @@ impl Cdp {
         let rows = if keys.is_empty() {
             Vec::new()
         } else {
-            store.lookup_identities(keys).await?
+            store.profiles.lookup_identities(keys).await?
         };
         let ids: Vec<String> = {
             let mut seen = HashSet::new();
@@ -347,7 +350,7 @@ impl Cdp {
         let profiles = if ids.is_empty() {
             Vec::new()
         } else {
-            store.get_profiles_with_memberships(ids).await?
+            store.profiles.get_profiles_with_memberships(ids).await?
         };
         Ok(Some(Loaded {
             last_seq,
@@ -366,7 +369,8 @@ impl Cdp {
         loop {
             let _guard = self.write_turn().await;
             let page = self
-                .store()
+                .stores()
+                .profiles
                 .list_profiles(after.clone(), REEVALUATE_PAGE)
                 .await?;
             let Some((last, _)) = page.last() else {
@@ -392,13 +396,13 @@ impl Cdp {
         let mut changes = 0u64;
         loop {
             let _guard = self.write_turn().await;
-            let store = self.store();
-            let pending = store.processor_state(&key).await?;
+            let store = self.stores();
+            let pending = store.profiles.processor_state(&key).await?;
             let Some((_, after)) = pending.into_iter().find(|(k, _)| *k == key) else {
                 return Ok(changes);
             };
             let after = (!after.is_empty()).then_some(after);
-            let page = store.list_profiles(after, REEVALUATE_PAGE).await?;
+            let page = store.profiles.list_profiles(after, REEVALUATE_PAGE).await?;
             let done = (page.len() as u32) < REEVALUATE_PAGE;
             let next = if done {
                 None
@@ -414,6 +418,7 @@ impl Cdp {
                 None => {
                     // The audience is gone: drop the entry.
                     store
+                        .profiles
                         .commit_profile_batch(Arc::new(ProfileBatch {
                             state: vec![(key.clone(), None)],
                             ..Default::default()
@@ -430,7 +435,11 @@ impl Cdp {
 
     /// Resumes the audience re-evaluations a crash or shutdown interrupted.
     pub async fn resume_reevaluations(&self) -> Result<usize, CdpError> {
-        let pending = self.store().processor_state(REEVALUATE_KEY).await?;
+        let pending = self
+            .stores()
+            .profiles
+            .processor_state(REEVALUATE_KEY)
+            .await?;
         for (key, _) in &pending {
             if let Some(slug) = key.strip_prefix(REEVALUATE_KEY) {
                 self.spawn_reevaluation(slug.to_owned());
@@ -445,14 +454,15 @@ impl Cdp {
     pub async fn reevaluate_members(&self, slugs: &[String]) -> Result<u64, CdpError> {
         let mut changes = 0u64;
         for slug in slugs {
-            let Ok(audience) = self.store().get_audience(slug).await else {
+            let Ok(audience) = self.stores().catalog.get_audience(slug).await else {
                 continue;
             };
             let mut after: Option<String> = None;
             loop {
                 let _guard = self.write_turn().await;
-                let store = self.store();
+                let store = self.stores();
                 let members = store
+                    .profiles
                     .list_members(&audience.id, after.clone(), REEVALUATE_PAGE)
                     .await?;
                 let Some(last) = members.last() else {
@@ -461,6 +471,7 @@ impl Cdp {
                 after = Some(last.profile_id.clone());
                 let full = members.len() as u32 == REEVALUATE_PAGE;
                 let page = store
+                    .profiles
                     .get_profiles_with_memberships(
                         members.into_iter().map(|m| m.profile_id).collect(),
                     )
@@ -499,7 +510,7 @@ impl Cdp {
         if !targets.contains(&true) {
             return Ok(None);
         }
-        let store = self.store();
+        let store = self.stores();
         let now = Utc::now();
         let mut batch = ProfileBatch {
             state,
@@ -514,7 +525,7 @@ impl Cdp {
         let changes = batch.changes.len() as u64;
         let (enters, exits) = count_kinds(&batch);
         if !batch.changes.is_empty() || !batch.state.is_empty() {
-            store.commit_profile_batch(Arc::new(batch)).await?;
+            store.profiles.commit_profile_batch(Arc::new(batch)).await?;
         }
         self.count_changes(enters, exits);
         Ok(Some(changes))
@@ -554,7 +565,7 @@ impl Cdp {
 
     /// Updates the lag gauges (events not yet applied, per stream and in total).
     pub async fn refresh_lag_metric(&self) -> StoreResult<()> {
-        let lag = self.store().processor_lag().await?;
+        let lag = self.stores().profiles.processor_lag().await?;
         let m = self.metrics();
         m.cdp_processor_lag.reset();
         let mut total = 0;
@@ -760,11 +771,16 @@ fn compute(
         };
         after.insert(t.profile.id.clone(), list);
     }
-    batch.upserts = resolved.touched.into_iter().map(|t| t.profile).collect();
-    batch.upsert_states = batch.upserts.iter().map(|p| p.state.to_bytes()).collect();
-    batch.member_lists = after
-        .iter()
-        .map(|(id, list)| (id.clone(), list.to_list(audiences)))
+    batch.upserts = resolved
+        .touched
+        .into_iter()
+        .map(|t| {
+            let members = after
+                .get(&t.profile.id)
+                .map(|list| list.to_list(audiences))
+                .unwrap_or_default();
+            ProfileWrite::new(t.profile).with_members(members)
+        })
         .collect();
     let outcome = StepOutcome {
         events: scanned,
@@ -787,7 +803,7 @@ async fn join<T>(task: JoinHandle<Result<T, CdpError>>) -> Result<T, CdpError> {
 }
 
 fn stopped(what: &str, e: tokio::task::JoinError) -> CdpError {
-    CdpError::Store(crate::store::StoreError::Backend(format!(
+    CdpError::Store(crate::store::StoreError::backend(format!(
         "{what} stopped: {e}"
     )))
 }
@@ -828,7 +844,7 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        let cdp = Cdp::new(store, Metrics::new());
+        let cdp = Cdp::new(store.into(), Metrics::new());
         cdp.set_mapping("web", MAPPING).await.unwrap();
         (cdp, dir)
     }
@@ -842,7 +858,11 @@ mod tests {
                 origin: None,
             })
             .collect();
-        cdp.store().append_events(stream, events).await.unwrap();
+        cdp.stores()
+            .events
+            .append_events(stream, events)
+            .await
+            .unwrap();
     }
 
     fn audience(slug: &str, filter: &str) -> Audience {
@@ -861,7 +881,13 @@ mod tests {
     /// batch reads the store as it was before all the others and relies on their overlays.
     async fn apply_with_stale_reads(cdp: &Cdp, limit: u32) {
         let _guard = cdp.inner.write_lock.lock().await;
-        let mut cursor = cdp.store().processor_position().await.unwrap().cursor;
+        let mut cursor = cdp
+            .stores()
+            .profiles
+            .processor_position()
+            .await
+            .unwrap()
+            .cursor;
         let mut loaded = Vec::new();
         while let Some(batch) = cdp.load(cursor, limit).await.unwrap() {
             cursor = batch.last_seq;
@@ -880,12 +906,18 @@ mod tests {
 
     async fn fields_of(cdp: &Cdp, field: &str, value: &str) -> Option<(String, Value)> {
         let rows = cdp
-            .store()
+            .stores()
+            .profiles
             .lookup_identities(vec![(field.into(), value.into())])
             .await
             .unwrap();
         let row = rows.first()?;
-        let p = cdp.store().get_profile(&row.profile_id).await.unwrap();
+        let p = cdp
+            .stores()
+            .profiles
+            .get_profile(&row.profile_id)
+            .await
+            .unwrap();
         Some((p.id, p.state.to_json()))
     }
 
@@ -901,7 +933,7 @@ mod tests {
         assert_eq!(cdp.run_batches(1, 100).await.unwrap(), 1);
         cdp.inner.writers_waiting.fetch_sub(1, Ordering::SeqCst);
         assert_eq!(cdp.run_batches(1, 100).await.unwrap(), 4);
-        assert_eq!(cdp.store().count_profiles().await.unwrap(), 5);
+        assert_eq!(cdp.stores().profiles.count_profiles().await.unwrap(), 5);
     }
 
     #[tokio::test]
@@ -919,8 +951,14 @@ mod tests {
         .await;
         send(&cdp, "unmapped", vec![json!({"email": "a@x.io"})]).await;
         assert_eq!(cdp.drain().await.unwrap(), 4);
-        assert!(cdp.store().processor_lag().await.unwrap().is_empty());
-        assert_eq!(cdp.store().count_profiles().await.unwrap(), 2);
+        assert!(cdp
+            .stores()
+            .profiles
+            .processor_lag()
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(cdp.stores().profiles.count_profiles().await.unwrap(), 2);
         let (a, fields) = fields_of(&cdp, "email", "a@x.io").await.unwrap();
         assert_eq!(fields["visits"], 1);
         let (b, _) = fields_of(&cdp, "user_id", "u1").await.unwrap();
@@ -933,16 +971,16 @@ mod tests {
         )
         .await;
         cdp.drain().await.unwrap();
-        assert_eq!(cdp.store().count_profiles().await.unwrap(), 1);
+        assert_eq!(cdp.stores().profiles.count_profiles().await.unwrap(), 1);
         let (id, fields) = fields_of(&cdp, "user_id", "u1").await.unwrap();
         assert_eq!(id, a);
         assert_eq!(fields["visits"], 3);
         assert_eq!(fields["spent"], 16.0);
         assert_eq!(fields["country"], "us");
-        assert_eq!(cdp.store().get_profile(&b).await.unwrap().id, a);
+        assert_eq!(cdp.stores().profiles.get_profile(&b).await.unwrap().id, a);
 
         // A second processor over the same store (a restart) finds nothing left to apply.
-        let again = Cdp::new(cdp.store().clone(), Metrics::new());
+        let again = Cdp::new(cdp.stores().clone(), Metrics::new());
         assert_eq!(again.drain().await.unwrap(), 0);
         assert_eq!(
             fields_of(&again, "email", "a@x.io").await.unwrap().1["visits"],
@@ -969,7 +1007,12 @@ mod tests {
         )
         .await;
         cdp.drain().await.unwrap();
-        let changes = cdp.store().list_audience_changes(0, 100).await.unwrap();
+        let changes = cdp
+            .stores()
+            .outbox
+            .list_audience_changes(0, 100)
+            .await
+            .unwrap();
         let seen: Vec<(&str, ChangeKind)> = changes
             .iter()
             .map(|c| (c.audience_slug.as_str(), c.kind))
@@ -993,7 +1036,8 @@ mod tests {
         .await;
         cdp.drain().await.unwrap();
         let changes = cdp
-            .store()
+            .stores()
+            .outbox
             .list_audience_changes(changes[1].seq, 100)
             .await
             .unwrap();
@@ -1009,7 +1053,8 @@ mod tests {
             .unwrap();
         cdp.reevaluate(&["buyers".to_string()]).await.unwrap();
         let last = cdp
-            .store()
+            .stores()
+            .outbox
             .list_audience_changes(changes[0].seq, 100)
             .await
             .unwrap();
@@ -1042,15 +1087,20 @@ mod tests {
             (status.state, status.processed, status.total),
             ("running", 0, 30)
         );
-        assert_eq!(cdp.store().count_profiles().await.unwrap(), 0);
+        assert_eq!(cdp.stores().profiles.count_profiles().await.unwrap(), 0);
         cdp.drain().await.unwrap();
         let status = cdp.rebuild_status().await.unwrap();
         assert_eq!((status.state, status.processed), ("done", 30));
         assert_eq!(fields_of(&cdp, "email", "p3@x.io").await.unwrap().1, before);
-        let changes = cdp.store().list_audience_changes(0, 1000).await.unwrap();
+        let changes = cdp
+            .stores()
+            .outbox
+            .list_audience_changes(0, 1000)
+            .await
+            .unwrap();
         // 7 enters, 7 exits at the reset, 7 enters again.
         assert_eq!(changes.len(), 21);
-        assert_eq!(cdp.store().list_audiences().await.unwrap()[0].1, 7);
+        assert_eq!(cdp.stores().catalog.list_audiences().await.unwrap()[0].1, 7);
     }
 
     #[tokio::test]
@@ -1066,12 +1116,14 @@ mod tests {
         .await;
         cdp.drain().await.unwrap();
         // A crash right after the audience and its pending entry were committed.
-        let store = cdp.store().clone();
+        let store = cdp.stores().clone();
         store
+            .catalog
             .insert_audience(audience("all", "FILTER *"))
             .await
             .unwrap();
         store
+            .profiles
             .commit_profile_batch(Arc::new(ProfileBatch {
                 state: vec![(format!("{REEVALUATE_KEY}all"), Some(String::new()))],
                 ..Default::default()
@@ -1081,11 +1133,12 @@ mod tests {
         let restarted = Cdp::new(store.clone(), Metrics::new());
         assert_eq!(restarted.reevaluate_persisted("all").await.unwrap(), 5);
         assert!(store
+            .profiles
             .processor_state(REEVALUATE_KEY)
             .await
             .unwrap()
             .is_empty());
-        assert_eq!(store.list_audiences().await.unwrap()[0].1, 5);
+        assert_eq!(store.catalog.list_audiences().await.unwrap()[0].1, 5);
         // Done means done: running it again changes nothing.
         assert_eq!(restarted.reevaluate_persisted("all").await.unwrap(), 0);
     }
@@ -1114,7 +1167,12 @@ mod tests {
                 .map(|c| (c.audience_slug, c.kind))
                 .collect::<Vec<_>>()
         };
-        let first = cdp.store().list_audience_changes(0, 10).await.unwrap();
+        let first = cdp
+            .stores()
+            .outbox
+            .list_audience_changes(0, 10)
+            .await
+            .unwrap();
         assert_eq!(
             kinds(first.clone()),
             [("recent".to_string(), ChangeKind::Enter)]
@@ -1124,7 +1182,8 @@ mod tests {
         assert_eq!(cdp.reevaluate_time_relative(true).await.unwrap(), 1);
         assert_eq!(cdp.reevaluate_time_relative(false).await.unwrap(), 1);
         let later = cdp
-            .store()
+            .stores()
+            .outbox
             .list_audience_changes(first[0].seq, 10)
             .await
             .unwrap();
@@ -1216,18 +1275,18 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let _ = cdp.inner.write_lock.lock().await;
 
-                let store = cdp.store();
+                let store = cdp.stores();
                 let set = cdp.audiences().await.unwrap();
                 let profiles: Vec<Profile> = store
-                    .list_profiles(None, 1000)
+                    .profiles.list_profiles(None, 1000)
                     .await
                     .unwrap()
                     .into_iter()
                     .map(|(p, _)| p)
                     .collect();
                 let mut actual = BTreeSet::new();
-                for (a, _) in store.list_audiences().await.unwrap() {
-                    for m in store.list_members(&a.id, None, 1000).await.unwrap() {
+                for (a, _) in store.catalog.list_audiences().await.unwrap() {
+                    for m in store.profiles.list_members(&a.id, None, 1000).await.unwrap() {
                         actual.insert((a.slug.clone(), m.profile_id));
                     }
                 }
@@ -1247,7 +1306,7 @@ mod tests {
                 // The outbox, replayed, gives the same memberships. Only members exit; an
                 // enter repeats only for a merge survivor.
                 let mut replay: BTreeMap<(String, String), bool> = BTreeMap::new();
-                for c in store.list_audience_changes(0, 100_000).await.unwrap() {
+                for c in store.outbox.list_audience_changes(0, 100_000).await.unwrap() {
                     let key = (c.audience_slug.clone(), c.profile_id.clone());
                     let was = replay.get(&key).copied().unwrap_or(false);
                     if c.kind == ChangeKind::Exit {

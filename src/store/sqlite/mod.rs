@@ -12,15 +12,18 @@
 //! transaction writes both files: SQLite commits attached WAL files atomically each, not
 //! together, so every write below touches the tables of one file only.
 
-mod cdp;
-mod export;
+mod catalog;
+mod control;
+mod event_log;
+mod import;
+mod outbox;
+mod profiles;
 mod rows;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, Transaction};
 
 use super::*;
 use rows::*;
@@ -63,14 +66,14 @@ impl SqliteStore {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || Self::open_blocking(&path))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .map_err(StoreError::backend)?
     }
 
     fn open_blocking(path: &Path) -> StoreResult<Self> {
         configure_sqlite_once();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+                StoreError::backend(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
         let mut writer = connect(path, WRITER_CACHE_KIB, WRITER_CDP_CACHE_KIB)?;
@@ -112,7 +115,7 @@ impl SqliteStore {
             Ok(out)
         })
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(StoreError::backend)?
     }
 
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
@@ -133,7 +136,7 @@ impl SqliteStore {
             f(&guard)
         })
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(StoreError::backend)?
     }
 }
 
@@ -176,7 +179,7 @@ impl Checkpointer {
                     }
                 }
             })
-            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Self { request })
     }
 }
@@ -252,7 +255,7 @@ fn shares_one_page_cache() -> bool {
 
 fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(|e| {
-        StoreError::Backend(format!(
+        StoreError::backend(format!(
             "cannot open SQLite database {}: {e}",
             path.display()
         ))
@@ -260,7 +263,7 @@ fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Conne
     let cdp = cdp_path(path);
     conn.execute("ATTACH DATABASE ?1 AS cdp", [cdp.to_string_lossy()])
         .map_err(|e| {
-            StoreError::Backend(format!(
+            StoreError::backend(format!(
                 "cannot open SQLite database {}: {e}",
                 cdp.display()
             ))
@@ -306,514 +309,11 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend(e)
 }
 
 fn now_text() -> String {
     to_text(&Utc::now())
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn insert_authorization(&self, auth: Authorization) -> StoreResult<()> {
-        self.write(move |tx| {
-            let (method, key_id, sealed, role_arn, external_id) = match &auth.credentials {
-                Credentials::AwsKeys { access_key_id, sealed_secret_access_key } => {
-                    ("aws_keys", Some(access_key_id.as_str()), Some(sealed_secret_access_key.as_slice()), None, None)
-                }
-                Credentials::AwsRole { role_arn, external_id } => {
-                    ("aws_role", None, None, Some(role_arn.as_str()), Some(external_id.as_str()))
-                }
-            };
-            let result = tx.execute(
-                "INSERT INTO authorizations (id, label, description, method, access_key_id, secret_sealed, role_arn, external_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![auth.id, auth.label, auth.description, method, key_id, sealed, role_arn, external_id, to_text(&auth.created_at)],
-            );
-            match result {
-                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    Err(StoreError::Conflict(format!("an authorization labelled {:?} already exists; choose another label", auth.label)))
-                }
-                other => other.map(|_| ()).map_err(db),
-            }
-        })
-        .await
-    }
-
-    async fn list_authorizations(&self) -> StoreResult<Vec<Authorization>> {
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {AUTH_COLUMNS} FROM authorizations ORDER BY created_at, id"
-                ))
-                .map_err(db)?;
-            let rows = stmt.query_map([], authorization_from_row).map_err(db)?;
-            rows.map(|r| r.map_err(db)?).collect()
-        })
-        .await
-    }
-
-    async fn get_authorization(&self, id: &str) -> StoreResult<Authorization> {
-        let id = id.to_owned();
-        self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {AUTH_COLUMNS} FROM authorizations WHERE id = ?1"),
-                [&id],
-                authorization_from_row,
-            )
-            .optional()
-            .map_err(db)?
-            .ok_or(StoreError::NotFound {
-                what: "authorization",
-                id,
-            })?
-        })
-        .await
-    }
-
-    async fn delete_authorization(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_owned();
-        self.write(move |tx| {
-            let users: Vec<String> = tx
-                .prepare("SELECT label FROM jobs WHERE authorization_id = ?1 ORDER BY label")
-                .and_then(|mut s| s.query_map([&id], |r| r.get(0))?.collect())
-                .map_err(db)?;
-            if !users.is_empty() {
-                return Err(StoreError::Conflict(format!(
-                    "authorization {id} is used by job(s) {}; delete those jobs first",
-                    users.join(", ")
-                )));
-            }
-            match tx
-                .execute("DELETE FROM authorizations WHERE id = ?1", [&id])
-                .map_err(db)?
-            {
-                0 => Err(StoreError::NotFound {
-                    what: "authorization",
-                    id,
-                }),
-                _ => Ok(()),
-            }
-        })
-        .await
-    }
-
-    async fn insert_job(&self, job: Job) -> StoreResult<()> {
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO jobs (id, job_type, label, description, authorization_id, config, state, last_error, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    job.id, job.job_type.as_str(), job.label, job.description, job.authorization_id,
-                    job.config.to_string(), job.state.as_str(), job.last_error,
-                    to_text(&job.created_at), to_text(&job.updated_at)
-                ],
-            )
-            .map_err(db)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_jobs(&self) -> StoreResult<Vec<Job>> {
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at, id"
-                ))
-                .map_err(db)?;
-            let rows = stmt.query_map([], job_from_row).map_err(db)?;
-            rows.map(|r| r.map_err(db)?).collect()
-        })
-        .await
-    }
-
-    async fn get_job(&self, id: &str) -> StoreResult<Job> {
-        let id = id.to_owned();
-        self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-                [&id],
-                job_from_row,
-            )
-            .optional()
-            .map_err(db)?
-            .ok_or(StoreError::NotFound { what: "job", id })?
-        })
-        .await
-    }
-
-    async fn set_job_state(
-        &self,
-        id: &str,
-        state: JobState,
-        last_error: Option<&str>,
-    ) -> StoreResult<()> {
-        let (id, last_error) = (id.to_owned(), last_error.map(str::to_owned));
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
-                    params![id, state.as_str(), last_error, now_text()],
-                )
-                .map_err(db)?;
-            if n == 0 {
-                return Err(StoreError::NotFound { what: "job", id });
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn delete_job(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_owned();
-        self.write(move |tx| {
-            match tx
-                .execute("DELETE FROM jobs WHERE id = ?1", [&id])
-                .map_err(db)?
-            {
-                0 => Err(StoreError::NotFound { what: "job", id }),
-                _ => Ok(()),
-            }
-        })
-        .await
-    }
-
-    async fn list_checkpoints(&self, job_id: &str) -> StoreResult<Vec<ShardCheckpoint>> {
-        let job_id = job_id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT {CHECKPOINT_COLUMNS} FROM shard_checkpoints WHERE job_id = ?1 ORDER BY shard_id"))
-                .map_err(db)?;
-            let rows = stmt.query_map([&job_id], checkpoint_from_row).map_err(db)?;
-            rows.map(|r| r.map_err(db)?).collect()
-        })
-        .await
-    }
-
-    async fn register_shards(&self, job_id: &str, shards: &[ShardCheckpoint]) -> StoreResult<()> {
-        let (job_id, shards) = (job_id.to_owned(), shards.to_vec());
-        self.write(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO shard_checkpoints (job_id, shard_id, parent_shard_ids, state, sequence_number, sub_sequence_number, records, updated_at, start_position)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (job_id, shard_id) DO NOTHING",
-                )
-                .map_err(db)?;
-            for s in &shards {
-                stmt.execute(params![
-                    job_id, s.shard_id, serde_json::to_string(&s.parent_shard_ids).expect("strings serialize"),
-                    s.state.as_str(), s.sequence_number, s.sub_sequence_number.map(|n| n as i64), s.records as i64, now_text(),
-                    s.start_position.to_text()
-                ])
-                .map_err(db)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn set_shard_state(
-        &self,
-        job_id: &str,
-        shard_id: &str,
-        state: ShardState,
-    ) -> StoreResult<()> {
-        let (job_id, shard_id) = (job_id.to_owned(), shard_id.to_owned());
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE shard_checkpoints SET state = ?3, updated_at = ?4 WHERE job_id = ?1 AND shard_id = ?2",
-                    params![job_id, shard_id, state.as_str(), now_text()],
-                )
-                .map_err(db)?;
-            if n == 0 {
-                return Err(StoreError::NotFound { what: "shard", id: shard_id });
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn commit_shard_batch(&self, batch: Arc<ShardBatch>) -> StoreResult<BatchOutcome> {
-        self.write(move |tx| {
-            let now = now_text();
-            let events_inserted = insert_events(tx, &batch.stream, &batch.events, &now)?;
-            let mut dead_letters_inserted = 0;
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO dead_letters (job_id, shard_id, sequence_number, sub_sequence_number, position, partition_key, reason, raw, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .map_err(db)?;
-                for d in &batch.dead_letters {
-                    dead_letters_inserted += stmt
-                        .execute(params![
-                            batch.job_id, d.shard_id, d.sequence_number,
-                            d.sub_sequence_number.map_or(-1, |n| n as i64), d.position,
-                            d.partition_key, d.reason, d.raw, now
-                        ])
-                        .map_err(db)? as u64;
-                }
-            }
-            let cp = &batch.checkpoint;
-            let n = tx
-                .execute(
-                    "UPDATE shard_checkpoints
-                        SET state = ?3, sequence_number = COALESCE(?4, sequence_number),
-                            sub_sequence_number = CASE WHEN ?4 IS NULL THEN sub_sequence_number ELSE ?5 END,
-                            records = records + ?6, millis_behind_latest = ?7, updated_at = ?8
-                      WHERE job_id = ?1 AND shard_id = ?2",
-                    params![
-                        batch.job_id, cp.shard_id, cp.state.as_str(), cp.sequence_number,
-                        cp.sub_sequence_number.map(|n| n as i64), batch.records_in as i64,
-                        cp.millis_behind_latest, now
-                    ],
-                )
-                .map_err(db)?;
-            if n == 0 {
-                return Err(StoreError::NotFound { what: "shard checkpoint", id: cp.shard_id.clone() });
-            }
-            tx.execute(
-                "UPDATE jobs SET records_in = records_in + ?2, events_out = events_out + ?3,
-                                 dead_letters = dead_letters + ?4, updated_at = ?5 WHERE id = ?1",
-                params![batch.job_id, batch.records_in as i64, events_inserted as i64, dead_letters_inserted as i64, now],
-            )
-            .map_err(db)?;
-            Ok(BatchOutcome { events_inserted, dead_letters_inserted })
-        })
-        .await
-    }
-
-    async fn append_events(&self, stream: &str, events: Vec<NewEvent>) -> StoreResult<u64> {
-        let stream = stream.to_owned();
-        self.write(move |tx| insert_events(tx, &stream, &events, &now_text()))
-            .await
-    }
-
-    async fn list_events(
-        &self,
-        stream: &str,
-        limit: u32,
-        before: Option<i64>,
-    ) -> StoreResult<Vec<StoredEvent>> {
-        let stream = stream.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-                ))
-                .map_err(db)?;
-            let rows = stmt
-                .query_map(params![stream, before.unwrap_or(i64::MAX), limit], event_from_row)
-                .map_err(db)?;
-            rows.map(|r| r.map_err(db)?).collect()
-        })
-        .await
-    }
-
-    async fn list_streams(&self) -> StoreResult<Vec<StreamSummary>> {
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare("SELECT name, events, last_event_at FROM streams ORDER BY name")
-                .map_err(db)?;
-            let rows = stmt.query_map([], stream_from_row).map_err(db)?;
-            rows.map(|r| r.map_err(db)?).collect()
-        })
-        .await
-    }
-
-    async fn list_dead_letters(&self, job_id: &str, limit: u32) -> StoreResult<Vec<DeadLetter>> {
-        let job_id = job_id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE job_id = ?1 ORDER BY id DESC LIMIT ?2"))
-                .map_err(db)?;
-            let rows = stmt.query_map(params![job_id, limit], dead_letter_from_row).map_err(db)?;
-            rows.map(|r| r.map_err(db)?).collect()
-        })
-        .await
-    }
-
-    // ----- CDP (implemented in cdp.rs) ---------------------------------------------------
-
-    async fn put_mapping(&self, stream: &str, text: &str) -> StoreResult<StreamMapping> {
-        self.cdp_put_mapping(stream, text).await
-    }
-    async fn get_mapping(&self, stream: &str) -> StoreResult<StreamMapping> {
-        self.cdp_get_mapping(stream).await
-    }
-    async fn list_mappings(&self) -> StoreResult<Vec<StreamMapping>> {
-        self.cdp_list_mappings().await
-    }
-    async fn events_after(
-        &self,
-        after_seq: i64,
-        limit: u32,
-        streams: Vec<String>,
-    ) -> StoreResult<EventsPage> {
-        self.cdp_events_after(after_seq, limit, streams).await
-    }
-    async fn processor_position(&self) -> StoreResult<ProcessorPosition> {
-        self.cdp_processor_position().await
-    }
-    async fn processor_lag(&self) -> StoreResult<Vec<(String, u64)>> {
-        self.cdp_processor_lag().await
-    }
-    async fn count_events(&self, after: i64, upto: i64) -> StoreResult<u64> {
-        self.cdp_count_events(after, upto).await
-    }
-    async fn max_event_seq(&self) -> StoreResult<i64> {
-        self.cdp_max_event_seq().await
-    }
-    async fn lookup_identities(
-        &self,
-        keys: Vec<(String, String)>,
-    ) -> StoreResult<Vec<IdentityRow>> {
-        self.cdp_lookup_identities(keys).await
-    }
-    async fn get_profiles(&self, ids: Vec<String>) -> StoreResult<Vec<Profile>> {
-        self.cdp_get_profiles(ids).await
-    }
-    async fn get_profile(&self, id: &str) -> StoreResult<Profile> {
-        self.cdp_get_profile(id).await
-    }
-    async fn list_profiles(
-        &self,
-        after: Option<String>,
-        limit: u32,
-    ) -> StoreResult<Vec<(Profile, MemberList)>> {
-        self.cdp_list_profiles(after, limit).await
-    }
-    async fn count_profiles(&self) -> StoreResult<u64> {
-        self.cdp_count_profiles().await
-    }
-    async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>> {
-        self.cdp_profile_identities(id).await
-    }
-    async fn get_profiles_with_memberships(
-        &self,
-        ids: Vec<String>,
-    ) -> StoreResult<Vec<(Profile, MemberList)>> {
-        self.cdp_get_profiles_with_memberships(ids).await
-    }
-    async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>> {
-        self.cdp_profile_memberships(ids).await
-    }
-    async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()> {
-        self.cdp_commit_profile_batch(batch).await
-    }
-    async fn reset_profiles(&self) -> StoreResult<i64> {
-        self.cdp_reset_profiles().await
-    }
-    async fn processor_state(&self, prefix: &str) -> StoreResult<Vec<(String, String)>> {
-        self.cdp_processor_state(prefix).await
-    }
-    async fn finish_rebuild(&self) -> StoreResult<()> {
-        self.cdp_finish_rebuild().await
-    }
-    async fn insert_audience(&self, audience: Audience) -> StoreResult<()> {
-        self.cdp_insert_audience(audience).await
-    }
-    async fn update_audience(&self, audience: Audience) -> StoreResult<()> {
-        self.cdp_update_audience(audience).await
-    }
-    async fn get_audience(&self, slug: &str) -> StoreResult<Audience> {
-        self.cdp_get_audience(slug).await
-    }
-    async fn list_audiences(&self) -> StoreResult<Vec<(Audience, u64)>> {
-        self.cdp_list_audiences().await
-    }
-    async fn delete_audience(&self, slug: &str) -> StoreResult<()> {
-        self.cdp_delete_audience(slug).await
-    }
-    async fn list_members(
-        &self,
-        audience_id: &str,
-        after: Option<String>,
-        limit: u32,
-    ) -> StoreResult<Vec<Membership>> {
-        self.cdp_list_members(audience_id, after, limit).await
-    }
-    async fn list_audience_changes(
-        &self,
-        after_seq: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<AudienceChange>> {
-        self.cdp_list_audience_changes(after_seq, limit).await
-    }
-
-    async fn get_export_progress(&self, job_id: &str) -> StoreResult<Option<ExportProgress>> {
-        self.export_get_progress(job_id).await
-    }
-
-    async fn commit_export_round(&self, job_id: &str, round: Arc<ExportRound>) -> StoreResult<()> {
-        self.export_commit_round(job_id, round).await
-    }
-
-    async fn backfill_page(
-        &self,
-        audience_ids: Vec<String>,
-        after: Option<(String, String)>,
-        limit: u32,
-    ) -> StoreResult<BackfillPage> {
-        self.export_backfill_page(audience_ids, after, limit).await
-    }
-
-    async fn audience_change_head(&self) -> StoreResult<i64> {
-        self.export_change_head().await
-    }
-}
-
-/// Inserts events, skipping ids already stored (a replay), and keeps the stream's summary in
-/// step. Returns how many were new.
-fn insert_events(
-    tx: &Transaction<'_>,
-    stream: &str,
-    events: &[NewEvent],
-    now: &str,
-) -> StoreResult<u64> {
-    let mut inserted = 0u64;
-    {
-        let mut stmt = tx
-            .prepare_cached(
-                "INSERT INTO events (event_id, stream, fields, stored_at, kinesis_stream, shard_id,
-                     sequence_number, sub_sequence_number, partition_key, arrival_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .map_err(db)?;
-        for e in events {
-            let (kinesis_stream, shard_id, sequence_number, sub, partition_key, arrival_ns) =
-                origin_columns(e.origin.as_ref());
-            inserted += stmt
-                .execute(params![
-                    e.event_id,
-                    stream,
-                    e.fields.as_str(),
-                    now,
-                    kinesis_stream,
-                    shard_id,
-                    sequence_number,
-                    sub,
-                    partition_key,
-                    arrival_ns
-                ])
-                .map_err(db)? as u64;
-        }
-    }
-    if inserted > 0 {
-        tx.prepare_cached(
-            "INSERT INTO streams (name, events, last_event_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET events = streams.events + excluded.events, last_event_at = excluded.last_event_at",
-        )
-        .and_then(|mut s| s.execute(params![stream, inserted as i64, now]))
-        .map_err(db)?;
-    }
-    Ok(inserted)
 }
 
 /// A database at the schema version before the migration whose text contains `marker`,
@@ -844,11 +344,15 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn sqlite_passes_the_store_conformance_suite() {
+    /// A new, empty store in a temporary directory, for the conformance suite.
+    async fn fresh_store() -> (tempfile::TempDir, DynStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        conformance::run_all(&store).await;
+        (dir, Arc::new(store))
+    }
+
+    mod conformance {
+        crate::conformance_tests!(super::fresh_store);
     }
 
     #[tokio::test]
@@ -915,7 +419,7 @@ mod tests {
         );
         store
             .commit_profile_batch(Arc::new(ProfileBatch {
-                upserts: vec![profile.clone()],
+                upserts: vec![ProfileWrite::new(profile.clone())],
                 ..Default::default()
             }))
             .await

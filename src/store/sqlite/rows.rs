@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Row;
 
+use super::db;
 use crate::store::*;
 
 pub(super) type RowResult<T> = rusqlite::Result<StoreResult<T>>;
@@ -46,8 +47,8 @@ pub(super) fn authorization_from_row(r: &Row<'_>) -> RowResult<Authorization> {
     let created_at: String = r.get(8)?;
     Ok((|| {
         Ok(Authorization {
-            label: r.get(1).map_err(|e| StoreError::Backend(e.to_string()))?,
-            description: r.get(2).map_err(|e| StoreError::Backend(e.to_string()))?,
+            label: r.get(1).map_err(StoreError::backend)?,
+            description: r.get(2).map_err(StoreError::backend)?,
             credentials,
             created_at: parse_time(&created_at)?,
             id,
@@ -227,6 +228,13 @@ pub(super) fn dead_letter_from_row(r: &Row<'_>) -> RowResult<DeadLetter> {
             created_at: parse_time(&created_at)?,
         })
     })())
+}
+
+/// Every row of a query, or the first failure.
+pub(super) fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<StoreResult<T>>>,
+) -> StoreResult<Vec<T>> {
+    rows.map(|r| r.map_err(db)?).collect()
 }
 
 #[cfg(test)]

@@ -1,16 +1,74 @@
-//! The export part of the SQLite backend: each export job's progress through the audience-change
-//! outbox, its backfill snapshot pages, and its finished rounds.
+//! The audience-change outbox in SQLite, and each export job's progress through it, its
+//! backfill snapshot pages and its finished rounds. `changes.seq` is AUTOINCREMENT (never
+//! reused) and assigned inside the one writer's transaction, so positions become visible in
+//! order (the `OutboxStore` contract).
 
-use rusqlite::{params, OptionalExtension};
+use std::sync::Arc;
 
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::rows::{collect, parse_time, RowResult};
 use super::{db, now_text, SqliteStore};
 use crate::store::*;
 
-impl SqliteStore {
-    pub(super) async fn export_get_progress(
+const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at, entered_at";
+
+fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
+    let kind: String = r.get(4)?;
+    let at: String = r.get(5)?;
+    let entered_at: Option<String> = r.get(6)?;
+    let (seq, audience_id, audience_slug, profile_id) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    Ok((|| {
+        Ok(AudienceChange {
+            kind: ChangeKind::parse(&kind).ok_or_else(|| {
+                StoreError::Corrupt(format!("audience change {seq} has kind {kind:?}"))
+            })?,
+            at: parse_time(&at)?,
+            entered_at: entered_at.as_deref().map(parse_time).transpose()?,
+            seq,
+            audience_id,
+            audience_slug,
+            profile_id,
+        })
+    })())
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn list_audience_changes(
         &self,
-        job_id: &str,
-    ) -> StoreResult<Option<ExportProgress>> {
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceChange>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLUMNS} FROM audience_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![after_seq, limit], change_from_row)
+                .map_err(db)?;
+            collect(rows)
+        })
+        .await
+    }
+
+    async fn audience_change_head(&self) -> StoreResult<i64> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM audience_changes",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn get_export_progress(&self, job_id: &str) -> StoreResult<Option<ExportProgress>> {
         let job_id = job_id.to_owned();
         self.read(move |conn| {
             let text: Option<String> = conn
@@ -31,11 +89,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn export_commit_round(
-        &self,
-        job_id: &str,
-        round: Arc<ExportRound>,
-    ) -> StoreResult<()> {
+    async fn commit_export_round(&self, job_id: &str, round: Arc<ExportRound>) -> StoreResult<()> {
         let job_id = job_id.to_owned();
         self.write(move |tx| {
             let now = now_text();
@@ -82,7 +136,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn export_backfill_page(
+    async fn backfill_page(
         &self,
         audience_ids: Vec<String>,
         after: Option<(String, String)>,
@@ -100,7 +154,7 @@ impl SqliteStore {
                 if want == 0 {
                     break;
                 }
-                let Some(num) = super::cdp::audience_num(conn, audience_id)? else {
+                let Some(num) = super::profiles::audience_num(conn, audience_id)? else {
                     continue;
                 };
                 let after = if *audience_id == after_audience {
@@ -108,7 +162,7 @@ impl SqliteStore {
                 } else {
                     ""
                 };
-                members.extend(super::cdp::members_after(
+                members.extend(super::profiles::members_after(
                     conn,
                     audience_id,
                     num,
@@ -124,18 +178,6 @@ impl SqliteStore {
                 )
                 .map_err(db)?;
             Ok(BackfillPage { members, head })
-        })
-        .await
-    }
-
-    pub(super) async fn export_change_head(&self) -> StoreResult<i64> {
-        self.read(|conn| {
-            conn.query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM audience_changes",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db)
         })
         .await
     }

@@ -1,9 +1,10 @@
-//! The CDP part of the SQLite backend: mappings, profiles and their identity index,
-//! audiences, memberships, the audience-change outbox and the processor's cursor.
+//! Profiles, their identity index, memberships and the processor's cursor in SQLite (the CDP
+//! file), and the row helpers the CDP file's other roles share.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tributary_lang::ProfileState;
@@ -13,8 +14,6 @@ use super::{db, SqliteStore};
 use crate::store::*;
 
 const PROFILE_COLUMNS: &str = "id, state, created_at, updated_at";
-const AUDIENCE_COLUMNS: &str = "id, slug, name, description, filter, created_at, updated_at";
-const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at, entered_at";
 
 /// A stored profile state: binary ([`ProfileState::encode`], see migration 0007), or JSON text
 /// in rows written before and not rewritten since.
@@ -39,45 +38,6 @@ fn profile_from_row(r: &Row<'_>) -> RowResult<Profile> {
             created_at: parse_time(&created_at)?,
             updated_at: parse_time(&updated_at)?,
             id,
-        })
-    })())
-}
-
-fn audience_from_row(r: &Row<'_>) -> RowResult<Audience> {
-    let created_at: String = r.get(5)?;
-    let updated_at: String = r.get(6)?;
-    let (id, slug, name, description, filter) =
-        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
-    Ok((|| {
-        Ok(Audience {
-            id,
-            slug,
-            name,
-            description,
-            filter,
-            created_at: parse_time(&created_at)?,
-            updated_at: parse_time(&updated_at)?,
-        })
-    })())
-}
-
-fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
-    let kind: String = r.get(4)?;
-    let at: String = r.get(5)?;
-    let entered_at: Option<String> = r.get(6)?;
-    let (seq, audience_id, audience_slug, profile_id) =
-        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-    Ok((|| {
-        Ok(AudienceChange {
-            kind: ChangeKind::parse(&kind).ok_or_else(|| {
-                StoreError::Corrupt(format!("audience change {seq} has kind {kind:?}"))
-            })?,
-            at: parse_time(&at)?,
-            entered_at: entered_at.as_deref().map(parse_time).transpose()?,
-            seq,
-            audience_id,
-            audience_slug,
-            profile_id,
         })
     })())
 }
@@ -203,29 +163,13 @@ pub(super) fn audience_num(conn: &Connection, audience_id: &str) -> StoreResult<
         .map_err(db)
 }
 
-fn mapping_from_row(r: &Row<'_>) -> RowResult<StreamMapping> {
-    let updated_at: String = r.get(2)?;
-    let (stream, text) = (r.get(0)?, r.get(1)?);
-    Ok((|| {
-        Ok(StreamMapping {
-            stream,
-            text,
-            updated_at: parse_time(&updated_at)?,
-        })
-    })())
-}
-
-fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<StoreResult<T>>>) -> StoreResult<Vec<T>> {
-    rows.map(|r| r.map_err(db)?).collect()
-}
-
-fn state_value(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
+pub(super) fn state_value(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
     conn.prepare_cached("SELECT value FROM cdp_state WHERE key = ?1")
         .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
         .map_err(db)
 }
 
-fn set_state(tx: &Transaction<'_>, key: &str, value: Option<&str>) -> StoreResult<()> {
+pub(super) fn set_state(tx: &Transaction<'_>, key: &str, value: Option<&str>) -> StoreResult<()> {
     match value {
         Some(v) => tx
             .prepare_cached(
@@ -316,10 +260,15 @@ fn apply_membership_changes(
     type Patch = (Vec<i64>, Vec<(i64, i64)>);
     let mut patches: BTreeMap<&str, Patch> = BTreeMap::new();
     // Profiles written with their whole member list: the changes only count.
-    let listed = |profile_id: &str| batch.member_lists.contains_key(profile_id);
+    let listed: HashSet<&str> = batch
+        .upserts
+        .iter()
+        .filter(|w| w.members.is_some())
+        .map(|w| w.profile.id.as_str())
+        .collect();
     for (audience_id, profile_id) in &batch.memberships_removed {
         if let Some(num) = nums.by_id.get(audience_id) {
-            if listed(profile_id) {
+            if listed.contains(profile_id.as_str()) {
                 *counts.entry(*num).or_default() -= 1;
             } else {
                 patches.entry(profile_id).or_default().0.push(*num);
@@ -328,7 +277,7 @@ fn apply_membership_changes(
     }
     for m in &batch.memberships_added {
         if let Some(num) = nums.by_id.get(&m.audience_id) {
-            if listed(&m.profile_id) {
+            if listed.contains(m.profile_id.as_str()) {
                 *counts.entry(*num).or_default() += 1;
             } else {
                 let entry = (*num, m.entered_at.timestamp_micros());
@@ -368,108 +317,9 @@ fn apply_membership_changes(
     Ok(())
 }
 
-impl SqliteStore {
-    pub(super) async fn cdp_put_mapping(
-        &self,
-        stream: &str,
-        text: &str,
-    ) -> StoreResult<StreamMapping> {
-        let (stream, text) = (stream.to_owned(), text.to_owned());
-        self.write(move |tx| {
-            let now = parse_time(&to_text(&Utc::now()))?;
-            tx.execute(
-                "INSERT INTO stream_mappings (stream, text, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (stream) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
-                params![stream, text, to_text(&now)],
-            )
-            .map_err(db)?;
-            Ok(StreamMapping {
-                stream,
-                text,
-                updated_at: now,
-            })
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_get_mapping(&self, stream: &str) -> StoreResult<StreamMapping> {
-        let stream = stream.to_owned();
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT stream, text, updated_at FROM stream_mappings WHERE stream = ?1",
-                [&stream],
-                mapping_from_row,
-            )
-            .optional()
-            .map_err(db)?
-            .ok_or(StoreError::NotFound {
-                what: "mapping for stream",
-                id: stream,
-            })?
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_list_mappings(&self) -> StoreResult<Vec<StreamMapping>> {
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT stream, text, updated_at FROM stream_mappings ORDER BY stream",
-                )
-                .map_err(db)?;
-            let rows = stmt.query_map([], mapping_from_row).map_err(db)?;
-            collect(rows)
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_events_after(
-        &self,
-        after_seq: i64,
-        limit: u32,
-        streams: Vec<String>,
-    ) -> StoreResult<EventsPage> {
-        self.read(move |conn| {
-            if streams.is_empty() {
-                // No stream is wanted (no mappings): everything up to the newest is passed over
-                // at once, without reading the rows.
-                let last: Option<i64> = conn
-                    .query_row(
-                        "SELECT MAX(seq) FROM events WHERE seq > ?1",
-                        [after_seq],
-                        |r| r.get(0),
-                    )
-                    .map_err(db)?;
-                return Ok(EventsPage {
-                    events: Vec::new(),
-                    scanned: last.map_or(0, |l| (l - after_seq) as usize),
-                    last_seq: last,
-                });
-            }
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                    super::rows::EVENT_COLUMNS
-                ))
-                .map_err(db)?;
-            let mut rows = stmt.query(params![after_seq, limit]).map_err(db)?;
-            let mut page = EventsPage::default();
-            while let Some(row) = rows.next().map_err(db)? {
-                page.scanned += 1;
-                page.last_seq = Some(row.get(0).map_err(db)?);
-                let stream: String = row.get(2).map_err(db)?;
-                // Only wanted events pay for parsing their fields.
-                if streams.contains(&stream) {
-                    page.events
-                        .push(super::rows::event_from_row(row).map_err(db)??);
-                }
-            }
-            Ok(page)
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_processor_position(&self) -> StoreResult<ProcessorPosition> {
+#[async_trait]
+impl ProfileStore for SqliteStore {
+    async fn processor_position(&self) -> StoreResult<ProcessorPosition> {
         self.read(|conn| {
             Ok(ProcessorPosition {
                 cursor: cursor(conn)?,
@@ -479,7 +329,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_processor_lag(&self) -> StoreResult<Vec<(String, u64)>> {
+    async fn processor_lag(&self) -> StoreResult<Vec<(String, u64)>> {
         self.read(|conn| {
             let cursor = cursor(conn)?;
             let mut stmt = conn
@@ -495,25 +345,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_count_events(&self, after: i64, upto: i64) -> StoreResult<u64> {
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT COUNT(*) FROM events WHERE seq > ?1 AND seq <= ?2")
-                .and_then(|mut s| s.query_row([after, upto], |r| r.get::<_, i64>(0)))
-                .map(|n| n as u64)
-                .map_err(db)
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_max_event_seq(&self) -> StoreResult<i64> {
-        self.read(|conn| {
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
-                .map_err(db)
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_lookup_identities(
+    async fn lookup_identities(
         &self,
         mut keys: Vec<(String, String)>,
     ) -> StoreResult<Vec<IdentityRow>> {
@@ -542,7 +374,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_get_profiles(&self, ids: Vec<String>) -> StoreResult<Vec<Profile>> {
+    async fn get_profiles(&self, ids: Vec<String>) -> StoreResult<Vec<Profile>> {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -564,7 +396,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_get_profile(&self, id: &str) -> StoreResult<Profile> {
+    async fn get_profile(&self, id: &str) -> StoreResult<Profile> {
         let id = id.to_owned();
         self.read(move |conn| {
             let live: String = conn
@@ -585,7 +417,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_list_profiles(
+    async fn list_profiles(
         &self,
         after: Option<String>,
         limit: u32,
@@ -612,7 +444,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_count_profiles(&self) -> StoreResult<u64> {
+    async fn count_profiles(&self) -> StoreResult<u64> {
         self.read(|conn| {
             conn.query_row("SELECT COUNT(*) FROM profiles", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
@@ -621,10 +453,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_profile_identities(
-        &self,
-        id: &str,
-    ) -> StoreResult<Vec<(String, String)>> {
+    async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>> {
         let id = id.to_owned();
         self.read(move |conn| {
             let mut stmt = conn
@@ -640,10 +469,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_profile_memberships(
-        &self,
-        ids: Vec<String>,
-    ) -> StoreResult<Vec<Membership>> {
+    async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>> {
         self.read(move |conn| {
             let nums = AudienceNums::load(conn)?;
             let mut out = Vec::new();
@@ -657,7 +483,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_get_profiles_with_memberships(
+    async fn get_profiles_with_memberships(
         &self,
         mut ids: Vec<String>,
     ) -> StoreResult<Vec<(Profile, MemberList)>> {
@@ -689,10 +515,21 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_commit_profile_batch(
+    async fn list_members(
         &self,
-        batch: Arc<ProfileBatch>,
-    ) -> StoreResult<()> {
+        audience_id: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<Membership>> {
+        let audience_id = audience_id.to_owned();
+        self.read(move |conn| match audience_num(conn, &audience_id)? {
+            Some(num) => members_after(conn, &audience_id, num, &after.unwrap_or_default(), limit),
+            None => Ok(Vec::new()),
+        })
+        .await
+    }
+
+    async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()> {
         self.write(move |tx| {
             let nums = AudienceNums::load(tx)?;
             {
@@ -712,17 +549,9 @@ impl SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, COALESCE(?5, '[]'))",
                     )
                     .map_err(db)?;
-                let mut buf = Vec::with_capacity(1024);
-                for (i, p) in batch.upserts.iter().enumerate() {
-                    let state = match batch.upsert_states.get(i) {
-                        Some(encoded) => encoded.as_slice(),
-                        None => {
-                            buf.clear();
-                            p.state.encode(&mut buf);
-                            buf.as_slice()
-                        }
-                    };
-                    let members = batch.member_lists.get(&p.id).map(|list| {
+                for write in &batch.upserts {
+                    let (p, state) = (&write.profile, write.encoded_state.as_slice());
+                    let members = write.members.as_ref().map(|list| {
                         let mut list: StoredMembers = list
                             .iter()
                             .filter_map(|(audience_id, entered_at)| {
@@ -807,7 +636,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_reset_profiles(&self) -> StoreResult<i64> {
+    async fn reset_profiles(&self) -> StoreResult<i64> {
         self.write(|tx| {
             // Every membership exits, in (profile, audience slug) order.
             let now = Utc::now();
@@ -859,10 +688,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_processor_state(
-        &self,
-        prefix: &str,
-    ) -> StoreResult<Vec<(String, String)>> {
+    async fn processor_state(&self, prefix: &str) -> StoreResult<Vec<(String, String)>> {
         let prefix = prefix.to_owned();
         self.read(move |conn| {
             let mut stmt = conn
@@ -878,137 +704,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cdp_finish_rebuild(&self) -> StoreResult<()> {
+    async fn finish_rebuild(&self) -> StoreResult<()> {
         self.write(|tx| set_state(tx, "rebuild_target", None)).await
-    }
-
-    pub(super) async fn cdp_insert_audience(&self, a: Audience) -> StoreResult<()> {
-        self.write(move |tx| {
-            let num = state_value(tx, "audience_num")?
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0)
-                + 1;
-            let result = tx.execute(
-                &format!("INSERT INTO audiences ({AUDIENCE_COLUMNS}, num) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![a.id, a.slug, a.name, a.description, a.filter, to_text(&a.created_at), to_text(&a.updated_at), num],
-            );
-            if result.is_ok() {
-                set_state(tx, "audience_num", Some(&num.to_string()))?;
-            }
-            match result {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Err(StoreError::Conflict(format!(
-                        "an audience with slug {:?} already exists; choose another slug",
-                        a.slug
-                    )))
-                }
-                other => other.map(|_| ()).map_err(db),
-            }
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_update_audience(&self, a: Audience) -> StoreResult<()> {
-        self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE audiences SET name = ?2, description = ?3, filter = ?4, updated_at = ?5 WHERE id = ?1",
-                    params![a.id, a.name, a.description, a.filter, to_text(&a.updated_at)],
-                )
-                .map_err(db)?;
-            if n == 0 {
-                return Err(StoreError::NotFound { what: "audience", id: a.slug });
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_get_audience(&self, slug: &str) -> StoreResult<Audience> {
-        let slug = slug.to_owned();
-        self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE slug = ?1"),
-                [&slug],
-                audience_from_row,
-            )
-            .optional()
-            .map_err(db)?
-            .ok_or(StoreError::NotFound {
-                what: "audience",
-                id: slug,
-            })?
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_list_audiences(&self) -> StoreResult<Vec<(Audience, u64)>> {
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {AUDIENCE_COLUMNS}, member_count FROM audiences ORDER BY slug"
-                ))
-                .map_err(db)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    let count: i64 = r.get(7)?;
-                    Ok(audience_from_row(r)?.map(|a| (a, count.max(0) as u64)))
-                })
-                .map_err(db)?;
-            collect(rows)
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_delete_audience(&self, slug: &str) -> StoreResult<()> {
-        let slug = slug.to_owned();
-        self.write(move |tx| {
-            match tx
-                .execute("DELETE FROM audiences WHERE slug = ?1", [&slug])
-                .map_err(db)?
-            {
-                0 => Err(StoreError::NotFound {
-                    what: "audience",
-                    id: slug,
-                }),
-                _ => Ok(()),
-            }
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_list_members(
-        &self,
-        audience_id: &str,
-        after: Option<String>,
-        limit: u32,
-    ) -> StoreResult<Vec<Membership>> {
-        let audience_id = audience_id.to_owned();
-        self.read(move |conn| match audience_num(conn, &audience_id)? {
-            Some(num) => members_after(conn, &audience_id, num, &after.unwrap_or_default(), limit),
-            None => Ok(Vec::new()),
-        })
-        .await
-    }
-
-    pub(super) async fn cdp_list_audience_changes(
-        &self,
-        after_seq: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<AudienceChange>> {
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {CHANGE_COLUMNS} FROM audience_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-                ))
-                .map_err(db)?;
-            let rows = stmt
-                .query_map(params![after_seq, limit], change_from_row)
-                .map_err(db)?;
-            collect(rows)
-        })
-        .await
     }
 }

@@ -1,0 +1,35 @@
+//! The one error type of every store role.
+
+/// What a backend's own error is carried as: kept whole, so logs and `source()` chains still
+/// show the driver's error (and its code) behind the sentence.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("store URL {0:?} is not supported; use sqlite://PATH")]
+    UnsupportedUrl(String),
+    /// The database failed (I/O, a lock, a dropped connection): usually worth retrying.
+    #[error("database error: {source}")]
+    Backend {
+        #[source]
+        source: BackendError,
+    },
+    /// A stored row cannot be read back: retrying will not help.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Wraps a backend's error (or a sentence, for failures that have no error value).
+    pub fn backend(source: impl Into<BackendError>) -> Self {
+        StoreError::Backend {
+            source: source.into(),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
