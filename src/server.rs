@@ -2,7 +2,6 @@
 //! shuts everything down at a consistent point on SIGINT/SIGTERM.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -10,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::aws::AwsConnector;
 use crate::config::Settings;
-use crate::jobs::JobManager;
 use crate::metrics::Metrics;
 use crate::secrets::{ApiToken, MasterKey, SecretError};
 use crate::store::StoreError;
@@ -43,16 +41,13 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let master_key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
     let api_token = ApiToken::load_or_create(settings.api_token.as_deref(), &settings.data_dir)?;
     let store = crate::store::open(&settings.store_url).await?;
-    let metrics = Metrics::new();
-    let state = AppState {
-        cdp: crate::cdp::Cdp::new(store.clone(), metrics.clone()),
+    let state = AppState::new(
         store,
         master_key,
-        api_token: Arc::new(api_token),
-        aws: AwsConnector::from_environment().await,
-        metrics,
-        jobs: JobManager::default(),
-    };
+        api_token,
+        AwsConnector::from_environment().await,
+        Metrics::new(),
+    );
 
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -67,7 +62,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
 
-    let resumed = state.jobs.resume_all(&state).await?;
+    let resumed = state.jobs.resume_all().await?;
     if resumed > 0 {
         tracing::info!(
             jobs = resumed,

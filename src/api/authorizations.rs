@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
-use crate::aws::is_valid_region;
+use crate::aws::{is_valid_region, validate_role_arn};
 use crate::store::{Authorization, Credentials};
 
 pub fn router() -> Router<AppState> {
@@ -158,28 +158,6 @@ fn required(value: Option<String>, field: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::invalid_field(field, "is required for this method"))
 }
 
-/// `arn:PARTITION:iam::ACCOUNT(12 digits):role/PATH/NAME`.
-pub fn validate_role_arn(arn: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = parts.len() == 6
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[2] == "iam"
-        && parts[3].is_empty()
-        && parts[4].len() == 12
-        && parts[4].chars().all(|c| c.is_ascii_digit())
-        && parts[5]
-            .strip_prefix("role/")
-            .is_some_and(|n| !n.is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{arn:?} is not an IAM role ARN; expected arn:aws:iam::123456789012:role/NAME"
-        ))
-    }
-}
-
 /// STS accepts 2–1224 characters of `[\w+=,.@:/-]`.
 fn validate_external_id(ext: &str) -> Result<(), String> {
     let ok = (2..=1224).contains(&ext.len())
@@ -229,24 +207,11 @@ async fn verify(
         ));
     }
     let config = state
-        .aws_config(&id, &region, q.role_arn.as_deref())
+        .access
+        .sdk_config(&id, &region, q.role_arn.as_deref())
         .await?;
     let who = state.aws.caller_identity(&config).await?;
     Ok(Json(
         json!({ "ok": true, "account": who.account, "arn": who.arn, "user_id": who.user_id }),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_arns() {
-        assert!(validate_role_arn("arn:aws:iam::123456789012:role/X").is_ok());
-        assert!(validate_role_arn("arn:aws-us-gov:iam::123456789012:role/path/X").is_ok());
-        assert!(validate_role_arn("arn:aws:iam::123:role/X").is_err());
-        assert!(validate_role_arn("arn:aws:iam::123456789012:user/X").is_err());
-        assert!(validate_role_arn("nonsense").is_err());
-    }
 }

@@ -46,7 +46,8 @@ async fn streams(
     check_region(&q.region)?;
     let role_arn = q.role_arn.as_deref().filter(|r| !r.is_empty());
     let config = state
-        .aws_config(&q.authorization, &q.region, role_arn)
+        .access
+        .sdk_config(&q.authorization, &q.region, role_arn)
         .await?;
     let client = state.aws.kinesis(&config, 3);
     match list_streams(&client).await {

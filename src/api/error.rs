@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::aws::{AwsError, AwsErrorKind};
+use crate::aws::{AwsError, AwsErrorKind, ConnectError};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
@@ -71,6 +71,16 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ConnectError> for ApiError {
+    fn from(err: ConnectError) -> Self {
+        match err {
+            ConnectError::Store(e) => e.into(),
+            ConnectError::Secret(e) => ApiError::internal(e),
+            ConnectError::Aws(e) => e.into(),
         }
     }
 }

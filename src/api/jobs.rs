@@ -236,7 +236,7 @@ async fn create(
             let config = ExportConfig::parse(&v.config)
                 .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
             config
-                .check(&state)
+                .check(&*state.store, &state.cdp)
                 .await
                 .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
             Some(config)
@@ -260,10 +260,10 @@ async fn create(
     state.store.insert_job(job.clone()).await?;
     if let Some(config) = &export_config {
         // Changes from this moment on belong to the job, even before its task runs.
-        crate::jobs::export::starting_point(&state.store, &job.id, config).await?;
+        crate::jobs::export::starting_point(&(&state.store).into(), &job.id, config).await?;
     }
     tracing::info!(id = %job.id, label = %job.label, kind = job.job_type.as_str(), "job created");
-    state.jobs.start(&state, &job);
+    state.jobs.start(&job);
     Ok((StatusCode::CREATED, Json(view(&job, &[]))))
 }
 
@@ -335,7 +335,7 @@ async fn resume(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
         .set_job_state(&id, JobState::Running, None)
         .await?;
     let job = state.store.get_job(&id).await?;
-    state.jobs.start(&state, &job);
+    state.jobs.start(&job);
     tracing::info!(%id, "job resumed");
     // The view of what was just done: the new task may fail at once, and `show` will say so.
     Ok(Json(job_view(&state, &job).await?))

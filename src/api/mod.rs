@@ -83,7 +83,6 @@ pub(crate) mod tests {
 
     use crate::app::AppState;
     use crate::aws::AwsConnector;
-    use crate::jobs::JobManager;
     use crate::metrics::Metrics;
     use crate::secrets::{ApiToken, MasterKey};
 
@@ -101,20 +100,17 @@ pub(crate) mod tests {
             .await
             .expect("store opens");
         let store: crate::store::DynStore = std::sync::Arc::new(store);
-        let metrics = Metrics::new();
-        let state = AppState {
-            cdp: crate::cdp::Cdp::new(store.clone(), metrics.clone()),
+        let state = AppState::new(
             store,
-            master_key: MasterKey::from_hex(&"ab".repeat(32)).expect("key"),
-            api_token: std::sync::Arc::new(ApiToken {
+            MasterKey::from_hex(&"ab".repeat(32)).expect("key"),
+            ApiToken {
                 value: TOKEN.into(),
                 generated: false,
                 path: None,
-            }),
-            aws: AwsConnector::from_environment().await,
-            metrics,
-            jobs: JobManager::default(),
-        };
+            },
+            AwsConnector::from_environment().await,
+            Metrics::new(),
+        );
         TestApp {
             router: super::router(state.clone()),
             state,

@@ -121,7 +121,7 @@ fn invalid_events_body(dead: &[DeadLetter], good: usize) -> Value {
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let streams = state.store.list_streams().await?;
     let lag: std::collections::HashMap<String, u64> =
-        crate::cdp::lag(&state.store).await?.into_iter().collect();
+        crate::cdp::lag(&*state.store).await?.into_iter().collect();
     let views: Vec<Value> = streams
         .iter()
         .map(|s| stream_view(s, lag.get(&s.name).copied().unwrap_or(0)))

@@ -23,14 +23,15 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::import::FieldError;
-use crate::app::AppState;
-use crate::aws::{AwsError, AwsErrorKind};
+use super::{JobContext, JobError};
+use crate::aws::AwsError;
+use crate::cdp::Cdp;
 use crate::kinesis::backoff::{sleep_unless_cancelled, Backoff};
 use crate::kinesis::producer::limits::{partition_key, MAX_RECORD_BYTES};
 use crate::kinesis::producer::{PendingRecord, SendOutcome, Sender};
 use crate::store::{
-    AudienceChange, BackfillProgress, ChangeKind, DynStore, ExportProgress, ExportRound, Job,
-    Membership, NewDeadLetter, Profile, StoreError,
+    AudienceChange, BackfillProgress, CatalogStore, ChangeKind, DynStore, ExportProgress,
+    ExportRound, Job, Membership, NewDeadLetter, OutboxStore, Profile, ProfileStore, StoreError,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,8 +84,7 @@ impl ExportConfig {
         crate::kinesis::validate_stream_name(&cfg.kinesis_stream)
             .map_err(|m| field_error("config.kinesis_stream", m))?;
         if let Some(arn) = cfg.role_arn.as_deref().filter(|a| !a.is_empty()) {
-            crate::api::authorizations::validate_role_arn(arn)
-                .map_err(|m| field_error("config.role_arn", m))?;
+            crate::aws::validate_role_arn(arn).map_err(|m| field_error("config.role_arn", m))?;
         }
         let mut audiences = cfg.audiences.clone();
         audiences.dedup();
@@ -101,8 +101,8 @@ impl ExportConfig {
 
     /// Checks the names against what exists: every audience, and every field in the profile
     /// schema (the fields the stream mappings define).
-    pub async fn check(&self, state: &AppState) -> Result<(), FieldError> {
-        let known: HashSet<String> = match state.store.list_audiences().await {
+    pub async fn check(&self, catalog: &dyn CatalogStore, cdp: &Cdp) -> Result<(), FieldError> {
+        let known: HashSet<String> = match catalog.list_audiences().await {
             Ok(all) => all.into_iter().map(|(a, _)| a.slug).collect(),
             Err(e) => {
                 return Err(field_error(
@@ -117,7 +117,7 @@ impl ExportConfig {
                 format!("no audience has slug {missing:?}; see GET /api/audiences"),
             ));
         }
-        let schema: HashSet<String> = match state.cdp.mappings().await {
+        let schema: HashSet<String> = match cdp.mappings().await {
             Ok(registry) => registry.schema().into_iter().map(|e| e.name).collect(),
             Err(e) => {
                 return Err(field_error(
@@ -156,15 +156,16 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 /// creates the job), so changes made right after the job was created are never skipped and
 /// a job that stops before its first round resumes from the same point.
 pub async fn starting_point(
-    store: &DynStore,
+    stores: &ExportStores,
     job_id: &str,
     config: &ExportConfig,
 ) -> Result<ExportProgress, StoreError> {
-    if let Some(progress) = store.get_export_progress(job_id).await? {
+    if let Some(progress) = stores.outbox.get_export_progress(job_id).await? {
         return Ok(progress);
     }
-    let head = store.audience_change_head().await?;
-    let total = store
+    let head = stores.outbox.audience_change_head().await?;
+    let total = stores
+        .catalog
         .list_audiences()
         .await?
         .iter()
@@ -182,23 +183,41 @@ pub async fn starting_point(
         progress: progress.clone(),
         ..Default::default()
     };
-    store.commit_export_round(job_id, Arc::new(first)).await?;
+    stores
+        .outbox
+        .commit_export_round(job_id, Arc::new(first))
+        .await?;
     Ok(progress)
 }
 
 /// The job's work, until it is cancelled (`Ok`) or fails for good (`Err`: the job's
 /// `last_error`). [`super::JobManager`] records the failure.
-pub async fn run(state: AppState, job: Job, cancel: CancellationToken) -> Result<(), String> {
-    match ExportConfig::parse(&job.config) {
-        Ok(config) => Exporter::start(&state, &job, config, &cancel).await,
-        Err(e) => Err(format!(
-            "the job's configuration is invalid ({e}); delete it and create it again"
-        )),
+pub async fn run(ctx: JobContext, job: Job, cancel: CancellationToken) -> Result<(), JobError> {
+    let config = ExportConfig::parse(&job.config).map_err(JobError::InvalidConfig)?;
+    Exporter::start(&ctx, &job, config, &cancel).await
+}
+
+/// The store roles an export job uses: audiences by slug, profiles for the records' fields,
+/// and the outbox with the job's progress through it.
+#[derive(Clone)]
+pub struct ExportStores {
+    pub catalog: Arc<dyn CatalogStore>,
+    pub profiles: Arc<dyn ProfileStore>,
+    pub outbox: Arc<dyn OutboxStore>,
+}
+
+impl From<&DynStore> for ExportStores {
+    fn from(store: &DynStore) -> Self {
+        Self {
+            catalog: store.clone(),
+            profiles: store.clone(),
+            outbox: store.clone(),
+        }
     }
 }
 
 struct Exporter {
-    store: DynStore,
+    stores: ExportStores,
     job_id: String,
     config: ExportConfig,
     sender: Sender,
@@ -223,14 +242,15 @@ struct Item {
 
 impl Exporter {
     async fn start(
-        state: &AppState,
+        ctx: &JobContext,
         job: &Job,
         config: ExportConfig,
         cancel: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), JobError> {
         let sdk = loop {
-            match state
-                .aws_config(
+            match ctx
+                .aws
+                .sdk_config(
                     &job.authorization_id,
                     &config.region,
                     config.role_arn.as_deref(),
@@ -244,20 +264,18 @@ impl Exporter {
                         return Ok(());
                     }
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(AwsError::from(e).into()),
             }
         };
-        let store = state.store.clone();
-        let audiences = store.list_audiences().await.map_err(store_message)?;
+        let stores = ExportStores::from(&ctx.store);
+        let audiences = stores.catalog.list_audiences().await?;
         let audience_ids: HashMap<String, String> = audiences
             .iter()
             .map(|(a, _)| (a.slug.clone(), a.id.clone()))
             .collect();
-        let progress = starting_point(&store, &job.id, &config)
-            .await
-            .map_err(store_message)?;
+        let progress = starting_point(&stores, &job.id, &config).await?;
         let mut exporter = Exporter {
-            store,
+            stores,
             job_id: job.id.clone(),
             wanted: config.audiences.iter().cloned().collect(),
             audience_ids,
@@ -265,25 +283,22 @@ impl Exporter {
                 // One attempt per call: the sender classifies and retries everything retryable
                 // itself (throttles, 5xx, dropped connections), so each retry is backed off by
                 // it and counted in the retry/throttle metrics (an SDK retry would hide them).
-                client: state.aws.kinesis(&sdk, 1),
+                client: ctx.aws.connector().kinesis(&sdk, 1),
                 stream: config.kinesis_stream.clone(),
-                metrics: state.metrics.export.clone(),
+                metrics: ctx.metrics.export.clone(),
                 job_id: job.id.clone(),
             },
             config,
             progress,
         };
-        exporter
-            .run(cancel, &state.metrics.export)
-            .await
-            .map_err(|e| e.message)
+        exporter.run(cancel, &ctx.metrics.export).await
     }
 
     async fn run(
         &mut self,
         cancel: &CancellationToken,
         metrics: &crate::metrics::ExportMetrics,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), JobError> {
         let mut store_backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             if cancel.is_cancelled() {
@@ -294,10 +309,7 @@ impl Exporter {
                 Err(e) => {
                     tracing::warn!(job = %self.job_id, error = %e, "reading the outbox failed; retrying");
                     if store_backoff.attempts() > 10 {
-                        return Err(AwsError::new(
-                            AwsErrorKind::Other,
-                            format!("Tributary's store failed: {e}"),
-                        ));
+                        return Err(e.into());
                     }
                     if !sleep_unless_cancelled(cancel, store_backoff.next_delay()).await {
                         return Ok(());
@@ -312,8 +324,7 @@ impl Exporter {
                 }
                 continue;
             };
-            let (records, dead_letters, changes_at) =
-                self.build_records(&items).await.map_err(store_error)?;
+            let (records, dead_letters, changes_at) = self.build_records(&items).await?;
             let record_count = records.len() as u64;
             let backfilled = items.iter().filter(|i| i.backfill).count() as u64;
             match self.sender.send_all(records, cancel).await? {
@@ -345,10 +356,10 @@ impl Exporter {
                 records_sent: record_count,
                 dead_letters,
             };
-            self.store
+            self.stores
+                .outbox
                 .commit_export_round(&self.job_id, Arc::new(round))
-                .await
-                .map_err(store_error)?;
+                .await?;
             self.progress = next;
         }
     }
@@ -367,13 +378,15 @@ impl Exporter {
                 .filter_map(|slug| self.audience_ids.get(slug).cloned())
                 .collect();
             let page = self
-                .store
+                .stores
+                .outbox
                 .backfill_page(ids, backfill.after.clone(), BACKFILL_PAGE)
                 .await?;
             // Live changes up to the snapshot come first. Too many of them: a live-only round,
             // and a fresh snapshot next time.
             let live = self
-                .store
+                .stores
+                .outbox
                 .list_audience_changes(next.cursor, ROUND_CHANGES)
                 .await?;
             let live: Vec<AudienceChange> = live
@@ -405,7 +418,8 @@ impl Exporter {
             return Ok(Some((items, next)));
         }
         let changes = self
-            .store
+            .stores
+            .outbox
             .list_audience_changes(next.cursor, ROUND_CHANGES)
             .await?;
         let Some(last) = changes.last() else {
@@ -510,7 +524,8 @@ impl Exporter {
             .into_iter()
             .collect();
         let mut found: HashMap<String, Profile> = self
-            .store
+            .stores
+            .profiles
             .get_profiles(ids.clone())
             .await?
             .into_iter()
@@ -521,7 +536,7 @@ impl Exporter {
             .filter(|id| !found.contains_key(id))
             .collect();
         for id in missing {
-            match self.store.get_profile(&id).await {
+            match self.stores.profiles.get_profile(&id).await {
                 Ok(p) => {
                     found.insert(id, p);
                 }
@@ -594,14 +609,6 @@ fn record_payload(job_id: &str, config: &ExportConfig, item: &Item, fields: &Val
             "change_id": item.change_id,
         }
     })
-}
-
-fn store_message(e: StoreError) -> String {
-    format!("Tributary's store failed: {e}")
-}
-
-fn store_error(e: StoreError) -> AwsError {
-    AwsError::new(AwsErrorKind::Other, store_message(e))
 }
 
 #[cfg(test)]

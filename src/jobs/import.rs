@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
+use super::{JobContext, JobError};
+use crate::kinesis::consumer::{ConsumerConfig, ConsumerHandles};
 use crate::store::Job;
 pub use crate::store::StartPosition;
 
@@ -69,8 +70,7 @@ impl ImportConfig {
         crate::kinesis::validate_stream_name(&cfg.kinesis_stream)
             .map_err(|m| field_error("config.kinesis_stream", m))?;
         if let Some(arn) = cfg.role_arn.as_deref().filter(|a| !a.is_empty()) {
-            crate::api::authorizations::validate_role_arn(arn)
-                .map_err(|m| field_error("config.role_arn", m))?;
+            crate::aws::validate_role_arn(arn).map_err(|m| field_error("config.role_arn", m))?;
         }
         Ok(ImportConfig {
             role_arn: cfg.role_arn.clone().filter(|a| !a.is_empty()),
@@ -108,13 +108,24 @@ pub fn validate_event_stream_name(name: &str) -> Result<(), String> {
 
 /// The job's work, until it is cancelled (`Ok`) or fails for good (`Err`: the job's
 /// `last_error`). [`super::JobManager`] records the failure.
-pub async fn run(state: AppState, job: Job, cancel: CancellationToken) -> Result<(), String> {
-    match ImportConfig::parse(&job.config) {
-        Ok(config) => crate::kinesis::consumer::run_import(&state, &job, &config, cancel).await,
-        Err(e) => Err(format!(
-            "the job's configuration is invalid ({e}); delete it and create it again"
-        )),
-    }
+pub async fn run(ctx: JobContext, job: Job, cancel: CancellationToken) -> Result<(), JobError> {
+    let config = ImportConfig::parse(&job.config).map_err(JobError::InvalidConfig)?;
+    let handles = ConsumerHandles {
+        store: ctx.store.clone(),
+        aws: ctx.aws,
+        metrics: ctx.metrics,
+    };
+    let consumer_config = ConsumerConfig {
+        job_id: job.id,
+        authorization_id: job.authorization_id,
+        event_stream: config.stream,
+        region: config.region,
+        role_arn: config.role_arn,
+        kinesis_stream: config.kinesis_stream,
+        start_position: config.start_position,
+    };
+    crate::kinesis::consumer::run_import(handles, &consumer_config, cancel).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,8 +14,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
-use crate::store::{Job, JobState, JobType};
+use crate::aws::{AwsAccess, AwsError};
+use crate::kinesis::consumer::ConsumeError;
+use crate::metrics::Metrics;
+use crate::store::{ControlStore, DynStore, Job, JobState, JobType, StoreError};
+pub use import::FieldError;
 
 /// How long a stopping job may take to reach a consistent point (finish the batch it is
 /// committing) before it is abandoned. Its last checkpoint still holds: nothing is lost.
@@ -26,31 +29,61 @@ struct Running {
     handle: JoinHandle<()>,
 }
 
+/// What jobs use: the store (each job takes the roles it needs), AWS access as a user's
+/// authorization, and metrics.
+#[derive(Clone)]
+pub struct JobContext {
+    pub store: DynStore,
+    pub aws: AwsAccess,
+    pub metrics: Metrics,
+}
+
+/// Why a job stopped for good. Its text is the job's `last_error`, for the person who reads
+/// it in the UI: it says what went wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("the job's configuration is invalid ({0}); delete it and create it again")]
+    InvalidConfig(#[source] FieldError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Consume(#[from] ConsumeError),
+    #[error("Tributary's store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
 /// The jobs running in this process.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct JobManager {
+    context: JobContext,
     running: Arc<Mutex<HashMap<String, Running>>>,
 }
 
 impl JobManager {
+    pub fn new(context: JobContext) -> Self {
+        Self {
+            context,
+            running: Arc::default(),
+        }
+    }
+
     /// Starts `job` unless it is already running here.
-    pub fn start(&self, state: &AppState, job: &Job) {
+    pub fn start(&self, job: &Job) {
         let mut running = self.running.lock().expect("job map lock");
         running.retain(|_, r| !r.handle.is_finished());
         if running.contains_key(&job.id) {
             return;
         }
         let cancel = CancellationToken::new();
-        let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> =
-            match job.job_type {
-                JobType::KinesisImport => {
-                    Box::pin(import::run(state.clone(), job.clone(), cancel.clone()))
-                }
-                JobType::KinesisExport => {
-                    Box::pin(export::run(state.clone(), job.clone(), cancel.clone()))
-                }
-            };
-        let handle = tokio::spawn(supervise(state.clone(), job.id.clone(), work));
+        let ctx = self.context.clone();
+        let work: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), JobError>> + Send>,
+        > = match job.job_type {
+            JobType::KinesisImport => Box::pin(import::run(ctx, job.clone(), cancel.clone())),
+            JobType::KinesisExport => Box::pin(export::run(ctx, job.clone(), cancel.clone())),
+        };
+        let control: Arc<dyn ControlStore> = self.context.store.clone();
+        let handle = tokio::spawn(supervise(control, job.id.clone(), work));
         tracing::info!(job = %job.id, label = %job.label, kind = job.job_type.as_str(), "job started");
         running.insert(job.id.clone(), Running { cancel, handle });
     }
@@ -92,11 +125,11 @@ impl JobManager {
     }
 
     /// Resumes every job the store marks as running.
-    pub async fn resume_all(&self, state: &AppState) -> Result<usize, crate::store::StoreError> {
-        let jobs = state.store.list_jobs().await?;
+    pub async fn resume_all(&self) -> Result<usize, StoreError> {
+        let jobs = self.context.store.list_jobs().await?;
         let mut n = 0;
         for job in jobs.iter().filter(|j| j.state == JobState::Running) {
-            self.start(state, job);
+            self.start(job);
             n += 1;
         }
         Ok(n)
@@ -105,14 +138,14 @@ impl JobManager {
 
 /// Runs a job's work to its end; a failure becomes the job's `failed` state and `last_error`.
 async fn supervise(
-    state: AppState,
+    control: Arc<dyn ControlStore>,
     job_id: String,
-    work: impl std::future::Future<Output = Result<(), String>>,
+    work: impl std::future::Future<Output = Result<(), JobError>>,
 ) {
-    if let Err(message) = work.await {
+    if let Err(err) = work.await {
+        let message = err.to_string();
         tracing::error!(job = %job_id, error = %message, "job failed");
-        if let Err(e) = state
-            .store
+        if let Err(e) = control
             .set_job_state(&job_id, JobState::Failed, Some(&message))
             .await
         {

@@ -16,13 +16,12 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
-use crate::aws::{AwsError, AwsErrorKind};
-use crate::jobs::import::ImportConfig;
+use crate::aws::{AwsAccess, AwsError, AwsErrorKind};
 use crate::kinesis::api::{list_shards, ShardInfo};
 use crate::kinesis::backoff::sleep_unless_cancelled as sleep;
 use crate::kinesis::backoff::Backoff;
-use crate::store::{Job, ShardCheckpoint, ShardState, StartPosition};
+use crate::metrics::Metrics;
+use crate::store::{ImportStore, ShardCheckpoint, ShardState, StartPosition, StoreError};
 use reader::{read_shard, ReaderExit, ShardContext};
 
 /// New shards appear only through resharding, which we also notice when a shard ends; the
@@ -32,42 +31,74 @@ const RELIST_INTERVAL: Duration = Duration::from_secs(30);
 /// store writer busy; more would only add memory.
 const PAGES_IN_FLIGHT: usize = 2;
 
-/// Runs the import until cancelled (`Ok`) or until a failure retrying cannot fix (`Err` with a
-/// message for the job's `last_error`).
+/// What the consumer reads and writes with.
+pub struct ConsumerHandles {
+    pub store: Arc<dyn ImportStore>,
+    pub aws: AwsAccess,
+    pub metrics: Metrics,
+}
+
+/// Which stream to read, as whom, into which event stream.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub job_id: String,
+    pub authorization_id: String,
+    pub event_stream: String,
+    pub region: String,
+    pub role_arn: Option<String>,
+    pub kinesis_stream: String,
+    /// Used only for shards without a checkpoint.
+    pub start_position: StartPosition,
+}
+
+/// Why an import stopped for good. The text becomes the job's `last_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("Tributary's store failed: {0}")]
+    Store(#[from] StoreError),
+    /// A page commit kept failing, retried with backoff.
+    #[error("cannot write to Tributary's store: {0}; check disk space and the database, then resume the job")]
+    Commit(#[source] StoreError),
+    #[error("{what} crashed: {source}")]
+    Crashed {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Runs the import until cancelled (`Ok`) or until a failure retrying cannot fix.
 pub async fn run_import(
-    state: &AppState,
-    job: &Job,
-    config: &ImportConfig,
+    handles: ConsumerHandles,
+    config: &ConsumerConfig,
     cancel: CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), ConsumeError> {
     let Some(sdk) = retry(&cancel, || async {
-        state
-            .aws_config(
-                &job.authorization_id,
+        handles
+            .aws
+            .sdk_config(
+                &config.authorization_id,
                 &config.region,
                 config.role_arn.as_deref(),
             )
             .await
-            .map_err(|e| AwsError {
-                kind: e.aws_kind(),
-                code: None,
-                message: e.to_string(),
-            })
+            .map_err(AwsError::from)
     })
-    .await
-    .map_err(|e| e.message)?
+    .await?
     else {
         return Ok(());
     };
     let ctx = Arc::new(ShardContext {
-        store: state.store.clone(),
+        store: handles.store,
         pages_in_flight: Arc::new(tokio::sync::Semaphore::new(PAGES_IN_FLIGHT)),
         // Two SDK attempts: quick recovery from a dropped connection; everything else is
         // classified and retried by the reader with its own backoff.
-        client: state.aws.kinesis(&sdk, 2),
-        metrics: state.metrics.clone(),
-        job_id: job.id.clone(),
-        event_stream: config.stream.clone(),
+        client: handles.aws.connector().kinesis(&sdk, 2),
+        metrics: handles.metrics,
+        job_id: config.job_id.clone(),
+        event_stream: config.event_stream.clone(),
         kinesis_stream: config.kinesis_stream.clone(),
     });
     let mut consumer = Consumer {
@@ -83,12 +114,12 @@ pub async fn run_import(
     let result = consumer.run(&cancel).await;
     consumer.readers_cancel.cancel();
     while consumer.readers.join_next().await.is_some() {}
-    result.map_err(|e| e.message)
+    result
 }
 
 struct Consumer<'a> {
     ctx: Arc<ShardContext>,
-    config: &'a ImportConfig,
+    config: &'a ConsumerConfig,
     known: BTreeMap<String, ShardCheckpoint>,
     listed: Vec<ShardInfo>,
     running: HashSet<String>,
@@ -96,13 +127,13 @@ struct Consumer<'a> {
     /// The store keeps the registration instant instead (see [`lineage::register_new`]), which
     /// renewed iterators and later runs (resume, restart) start from.
     start_at_tip: HashSet<String>,
-    readers: JoinSet<(String, Result<ReaderExit, AwsError>)>,
+    readers: JoinSet<(String, Result<ReaderExit, ConsumeError>)>,
     readers_cancel: CancellationToken,
 }
 
 impl Consumer<'_> {
     /// The job's checkpoints as stored, by shard id.
-    async fn stored_checkpoints<C>(&self) -> Result<C, AwsError>
+    async fn stored_checkpoints<C>(&self) -> Result<C, ConsumeError>
     where
         C: FromIterator<(String, ShardCheckpoint)>,
     {
@@ -111,13 +142,13 @@ impl Consumer<'_> {
             .store
             .list_checkpoints(&self.ctx.job_id)
             .await
-            .map_err(store_error)?
+            .map_err(ConsumeError::Store)?
             .into_iter()
             .map(|c| (c.shard_id.clone(), c))
             .collect())
     }
 
-    async fn run(&mut self, cancel: &CancellationToken) -> Result<(), AwsError> {
+    async fn run(&mut self, cancel: &CancellationToken) -> Result<(), ConsumeError> {
         self.known = self.stored_checkpoints().await?;
         let mut relist = tokio::time::interval(RELIST_INTERVAL);
         relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -130,8 +161,9 @@ impl Consumer<'_> {
                     }
                 }
                 Some(joined) = self.readers.join_next(), if !self.readers.is_empty() => {
-                    let (shard_id, result) = joined.map_err(|e| {
-                        AwsError::new(AwsErrorKind::Other, format!("a shard reader crashed: {e}"))
+                    let (shard_id, result) = joined.map_err(|source| ConsumeError::Crashed {
+                        what: "a shard reader",
+                        source,
                     })?;
                     self.running.remove(&shard_id);
                     match result {
@@ -143,7 +175,7 @@ impl Consumer<'_> {
                             relist.reset_immediately();
                         }
                         Ok(ReaderExit::Cancelled) => {}
-                        Err(e) if e.kind == AwsErrorKind::NotFound => self.shard_not_found(&shard_id, e, cancel).await?,
+                        Err(ConsumeError::Aws(e)) if e.kind == AwsErrorKind::NotFound => self.shard_not_found(&shard_id, e, cancel).await?,
                         Err(e) => return Err(e),
                     }
                 }
@@ -153,7 +185,7 @@ impl Consumer<'_> {
 
     /// Lists shards, registers new ones and starts readers for every readable shard.
     /// `Ok(false)` when cancelled while retrying.
-    async fn refresh_shards(&mut self, cancel: &CancellationToken) -> Result<bool, AwsError> {
+    async fn refresh_shards(&mut self, cancel: &CancellationToken) -> Result<bool, ConsumeError> {
         let client = self.ctx.client.clone();
         let stream = self.ctx.kinesis_stream.clone();
         let Some(listed) = retry(cancel, || list_shards(&client, &stream)).await? else {
@@ -176,7 +208,7 @@ impl Consumer<'_> {
                 .store
                 .register_shards(&self.ctx.job_id, &new)
                 .await
-                .map_err(store_error)?;
+                .map_err(ConsumeError::Store)?;
             tracing::info!(job = %self.ctx.job_id, shards = new.len(), "found new shards");
             self.known
                 .extend(new.into_iter().map(|c| (c.shard_id.clone(), c)));
@@ -202,7 +234,7 @@ impl Consumer<'_> {
                     .store
                     .set_shard_state(&self.ctx.job_id, &shard_id, ShardState::Reading)
                     .await
-                    .map_err(store_error)?;
+                    .map_err(ConsumeError::Store)?;
             }
             let mut checkpoint = stored.remove(&shard_id).unwrap_or_else(|| cp.clone());
             checkpoint.state = cp.state;
@@ -226,33 +258,26 @@ impl Consumer<'_> {
         shard_id: &str,
         err: AwsError,
         cancel: &CancellationToken,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), ConsumeError> {
         let client = self.ctx.client.clone();
         let stream = self.ctx.kinesis_stream.clone();
         let Some(listed) = retry(cancel, || list_shards(&client, &stream)).await? else {
             return Ok(());
         };
         if listed.iter().any(|s| s.shard_id == shard_id) {
-            return Err(err);
+            return Err(err.into());
         }
         tracing::warn!(job = %self.ctx.job_id, shard = shard_id, "shard no longer exists (past retention); treating it as read");
         self.ctx
             .store
             .set_shard_state(&self.ctx.job_id, shard_id, ShardState::Finished)
             .await
-            .map_err(store_error)?;
+            .map_err(ConsumeError::Store)?;
         if let Some(cp) = self.known.get_mut(shard_id) {
             cp.state = ShardState::Finished;
         }
         Ok(())
     }
-}
-
-fn store_error(e: crate::store::StoreError) -> AwsError {
-    AwsError::new(
-        AwsErrorKind::Other,
-        format!("Tributary's store failed: {e}"),
-    )
 }
 
 /// Calls `f` until it succeeds, retrying throttles and outages with backoff. `Ok(None)` when

@@ -8,11 +8,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{decode_page, Origin};
-use crate::aws::{AwsError, AwsErrorKind};
+use super::ConsumeError;
+use crate::aws::AwsErrorKind;
 use crate::kinesis::api::{get_records, get_shard_iterator, IteratorStart, RecordsPage};
 use crate::kinesis::backoff::{sleep_unless_cancelled as sleep, Backoff};
 use crate::metrics::Metrics;
-use crate::store::{DynStore, ShardBatch, ShardCheckpoint, ShardState, StartPosition};
+use crate::store::{ImportStore, ShardBatch, ShardCheckpoint, ShardState, StartPosition};
 
 /// Kinesis allows 5 GetRecords calls per second per shard.
 const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);
@@ -24,7 +25,7 @@ const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_ITERATOR_RENEWALS: u32 = 5;
 
 pub struct ShardContext {
-    pub store: DynStore,
+    pub store: Arc<dyn ImportStore>,
     /// Pages decoded or being committed at once, across the job's shards.
     pub pages_in_flight: Arc<tokio::sync::Semaphore>,
     pub client: aws_sdk_kinesis::Client,
@@ -53,7 +54,7 @@ pub async fn read_shard(
     mut checkpoint: ShardCheckpoint,
     mut start_at_tip: bool,
     cancel: CancellationToken,
-) -> Result<ReaderExit, AwsError> {
+) -> Result<ReaderExit, ConsumeError> {
     let shard_id = checkpoint.shard_id.clone();
     let job = ctx.job_id.as_str();
     let lag_gauge = ctx
@@ -68,8 +69,8 @@ pub async fn read_shard(
     let mut last_call: Option<Instant> = None;
     let mut last_commit = Instant::now();
     let mut last_lag: Option<i64> = None;
-    let mut in_flight: Option<JoinHandle<Result<(), AwsError>>> = None;
-    let result = loop {
+    let mut in_flight: Option<JoinHandle<Result<(), ConsumeError>>> = None;
+    let result: Result<ReaderExit, ConsumeError> = loop {
         if cancel.is_cancelled() {
             break Ok(ReaderExit::Cancelled);
         }
@@ -99,7 +100,7 @@ pub async fn read_shard(
                         }
                         continue;
                     }
-                    Err(e) => break Err(e),
+                    Err(e) => break Err(e.into()),
                 }
             }
         };
@@ -133,7 +134,7 @@ pub async fn read_shard(
                     }
                     continue;
                 }
-                _ => break Err(e),
+                _ => break Err(e.into()),
             },
         };
         backoff.reset();
@@ -220,7 +221,7 @@ struct PageCommit {
 }
 
 impl PageCommit {
-    async fn run(self) -> Result<(), AwsError> {
+    async fn run(self) -> Result<(), ConsumeError> {
         let PageCommit {
             ctx,
             checkpoint,
@@ -239,7 +240,10 @@ impl PageCommit {
             decode_page(&origin, &records)
         })
         .await
-        .map_err(|e| AwsError::new(AwsErrorKind::Other, format!("decoding crashed: {e}")))?;
+        .map_err(|source| ConsumeError::Crashed {
+            what: "decoding a page",
+            source,
+        })?;
         let batch = ShardBatch {
             job_id: job.clone(),
             stream: ctx.event_stream.clone(),
@@ -273,19 +277,20 @@ impl PageCommit {
     }
 }
 
-async fn finish_commit(handle: JoinHandle<Result<(), AwsError>>) -> Result<(), AwsError> {
-    handle
-        .await
-        .map_err(|e| AwsError::new(AwsErrorKind::Other, format!("a commit task crashed: {e}")))?
+async fn finish_commit(handle: JoinHandle<Result<(), ConsumeError>>) -> Result<(), ConsumeError> {
+    handle.await.map_err(|source| ConsumeError::Crashed {
+        what: "a commit task",
+        source,
+    })?
 }
 
 /// A commit that fails (disk full, database locked for long) is retried: the batch is still in
 /// hand, and giving up would mean reading it again anyway. It is not abandoned on pause or
 /// shutdown either — stopping waits for it — only after repeated failures.
 async fn commit_with_retry(
-    store: &DynStore,
+    store: &Arc<dyn ImportStore>,
     batch: ShardBatch,
-) -> Result<crate::store::BatchOutcome, AwsError> {
+) -> Result<crate::store::BatchOutcome, ConsumeError> {
     let batch = Arc::new(batch);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
@@ -294,10 +299,7 @@ async fn commit_with_retry(
             Err(e) => {
                 tracing::warn!(job = %batch.job_id, shard = %batch.checkpoint.shard_id, error = %e, "commit failed; retrying");
                 if backoff.attempts() >= 8 {
-                    return Err(AwsError::new(
-                        AwsErrorKind::Other,
-                        format!("cannot write to Tributary's store: {e}; check disk space and the database, then resume the job"),
-                    ));
+                    return Err(ConsumeError::Commit(e));
                 }
                 tokio::time::sleep(backoff.next_delay()).await;
             }
