@@ -106,13 +106,17 @@ fn to_nanos(v: &FieldValue) -> Option<i128> {
     }
 }
 
-/// The counts one value contributes under `ValueCount`: a map's integer entries as they are
-/// (what `valuect()` produces), each element of a list once, a scalar once.
+/// The counts one value contributes under `ValueCount`: a map's positive integer entries
+/// (what `valuect()` produces), each element of a list once, a scalar once. Counts stay
+/// positive, so adding them (saturating at `i64::MAX`) is associative and commutative.
 fn value_counts(value: FieldValue) -> Option<BTreeMap<String, i64>> {
     let mut counts = BTreeMap::new();
     match value {
         FieldValue::Map(m) => {
-            counts.extend(m.into_iter().filter_map(|(k, v)| Some((k, v.as_int()?))));
+            counts.extend(
+                m.into_iter()
+                    .filter_map(|(k, v)| Some((k, v.as_int().filter(|n| *n > 0)?))),
+            );
         }
         FieldValue::List(items) => {
             for key in items.iter().filter_map(FieldValue::as_text) {

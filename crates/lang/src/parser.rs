@@ -75,8 +75,10 @@ pub enum ListStyle {
 
 /// Parses `text` with `parse` in the comma-only style, and when that fails, in the style
 /// that also lets line breaks separate list arguments. When both fail, the error found
-/// further into the text is reported (the comma style's on a tie), so a mistake after a
-/// FilterQL-style list is still pointed at precisely.
+/// further into the text is reported, so a mistake after a FilterQL-style list is still
+/// pointed at precisely. On a tie the line style's wins: it differs from the comma style's
+/// only when it read past a line break the comma style stopped at (`unknown function 'x'`
+/// rather than `expected ',' or ')', found 'x'`).
 pub fn parse_either<T>(
     text: &str,
     parse: impl Fn(&mut Parser) -> Result<T, ParseError>,
@@ -87,7 +89,7 @@ pub fn parse_either<T>(
     };
     match Parser::with_style(text, ListStyle::CommasOrLines).and_then(|mut p| parse(&mut p)) {
         Ok(v) => Ok(v),
-        Err(lines_err) if lines_err.span() > strict_err.span() => Err(lines_err),
+        Err(lines_err) if lines_err.span() >= strict_err.span() => Err(lines_err),
         Err(_) => Err(strict_err),
     }
 }

@@ -3,14 +3,22 @@
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use tributary_lang::{parse_filter, parse_mapping, Mapping, ProfileState};
+use tributary_lang::{parse_filter, parse_mapping, FieldState, Mapping, ProfileState};
 
 const MAPPING: &str = include_str!("golden/web_events.map");
 const FILTER: &str = include_str!("golden/engaged_users.filter");
 
-/// The example plus every other rule, so each merge rule is exercised.
+/// The example plus every other rule, so each merge rule is exercised, and the LQL forms
+/// (columns named by their field, no KIND, IF, valuect()).
 fn mapping() -> Mapping {
     let extra = "
+    valuect(page)           AS page_counts  KIND map[string]intsum,
+    valuect(split(tags, \",\")) AS tag_counts,
+    count(*)                AS buys         IF event = \"buy\",
+    todate(ts)              AS last_signup  KIND date IF eq(event, \"signup\") SHORTDESC \"s\",
+    map(event, 1)           AS event_counts KIND map[string]intsum,
+    hourofday(ts)           AS hour         MERGEOP MAX,
+    name,
     min(amount)             AS smallest     KIND number,
     first(page)             AS first_page   KIND string,
     page                    AS oldest_page  KIND string MERGEOP OLDEST,
@@ -144,7 +152,15 @@ const FRAGMENTS: &[&str] = &[
     "AS",
     "KIND",
     "SHORTDESC",
+    "LONGDESC",
     "MERGEOP",
+    "IF",
+    "LIMIT",
+    "WITH",
+    "valuect(",
+    "daysago(",
+    "qs(",
+    "map[string]intsum",
     "FILTER",
     "AND",
     "OR",
@@ -273,6 +289,48 @@ proptest! {
     ) {
         let base = if which { MAPPING } else { FILTER };
         exercise(&mutate(base, &ops));
+    }
+}
+
+fn counts() -> impl Strategy<Value = FieldState> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["a", "b", "c"]),
+        prop_oneof![1i64..5, Just(i64::MAX)],
+        1..3,
+    )
+    .prop_map(|m| FieldState::ValueCount {
+        counts: m.into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `valuect()` states merge to the same counts in any order and any grouping, also after
+    /// a trip through the stored form.
+    #[test]
+    fn valuect_merges_are_order_independent(
+        (states, shuffled) in prop::collection::vec(counts(), 1..8)
+            .prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle())),
+        split in any::<prop::sample::Index>(),
+    ) {
+        let fold = |states: &[FieldState]| {
+            let mut acc = states[0].clone();
+            for s in &states[1..] {
+                acc.merge(s);
+            }
+            acc
+        };
+        let whole = fold(&states);
+        prop_assert_eq!(&fold(&shuffled), &whole);
+        let at = split.index(states.len());
+        if at > 0 {
+            let mut left = fold(&states[..at]);
+            left.merge(&fold(&states[at..]));
+            prop_assert_eq!(&left, &whole);
+        }
+        let p = ProfileState { fields: [("c".to_string(), whole.clone())].into() };
+        prop_assert_eq!(ProfileState::decode(&p.to_bytes()).unwrap(), p);
     }
 }
 
