@@ -72,8 +72,9 @@ fn parse_filter_from(p: &mut Parser) -> Result<Filter, ParseError> {
     let star_alone = p.peek().kind == TokenKind::Star
         && (p.peek_at(1).kind == TokenKind::Eof
             || p.peek_at(1).kind == TokenKind::Semicolon
-            || p.peek_at(1).is_word("FROM")
-            || p.peek_at(1).is_word("ALIAS"));
+            || ["FROM", "LIMIT", "WITH", "ALIAS"]
+                .iter()
+                .any(|w| p.peek_at(1).is_word(w)));
     let expr = if star_alone {
         Expr::Star {
             span: p.advance().span,

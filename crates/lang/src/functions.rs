@@ -711,4 +711,163 @@ mod tests {
             Some(("[::1]".into(), "/x".into()))
         );
     }
+
+    fn at(name: &str, args: &[Option<FieldValue>]) -> Option<FieldValue> {
+        // 2024-06-05T13:30:00Z, a Wednesday.
+        let now = DateTime::from_timestamp(1_717_594_200, 0).unwrap();
+        call_at(name, args, now)
+    }
+
+    fn b(v: bool) -> Option<FieldValue> {
+        Some(FieldValue::Bool(v))
+    }
+
+    fn i(v: i64) -> Option<FieldValue> {
+        Some(FieldValue::Int(v))
+    }
+
+    fn list(items: &[&str]) -> Option<FieldValue> {
+        Some(FieldValue::List(
+            items
+                .iter()
+                .map(|s| FieldValue::String(s.to_string()))
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn qlbridge_hashes_and_strings() {
+        assert_eq!(
+            c("hash.md5", &[s("abc")]),
+            s("900150983cd24fb0d6963f7d28e17f72")
+        );
+        assert_eq!(
+            c("hash.sha1", &[s("abc")]),
+            s("a9993e364706816aba3e25717850c26c9cd0d89d")
+        );
+        assert_eq!(c("hash.md5", &[None]), None);
+        assert_eq!(c("tolower", &[s("HeLLo")]), s("hello"));
+        assert_eq!(c("toupper", &[s("HeLLo")]), s("HELLO"));
+        assert_eq!(c("hasprefix", &[s("apples"), s("ap")]), b(true));
+        assert_eq!(c("hasprefix", &[s("apples"), s("o")]), b(false));
+        assert_eq!(c("hasprefix", &[s("apples"), s("")]), None);
+        assert_eq!(c("hassuffix", &[s("apples"), s("es")]), b(true));
+        assert_eq!(c("hassuffix", &[None, s("es")]), None);
+        // join: a list and a separator as before, or qlbridge's values then separator.
+        assert_eq!(
+            c("join", &[s("apples"), s("oranges"), s(",")]),
+            s("apples,oranges")
+        );
+        assert_eq!(
+            c("join", &[list(&["a", "b"]), s(""), i(3), s("-")]),
+            s("a-b-3")
+        );
+        assert_eq!(c("join", &[s("a"), s(",")]), s("a"));
+        assert_eq!(
+            c("replace", &[s("/blog/index.html"), s("/blog")]),
+            s("/index.html")
+        );
+    }
+
+    #[test]
+    fn qlbridge_url_functions() {
+        let url = s("https://www.Lytics.io:8080/Blog/Index.html?utm_source=google&a=b+c#top");
+        assert_eq!(
+            c("host", std::slice::from_ref(&url)),
+            s("www.lytics.io:8080")
+        );
+        assert_eq!(c("host", &[s("www.lytics.io/x")]), s("www.lytics.io"));
+        assert_eq!(c("host", &[s("/only/a/path")]), None);
+        assert_eq!(c("path", std::slice::from_ref(&url)), s("/blog/index.html"));
+        assert_eq!(c("path", &[s("/Blog/A%20B?x=1")]), s("/blog/a b"));
+        assert_eq!(c("qs", &[url.clone(), s("utm_source")]), s("google"));
+        assert_eq!(c("qs", &[url.clone(), s("a")]), s("b c"));
+        assert_eq!(c("qs", &[url.clone(), s("missing")]), None);
+        assert_eq!(c("qs", &[s("/p?x=1"), s("x")]), s("1"));
+        assert_eq!(
+            c(
+                "urlminusqs",
+                &[s("http://www.lytics.io/?q1=google&q2=123"), s("q1")]
+            ),
+            s("http://www.lytics.io/?q2=123")
+        );
+        assert_eq!(
+            c("urlminusqs", &[s("http://x.io/p?z=1&y=2&q=3#f"), s("q")]),
+            s("http://x.io/p?y=2&z=1")
+        );
+        assert_eq!(
+            c("urlminusqs", &[s("http://x.io/p?only=1"), s("only")]),
+            s("http://x.io/p")
+        );
+        assert_eq!(
+            c("urlminusqs", &[s("x.io/p?a=1"), s("b")]),
+            s("http://x.io/p?a=1")
+        );
+        assert_eq!(c("urldecode", &[s("a%20b+c%2Fd")]), s("a b c/d"));
+        assert_eq!(c("urldecode", &[s("100%")]), None);
+        assert_eq!(c("urldecode", &[s("%zz")]), None);
+        assert_eq!(c("host", &[s("http://")]), None);
+    }
+
+    #[test]
+    fn qlbridge_dates_use_the_argument_or_now() {
+        assert_eq!(at("daysago", &[s("2024-06-01T13:30:00Z")]), i(4));
+        assert_eq!(at("daysago", &[s("2024-06-01T14:00:00Z")]), i(3));
+        assert_eq!(at("daysago", &[s("2024-06-10")]), i(-4));
+        assert_eq!(at("daysago", &[None]), None);
+        assert_eq!(at("yy", &[]), i(24));
+        assert_eq!(at("yy", &[s("1999-12-31")]), i(99));
+        assert_eq!(at("mm", &[s("2014-03-17")]), i(3));
+        assert_eq!(at("mm", &[]), i(6));
+        assert_eq!(at("hourofday", &[]), i(13));
+        assert_eq!(at("hourofday", &[s("2024-01-01 07:15:00")]), i(7));
+        assert_eq!(at("dayofweek", &[]), i(3));
+        assert_eq!(at("dayofweek", &[s("2016-07-04")]), i(1));
+        assert_eq!(at("dayofweek", &[s("garbage")]), None);
+        assert!(reads_clock("daysago", 1) && reads_clock("yy", 0) && !reads_clock("yy", 1));
+    }
+
+    #[test]
+    fn qlbridge_logic() {
+        assert_eq!(at("eq", &[i(4), s("4")]), b(true));
+        assert_eq!(at("eq", &[s("us"), s("US")]), b(false));
+        assert_eq!(at("ne", &[i(4), i(5)]), b(true));
+        assert_eq!(at("ne", &[None, i(5)]), None);
+        assert_eq!(at("gt", &[i(6), i(5)]), b(true));
+        assert_eq!(at("ge", &[s("5"), i(5)]), b(true));
+        assert_eq!(at("lt", &[s("2024-01-01"), s("now-1d")]), b(true));
+        assert_eq!(at("le", &[i(6), i(5)]), b(false));
+        assert_eq!(c("not", &[b(true)]), b(false));
+        assert_eq!(c("not", &[s("false")]), b(true));
+        assert_eq!(c("not", &[s("maybe")]), None);
+        assert_eq!(c("any", &[None, s(""), i(0), b(false)]), b(false));
+        assert_eq!(c("any", &[None, s("x")]), b(true));
+        assert_eq!(c("all", &[s("hello"), i(2), b(true)]), b(true));
+        assert_eq!(c("all", &[s("hello"), i(0), b(true)]), b(false));
+        assert_eq!(c("all", &[s(""), i(2)]), b(false));
+    }
+
+    #[test]
+    fn qlbridge_maps() {
+        let m = |pairs: &[(&str, &str)]| {
+            Some(FieldValue::Map(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), FieldValue::String(v.to_string())))
+                    .collect(),
+            ))
+        };
+        let tags = m(&[("1", "news"), ("2", "sports"), ("3", "news")]);
+        assert_eq!(
+            c("mapkeys", std::slice::from_ref(&tags)),
+            list(&["1", "2", "3"])
+        );
+        assert_eq!(
+            c("mapkeys", &[tags.clone(), m(&[("0", "x")]), s("not a map")]),
+            list(&["0", "1", "2", "3"])
+        );
+        assert_eq!(c("mapvalues", &[tags]), list(&["news", "sports"]));
+        assert_eq!(c("mapvalues", &[s("x")]), None);
+        assert_eq!(c("mapkeys", &[m(&[])]), None);
+    }
 }

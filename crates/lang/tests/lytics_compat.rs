@@ -597,6 +597,7 @@ fn filters_accepted_before_mean_the_same() {
     // The repository's example is unchanged and has no metadata or notes.
     let f = parse_filter(include_str!("golden/engaged_users.filter")).unwrap();
     assert!(f.metadata().is_empty() && f.notes().is_empty());
+    assert!(matches("FILTER * LIMIT 5 WITH public = true", json!({})));
     // `limit` and `with` stay usable as field names.
     assert!(matches(
         "FILTER limit > 3 AND with = 1",
