@@ -13,11 +13,14 @@
 //! ```
 //!
 //! Grammar: `SELECT item (',' item)* [','] FROM name [WHERE expr] INTO name BY name
-//! ((OR | ',') name)* [ALIAS name] [';']`, where `item := expr AS name KIND kind
-//! [SHORTDESC "text"] [MERGEOP op]` (modifiers in any order). An item's expression may be
-//! wrapped in one aggregate (`count`, `sum`, `min`, `max`, `set`, `first`, `latest`);
-//! without one it is `latest`. The WHERE clause uses the filter expression syntax and is
-//! evaluated against the raw event.
+//! ((OR | ',') name)* [ALIAS name] [';']`, where `item := expr [AS name] modifier*` and
+//! `modifier := KIND kind | SHORTDESC "text" | LONGDESC "text" | MERGEOP op | IF expr` (any
+//! order, each at most once). This is LQL's item syntax: a plain field reference names its
+//! column without `AS`, and without `KIND` the kind is `string` unless the expression's type
+//! is known. An item's expression may be wrapped in one aggregate (`count`, `sum`, `min`,
+//! `max`, `set`, `first`, `latest`, `valuect`); without one it is `latest`. The WHERE clause
+//! and `IF` conditions use the filter expression syntax and are evaluated against the raw
+//! event.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
