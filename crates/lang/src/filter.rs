@@ -85,15 +85,16 @@ fn parse_filter_from(p: &mut Parser) -> Result<Filter, ParseError> {
         e
     };
     let bare = p.last_was_bare && !star_alone;
-    // The clauses, in FilterQL's order; `expected` is what may still follow.
-    let mut expected = vec!["FROM", "LIMIT", "WITH", "ALIAS"];
+    // The clauses, in FilterQL's order; `next` is what may still follow (for errors).
+    let after_expr: &[&str] = &["FROM", "LIMIT", "WITH", "ALIAS"];
+    let mut next = after_expr;
     let mut from = None;
     if p.eat_word("FROM") {
         from = Some(
             p.name("a profile type after FROM", &["LIMIT", "WITH", "ALIAS"])?
                 .0,
         );
-        expected.retain(|c| *c != "FROM");
+        next = &["LIMIT", "WITH", "ALIAS"];
     }
     let mut notes = Vec::new();
     if p.at_word("LIMIT") {
@@ -106,34 +107,31 @@ fn parse_filter_from(p: &mut Parser) -> Result<Filter, ParseError> {
             span: at,
             message: format!("LIMIT {n} is ignored: audience membership has no limit"),
         });
-        expected.retain(|c| !["FROM", "LIMIT"].contains(c));
+        next = &["WITH", "ALIAS"];
     }
     let mut metadata = Vec::new();
     if p.eat_word("WITH") {
         metadata = parse_with(p)?;
-        expected = vec!["','", "ALIAS"];
+        next = &["','", "ALIAS"];
     }
     let mut alias = None;
     if p.eat_word("ALIAS") {
         alias = Some(p.name("a name after ALIAS", &[])?.0);
-        expected.clear();
+        next = &[];
     }
     p.eat(&TokenKind::Semicolon);
     if !p.at_end() {
-        let mut all: Vec<&str> = Vec::new();
-        if from.is_none() && notes.is_empty() && metadata.is_empty() && alias.is_none() {
+        let mut expected = Vec::new();
+        if next == after_expr {
             if bare {
-                all.push("an operator");
+                expected.push("an operator");
             }
-            all.extend(["AND", "OR"]);
+            expected.extend(["AND", "OR"]);
         }
-        all.extend(expected);
-        all.push("end of input");
-        let (last, rest) = all.split_last().expect("end of input is listed");
-        let expected = if rest.is_empty() {
-            last.to_string()
-        } else {
-            format!("{} or {last}", rest.join(", "))
+        expected.extend(next);
+        let expected = match expected.as_slice() {
+            [] => "end of input".to_string(),
+            some => format!("{} or end of input", some.join(", ")),
         };
         return Err(p.expected(&expected));
     }

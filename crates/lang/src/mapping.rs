@@ -514,7 +514,6 @@ pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
 }
 
 fn parse_mapping_from(p: &mut Parser) -> Result<Mapping, ParseError> {
-    let p = &mut *p;
     p.expect_word("SELECT", "SELECT")?;
     let mut fields: Vec<FieldDef> = Vec::new();
     let mut names = HashSet::new();
