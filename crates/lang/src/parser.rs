@@ -63,6 +63,27 @@ pub fn is_reserved(word: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
 }
 
+/// Whether an expression can start with this token.
+fn starts_expression(t: &Token) -> bool {
+    const STARTERS: [&str; 8] = [
+        "NOT", "EXISTS", "INCLUDE", "AND", "OR", "TRUE", "FALSE", "NULL",
+    ];
+    match &t.kind {
+        TokenKind::Ident(s) => {
+            !is_reserved(s) || STARTERS.iter().any(|w| w.eq_ignore_ascii_case(s))
+        }
+        TokenKind::QuotedIdent(_)
+        | TokenKind::Str(_)
+        | TokenKind::Int(_)
+        | TokenKind::Number(_)
+        | TokenKind::Minus
+        | TokenKind::LParen
+        | TokenKind::Bang
+        | TokenKind::Star => true,
+        _ => false,
+    }
+}
+
 /// What separates the arguments of the list forms `AND ( … )` and `OR ( … )`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListStyle {
@@ -333,9 +354,11 @@ impl Parser {
                 if self.eat(&TokenKind::Comma) {
                     continue;
                 }
+                // A line break separates only when an argument can follow; otherwise the
+                // missing ',' or ')' is the error to report.
                 let line_break = self.style == ListStyle::CommasOrLines
                     && self.at_line_start()
-                    && !self.at_end();
+                    && starts_expression(self.peek());
                 if !line_break {
                     self.expect(&TokenKind::RParen, "',' or ')'")?;
                     break;
