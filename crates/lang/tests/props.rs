@@ -334,6 +334,118 @@ proptest! {
     }
 }
 
+/// A FilterQL condition tree, to write with commas or one argument per line.
+#[derive(Debug, Clone)]
+enum Cond {
+    Leaf(&'static str),
+    List {
+        and: bool,
+        not: bool,
+        items: Vec<Cond>,
+    },
+}
+
+impl Cond {
+    fn commas(&self) -> String {
+        match self {
+            Cond::Leaf(s) => s.to_string(),
+            Cond::List { and, not, items } => format!(
+                "{}{} ( {} )",
+                if *not { "NOT " } else { "" },
+                if *and { "AND" } else { "OR" },
+                items
+                    .iter()
+                    .map(Cond::commas)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    fn lines(&self, indent: usize) -> String {
+        match self {
+            Cond::Leaf(s) => s.to_string(),
+            Cond::List { and, not, items } => {
+                let pad = "  ".repeat(indent + 1);
+                let body: Vec<String> = items
+                    .iter()
+                    .map(|c| format!("{pad}{}  -- note\n", c.lines(indent + 1)))
+                    .collect();
+                format!(
+                    "{}{} (\n{}{})",
+                    if *not { "NOT " } else { "" },
+                    if *and { "AND" } else { "OR" },
+                    body.concat(),
+                    "  ".repeat(indent)
+                )
+            }
+        }
+    }
+}
+
+fn cond() -> impl Strategy<Value = Cond> {
+    let leaf = prop::sample::select(vec![
+        "a = 1",
+        "b > 2",
+        "EXISTS c",
+        "INCLUDE vips",
+        "daysago(d) < 3",
+        "NOT e = 1",
+        "x IN (1, 2)",
+        "hasprefix(f, \"g\")",
+        "h",
+    ])
+    .prop_map(Cond::Leaf);
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::vec(inner, 1..4),
+        )
+            .prop_map(|(and, not, items)| Cond::List { and, not, items })
+    })
+}
+
+/// The expression as JSON without positions, which differ between layouts.
+fn shape(text: &str) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                o.remove("span");
+                o.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let f = parse_filter(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut v = serde_json::to_value(&f.expr).unwrap();
+    strip(&mut v);
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// One argument per line means what commas mean, whenever the comma-only grammar does
+    /// not already read the text (then it keeps the meaning it always had).
+    #[test]
+    fn line_separated_lists_mean_what_commas_mean(
+        c in (any::<bool>(), prop::collection::vec(cond(), 2..5))
+            .prop_map(|(and, items)| Cond::List { and, not: false, items })
+    ) {
+        let commas = format!("FILTER {}", c.commas());
+        let lines = format!("FILTER {}", c.lines(0));
+        let comma_grammar_reads_it = tributary_lang::parser::Parser::new(&lines).is_ok_and(|mut p| {
+            p.eat_word("FILTER");
+            p.parse_or().is_ok() && p.at_end()
+        });
+        // (Then it keeps the meaning it always had; see `filters_accepted_before_mean_the_same`.)
+        prop_assume!(!comma_grammar_reads_it);
+        prop_assert_eq!(shape(&lines), shape(&commas), "{}", lines);
+    }
+}
+
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
     for open in ["(", "NOT ", "!", "lower(", "AND("] {
