@@ -604,3 +604,24 @@ fn filters_accepted_before_mean_the_same() {
         json!({"limit": 4, "with": 1})
     ));
 }
+
+#[test]
+fn readme_examples_parse() {
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```text\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let mut parsed = 0;
+    for block in blocks {
+        if block.starts_with("SELECT") {
+            mapping(block);
+            parsed += 1;
+        } else if block.starts_with("FILTER") {
+            parse_filter(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            parsed += 1;
+        }
+    }
+    assert_eq!(parsed, 3);
+}
