@@ -13,7 +13,7 @@
 //! field  = tag · ...: 0 latest value time | 1 oldest value time | 2 count zigzag
 //!                     | 3 sum i128 (16 bytes LE) | 4 min value | 5 max value
 //!                     | 6 set count value* | 7 map op count (text · field)*
-//!                     | 8 value counts count (text · zigzag)*
+//!                     | 8 valuect count (text · zigzag)*
 //! value  = tag · ...: 0 string text | 1 int zigzag | 2 number f64 (8 bytes LE) | 3 bool byte
 //!                     | 4 date time | 5 list count value* | 6 map count (text · value)*
 //! time   = zigzag seconds · varint nanoseconds          text = varint length · UTF-8

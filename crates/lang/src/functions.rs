@@ -2,6 +2,7 @@
 //! implementations (pure functions of already-evaluated arguments).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use md5::Md5;
@@ -442,9 +443,11 @@ fn parse_url(s: &str) -> Option<UrlRef> {
         return None;
     }
     if s.starts_with('/') && !s.starts_with("//") {
-        let base = Url::parse("http://path.invalid/").expect("a valid base");
+        // A path alone is resolved against a base that is never shown (`path_only`).
+        static BASE: LazyLock<Url> =
+            LazyLock::new(|| Url::parse("http://path.invalid/").expect("a valid base"));
         return Some(UrlRef {
-            url: base.join(s).ok()?,
+            url: BASE.join(s).ok()?,
             path_only: true,
         });
     }

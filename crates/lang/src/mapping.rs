@@ -34,7 +34,7 @@ use crate::check::{check, check_arity, Lang};
 use crate::error::{ParseError, Span};
 use crate::eval::{eval_bool, eval_value, Ctx};
 use crate::functions::{Ty, AGGREGATES};
-use crate::lexer::TokenKind;
+use crate::lexer::{Token, TokenKind};
 use crate::parser::{parse_either, Parser};
 use crate::value::FieldValue;
 
@@ -255,7 +255,7 @@ impl Kind {
     }
 
     /// Whether the token could start a kind (for "expected KIND" when the keyword is missing).
-    fn starts_kind(t: &crate::lexer::Token) -> bool {
+    fn starts_kind(t: &Token) -> bool {
         const WORDS: [&str; 7] = ["string", "int", "number", "bool", "date", "time", "map"];
         t.kind == TokenKind::LBracket || WORDS.iter().any(|w| t.is_word(w))
     }
