@@ -116,7 +116,7 @@ fn parse_filter_from(p: &mut Parser) -> Result<Filter, ParseError> {
     }
     let mut alias = None;
     if p.eat_word("ALIAS") {
-        alias = Some(p.name("a name after ALIAS", &[])?.0);
+        alias = Some(p.name_or_string("a name after ALIAS", &[])?.0);
         next = &[];
     }
     p.eat(&TokenKind::Semicolon);

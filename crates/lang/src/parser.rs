@@ -264,6 +264,22 @@ impl Parser {
         }
     }
 
+    /// [`Parser::name`], or a quoted string as FilterQL writes audience names and ids
+    /// (`INCLUDE 'f9f0dc74'`, `ALIAS "Big spenders"`).
+    pub fn name_or_string(
+        &mut self,
+        expected: &str,
+        stop: &[&str],
+    ) -> Result<(String, Span, bool), ParseError> {
+        match &self.peek().kind {
+            TokenKind::Str(s) if !s.is_empty() => {
+                let s = s.clone();
+                Ok((s, self.advance().span, true))
+            }
+            _ => self.name(expected, stop),
+        }
+    }
+
     fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -395,7 +411,8 @@ impl Parser {
         }
         if t.is_word("INCLUDE") {
             self.advance();
-            let (name, _, _) = self.name("an audience name after INCLUDE", &["AND", "OR"])?;
+            let (name, _, _) =
+                self.name_or_string("an audience name after INCLUDE", &["AND", "OR"])?;
             self.last_was_bare = false;
             return Ok(Expr::Include { name, span: t.span });
         }

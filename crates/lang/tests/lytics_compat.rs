@@ -598,6 +598,16 @@ fn filters_accepted_before_mean_the_same() {
     let f = parse_filter(include_str!("golden/engaged_users.filter")).unwrap();
     assert!(f.metadata().is_empty() && f.notes().is_empty());
     assert!(matches("FILTER * LIMIT 5 WITH public = true", json!({})));
+    // Audience names and ids may be quoted, as FilterQL writes them.
+    let f = parse_filter(
+        "FILTER OR ( INCLUDE 'f9f0dc74234af7e86ddeb660c50350e1', INCLUDE \"vips\" ) ALIAS 'Big spenders'",
+    )
+    .unwrap();
+    assert_eq!(
+        f.includes().into_iter().collect::<Vec<_>>(),
+        ["f9f0dc74234af7e86ddeb660c50350e1", "vips"]
+    );
+    assert_eq!(f.alias.as_deref(), Some("Big spenders"));
     // `limit` and `with` stay usable as field names.
     assert!(matches(
         "FILTER limit > 3 AND with = 1",
