@@ -208,7 +208,7 @@ pub fn call_at(name: &str, args: &[Option<FieldValue>], now: DateTime<Utc>) -> O
     };
     match name {
         "now" => Some(FieldValue::Date(now)),
-        // Whole days, truncated: yesterday at this time or later today is 0 or 1 day ago.
+        // Whole days, truncated toward zero: 47 hours ago is 1 day ago.
         "daysago" => int((now - args.first()?.as_ref()?.as_date()?).num_days()),
         "yy" => int(two_digit_year(date_or_now()?.year())),
         "mm" => int(date_or_now()?.month().into()),
