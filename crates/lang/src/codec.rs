@@ -13,11 +13,14 @@
 //! field  = tag · ...: 0 latest value time | 1 oldest value time | 2 count zigzag
 //!                     | 3 sum i128 (16 bytes LE) | 4 min value | 5 max value
 //!                     | 6 set count value* | 7 map op count (text · field)*
+//!                     | 8 valuect count (text · zigzag)*
 //! value  = tag · ...: 0 string text | 1 int zigzag | 2 number f64 (8 bytes LE) | 3 bool byte
 //!                     | 4 date time | 5 list count value* | 6 map count (text · value)*
 //! time   = zigzag seconds · varint nanoseconds          text = varint length · UTF-8
 //! count  = varint           zigzag = signed varint       varint = LEB128, at most 10 bytes
 //! ```
+//!
+//! `op` is the rule's index in `MERGE_OPS` (append new rules there; never reorder).
 //!
 //! Decoding never panics and never trusts a length further than the bytes that remain.
 
@@ -40,7 +43,8 @@ pub struct DecodeError {
     pub at: usize,
 }
 
-const MERGE_OPS: [MergeOp; 7] = [
+/// Append-only: a rule's position is its stored byte.
+const MERGE_OPS: [MergeOp; 8] = [
     MergeOp::Latest,
     MergeOp::Oldest,
     MergeOp::Sum,
@@ -48,6 +52,7 @@ const MERGE_OPS: [MergeOp; 7] = [
     MergeOp::Min,
     MergeOp::Max,
     MergeOp::Set,
+    MergeOp::ValueCount,
 ];
 
 impl ProfileState {
@@ -152,6 +157,14 @@ fn put_field(out: &mut Vec<u8>, state: &FieldState) {
             for (key, state) in entries {
                 put_text(out, key);
                 put_field(out, state);
+            }
+        }
+        FieldState::ValueCount { counts } => {
+            out.push(8);
+            put_len(out, counts.len());
+            for (key, n) in counts {
+                put_text(out, key);
+                put_zigzag(out, *n);
             }
         }
     }
@@ -330,6 +343,9 @@ impl<'a> Reader<'a> {
                     entries: self.map(|r| r.field_at(depth + 1))?,
                 }
             }
+            8 => FieldState::ValueCount {
+                counts: self.map(Self::zigzag)?,
+            },
             _ => return Err(self.error_before("an unknown field rule", 1)),
         })
     }
@@ -400,6 +416,12 @@ mod tests {
                 .into(),
             },
         );
+        fields.insert(
+            "url_counts".into(),
+            FieldState::ValueCount {
+                counts: [("/a".into(), 3), ("/b".into(), i64::MIN)].into(),
+            },
+        );
         ProfileState { fields }
     }
 
@@ -424,6 +446,58 @@ mod tests {
         );
     }
 
+    /// The encoding is a stored format: the rules that existed before `ValueCount` keep
+    /// their bytes, and `ValueCount` has the one spelled out in the module docs.
+    #[test]
+    fn encodings_are_pinned() {
+        let t = Utc.timestamp_opt(1, 2).unwrap();
+        let one = |name: &str, state: FieldState| {
+            ProfileState {
+                fields: [(name.to_string(), state)].into(),
+            }
+            .to_bytes()
+        };
+        assert_eq!(
+            one(
+                "a",
+                FieldState::Latest {
+                    value: FieldValue::Int(-1),
+                    time: t
+                }
+            ),
+            [VERSION_1, 1, 1, b'a', 0, 1, 1, 2, 2]
+        );
+        assert_eq!(
+            one(
+                "m",
+                FieldState::Map {
+                    op: MergeOp::Set,
+                    entries: [("k".into(), FieldState::Count { count: 2 })].into(),
+                }
+            ),
+            [VERSION_1, 1, 1, b'm', 7, 6, 1, 1, b'k', 2, 4]
+        );
+        assert_eq!(
+            one(
+                "v",
+                FieldState::ValueCount {
+                    counts: [("x".into(), 3), ("y".into(), -1)].into(),
+                }
+            ),
+            [VERSION_1, 1, 1, b'v', 8, 2, 1, b'x', 6, 1, b'y', 1]
+        );
+        assert_eq!(
+            one(
+                "m",
+                FieldState::Map {
+                    op: MergeOp::ValueCount,
+                    entries: Default::default(),
+                }
+            ),
+            [VERSION_1, 1, 1, b'm', 7, 7, 0]
+        );
+    }
+
     #[test]
     fn json_text_is_not_mistaken_for_this_form() {
         let err = ProfileState::decode(br#"{"fields":{}}"#).unwrap_err();
@@ -434,7 +508,7 @@ mod tests {
     fn deep_nesting_is_refused_not_followed() {
         // A list in a list in ... 10,000 deep: an error, not a stack overflow.
         let mut bytes = vec![VERSION_1, 1, 1, b'f', 4];
-        bytes.extend(std::iter::repeat([5u8, 1]).take(10_000).flatten());
+        bytes.extend(std::iter::repeat_n([5u8, 1], 10_000).flatten());
         assert_eq!(
             ProfileState::decode(&bytes).unwrap_err().what,
             "nesting too deep"

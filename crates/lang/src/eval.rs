@@ -82,7 +82,7 @@ pub fn eval_value(e: &Expr, ctx: &Ctx<'_>) -> Option<FieldValue> {
             _ => {
                 let vals: Vec<Option<FieldValue>> =
                     args.iter().map(|a| eval_value(a, ctx)).collect();
-                functions::call(name, &vals)
+                functions::call_at(name, &vals, ctx.now)
             }
         },
         _ => Some(FieldValue::Bool(eval_bool(e, ctx))),

@@ -42,6 +42,9 @@ pub enum TokenKind {
 pub struct Token {
     pub kind: TokenKind,
     pub span: Span,
+    /// Whether a line break separates this token from the previous one (FilterQL lets
+    /// newlines separate the arguments of `AND ( … )` / `OR ( … )`).
+    pub newline_before: bool,
 }
 
 impl Token {
@@ -140,6 +143,8 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
         _src: text,
     };
     let mut tokens = Vec::new();
+    // The line the previous token ended on (a string may span lines).
+    let mut prev_end_line = 1;
     loop {
         // Whitespace and comments.
         match (cur.peek(), cur.peek_at(1)) {
@@ -184,6 +189,7 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
             tokens.push(Token {
                 kind: TokenKind::Eof,
                 span,
+                newline_before: span.line > prev_end_line,
             });
             return Ok(tokens);
         };
@@ -302,7 +308,12 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                 ));
             }
         };
-        tokens.push(Token { kind, span });
+        tokens.push(Token {
+            kind,
+            span,
+            newline_before: !tokens.is_empty() && span.line > prev_end_line,
+        });
+        prev_end_line = cur.line;
     }
 }
 
@@ -451,6 +462,14 @@ mod tests {
         assert_eq!(t[0].span, Span::new(1, 1));
         assert_eq!(t[1].span, Span::new(1, 4));
         assert_eq!(t[2].span, Span::new(2, 3));
+    }
+
+    #[test]
+    fn line_breaks_between_tokens_are_marked() {
+        let t = tokenize("a b\n c -- x\n \"s\nt\" d\n").unwrap();
+        let marks: Vec<bool> = t.iter().map(|t| t.newline_before).collect();
+        // a, b, c (new line), "s\nt" (new line), d (same line as the string's end), EOF.
+        assert_eq!(marks, vec![false, false, true, true, false, true]);
     }
 
     #[test]

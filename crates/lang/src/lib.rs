@@ -16,7 +16,7 @@ pub mod value;
 
 pub use ast::{CmpOp, Expr, Literal};
 pub use error::{ParseError, Span};
-pub use filter::{parse_filter, Filter, FilterExpr};
+pub use filter::{parse_filter, Filter, FilterExpr, Note};
 pub use mapping::{
     parse_mapping, Aggregate, FieldDef, Kind, MappedEvent, Mapping, MergeOp, SchemaField,
 };

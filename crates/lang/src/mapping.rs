@@ -13,11 +13,14 @@
 //! ```
 //!
 //! Grammar: `SELECT item (',' item)* [','] FROM name [WHERE expr] INTO name BY name
-//! ((OR | ',') name)* [ALIAS name] [';']`, where `item := expr AS name KIND kind
-//! [SHORTDESC "text"] [MERGEOP op]` (modifiers in any order). An item's expression may be
-//! wrapped in one aggregate (`count`, `sum`, `min`, `max`, `set`, `first`, `latest`);
-//! without one it is `latest`. The WHERE clause uses the filter expression syntax and is
-//! evaluated against the raw event.
+//! ((OR | ',') name)* [ALIAS name] [';']`, where `item := expr [AS name] modifier*` and
+//! `modifier := KIND kind | SHORTDESC "text" | LONGDESC "text" | MERGEOP op | IF expr` (any
+//! order, each at most once). This is LQL's item syntax: a plain field reference names its
+//! column without `AS`, and without `KIND` the kind is `string` unless the expression's type
+//! is known. An item's expression may be wrapped in one aggregate (`count`, `sum`, `min`,
+//! `max`, `set`, `first`, `latest`, `valuect`); without one it is `latest`. The WHERE clause
+//! and `IF` conditions use the filter expression syntax and are evaluated against the raw
+//! event.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -31,8 +34,8 @@ use crate::check::{check, check_arity, Lang};
 use crate::error::{ParseError, Span};
 use crate::eval::{eval_bool, eval_value, Ctx};
 use crate::functions::{Ty, AGGREGATES};
-use crate::lexer::TokenKind;
-use crate::parser::Parser;
+use crate::lexer::{Token, TokenKind};
+use crate::parser::{parse_either, Parser};
 use crate::value::FieldValue;
 
 /// A profile field's declared type.
@@ -133,7 +136,9 @@ impl Kind {
         }
     }
 
-    fn parse(p: &mut Parser) -> Result<(Kind, Span), ParseError> {
+    /// Parses a kind; the flag tells whether it was LQL's `map[string]intsum` (read as
+    /// `map[string]int` whose values add up by default).
+    fn parse(p: &mut Parser) -> Result<(Kind, Span, bool), ParseError> {
         const EXPECTED: &str = "a kind (string, int, number, bool, date, time, []string, []int, \
                                 map[string]string, map[string]int, map[string]number or map[string]time)";
         let t = p.peek().clone();
@@ -147,6 +152,7 @@ impl Kind {
                 _ => None,
             }
         };
+        let mut intsum = false;
         let kind = match &t.kind {
             TokenKind::LBracket => {
                 p.advance();
@@ -183,11 +189,15 @@ impl Kind {
                     Some("int") => Kind::MapInt,
                     Some("number") => Kind::MapNumber,
                     Some("time" | "date") => Kind::MapTime,
+                    Some("intsum") => {
+                        intsum = true;
+                        Kind::MapInt
+                    }
                     _ => {
                         return Err(ParseError::new(
                             at.span,
                             format!(
-                                "expected string, int, number or time as map value kind, found {}",
+                                "expected string, int, intsum, number or time as map value kind, found {}",
                                 at.describe()
                             ),
                         ))
@@ -209,7 +219,45 @@ impl Kind {
             }
             _ => return Err(p.expected(EXPECTED)),
         };
-        Ok((kind, t.span))
+        Ok((kind, t.span, intsum))
+    }
+
+    /// The kind an item without `KIND` gets: string (LQL's default) unless the expression's
+    /// type is known to be another (`count(*)` is an int, `set(x)` a list, `todate(x)` a date).
+    fn infer(agg: Aggregate, ty: &Ty) -> Kind {
+        let list_of = |el: &Ty| match el {
+            Ty::Int => Kind::IntList,
+            _ => Kind::StringList,
+        };
+        match agg {
+            Aggregate::Count => Kind::Int,
+            Aggregate::Sum => Kind::Number,
+            Aggregate::ValueCount => Kind::MapInt,
+            Aggregate::Set => match ty {
+                Ty::List(el) => list_of(el),
+                el => list_of(el),
+            },
+            Aggregate::Latest | Aggregate::First | Aggregate::Min | Aggregate::Max => match ty {
+                Ty::Any | Ty::String => Kind::String,
+                Ty::Int => Kind::Int,
+                Ty::Number => Kind::Number,
+                Ty::Bool => Kind::Bool,
+                Ty::Date => Kind::Date,
+                Ty::List(el) => list_of(el),
+                Ty::Map(el) => match **el {
+                    Ty::Int => Kind::MapInt,
+                    Ty::Number => Kind::MapNumber,
+                    Ty::Date => Kind::MapTime,
+                    _ => Kind::MapString,
+                },
+            },
+        }
+    }
+
+    /// Whether the token could start a kind (for "expected KIND" when the keyword is missing).
+    fn starts_kind(t: &Token) -> bool {
+        const WORDS: [&str; 7] = ["string", "int", "number", "bool", "date", "time", "map"];
+        t.kind == TokenKind::LBracket || WORDS.iter().any(|w| t.is_word(w))
     }
 }
 
@@ -237,6 +285,8 @@ pub enum Aggregate {
     Min,
     Max,
     Set,
+    /// `valuect(x)`: a map of each value of `x` to the number of events that had it.
+    ValueCount,
 }
 
 impl Aggregate {
@@ -249,6 +299,7 @@ impl Aggregate {
             "min" => Aggregate::Min,
             "max" => Aggregate::Max,
             "set" => Aggregate::Set,
+            "valuect" => Aggregate::ValueCount,
             _ => return None,
         })
     }
@@ -263,6 +314,7 @@ impl Aggregate {
             Aggregate::Min => MergeOp::Min,
             Aggregate::Max => MergeOp::Max,
             Aggregate::Set => MergeOp::Set,
+            Aggregate::ValueCount => MergeOp::ValueCount,
         }
     }
 }
@@ -279,6 +331,9 @@ pub enum MergeOp {
     Min,
     Max,
     Set,
+    /// Adds counts key by key: the rule of `valuect()` fields (a map of value → count).
+    /// Not selectable with `MERGEOP`; `MERGEOP SUM` on a `map[string]int` adds too.
+    ValueCount,
 }
 
 impl MergeOp {
@@ -304,6 +359,7 @@ impl MergeOp {
             MergeOp::Min => "MIN",
             MergeOp::Max => "MAX",
             MergeOp::Set => "SET",
+            MergeOp::ValueCount => "VALUECT",
         }
     }
 }
@@ -320,6 +376,10 @@ pub struct FieldDef {
     /// Explicit `MERGEOP`, or the aggregate's default.
     pub merge_op: MergeOp,
     pub short_desc: Option<String>,
+    /// `LONGDESC "text"`.
+    pub long_desc: Option<String>,
+    /// `IF expr`: the field takes a value from an event only when this holds for the event.
+    pub condition: Option<Expr>,
     /// Where the item starts.
     pub span: Span,
 }
@@ -356,6 +416,7 @@ pub struct SchemaField {
     /// The source stream (`FROM`).
     pub stream: String,
     pub short_desc: Option<String>,
+    pub long_desc: Option<String>,
 }
 
 impl Mapping {
@@ -377,11 +438,17 @@ impl Mapping {
         }
         let mut values = BTreeMap::new();
         for f in &self.fields {
+            if let Some(condition) = &f.condition {
+                if !eval_bool(condition, &ctx) {
+                    continue;
+                }
+            }
             let v = match (f.aggregate, &f.expr) {
                 (Aggregate::Count, Expr::Star { .. }) => Some(FieldValue::Int(1)),
                 (Aggregate::Count, e) => eval_value(e, &ctx)
                     .filter(|v| !v.is_empty())
                     .map(|_| FieldValue::Int(1)),
+                (Aggregate::ValueCount, e) => eval_value(e, &ctx).and_then(count_values),
                 (_, e) => eval_value(e, &ctx),
             };
             if let Some(v) = v.and_then(|v| f.kind.coerce(v)) {
@@ -406,6 +473,7 @@ impl Mapping {
                 merge_op: f.merge_op,
                 stream: self.from.clone(),
                 short_desc: f.short_desc.clone(),
+                long_desc: f.long_desc.clone(),
             })
             .collect()
     }
@@ -415,10 +483,37 @@ impl Mapping {
     }
 }
 
+/// One event's contribution to a `valuect()` field: each value (each element of a list)
+/// counted once per occurrence.
+fn count_values(v: FieldValue) -> Option<FieldValue> {
+    let items = match v {
+        FieldValue::List(items) => items,
+        FieldValue::Map(_) => return None,
+        scalar => vec![scalar],
+    };
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for text in items.iter().filter_map(FieldValue::as_text) {
+        if !text.is_empty() {
+            *counts.entry(text).or_default() += 1;
+        }
+    }
+    (!counts.is_empty()).then(|| {
+        FieldValue::Map(
+            counts
+                .into_iter()
+                .map(|(k, n)| (k, FieldValue::Int(n)))
+                .collect(),
+        )
+    })
+}
+
 /// Parses and checks a mapping (functions, arity, KIND against the expression, MERGEOP
 /// against KIND, BY fields).
 pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
-    let mut p = Parser::new(text)?;
+    parse_either(text, parse_mapping_from)
+}
+
+fn parse_mapping_from(p: &mut Parser) -> Result<Mapping, ParseError> {
     p.expect_word("SELECT", "SELECT")?;
     let mut fields: Vec<FieldDef> = Vec::new();
     let mut names = HashSet::new();
@@ -426,7 +521,7 @@ pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
         if !fields.is_empty() && p.at_word("FROM") {
             break;
         }
-        let (field, expected_after) = parse_item(&mut p)?;
+        let (field, expected_after) = parse_item(p)?;
         if !names.insert(field.name.clone()) {
             return Err(ParseError::new(
                 field.span,
@@ -513,42 +608,90 @@ pub fn parse_mapping(text: &str) -> Result<Mapping, ParseError> {
     })
 }
 
-/// Parses one SELECT item; also returns what could have followed it (for error messages).
+/// The words that may follow an item's expression and name, in any order, each at most once.
+const MODIFIERS: [&str; 5] = ["KIND", "SHORTDESC", "LONGDESC", "MERGEOP", "IF"];
+
+fn at_modifier(p: &Parser) -> bool {
+    MODIFIERS.iter().any(|m| p.at_word(m))
+}
+
+/// A string literal after `SHORTDESC` / `LONGDESC`, given at most once.
+fn parse_desc(p: &mut Parser, word: &str, slot: &mut Option<String>) -> Result<(), ParseError> {
+    let at = p.advance().span;
+    if slot.is_some() {
+        return Err(ParseError::new(at, format!("{word} given twice")));
+    }
+    match &p.peek().kind {
+        TokenKind::Str(s) => {
+            *slot = Some(s.clone());
+            p.advance();
+            Ok(())
+        }
+        _ => Err(p.expected(&format!("a string after {word}"))),
+    }
+}
+
+/// Parses one SELECT item: `expr [AS name] modifier*` (a plain field reference names its
+/// column itself). Also returns what could have followed it, for the error message when
+/// neither a `,` nor `FROM` does.
 fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
     let span = p.peek().span;
     let full = p.parse_or()?;
-    if !p.at_word("AS") {
-        return Err(p.expected(if p.last_was_bare {
-            "an operator or AS"
-        } else {
-            "AS"
-        }));
-    }
-    p.advance();
-    let (name, name_span, _) = p.name("a field name after AS", &["KIND"])?;
-    if name.contains('.') {
-        return Err(ParseError::new(
-            name_span,
-            format!("field name '{name}' cannot contain '.'"),
-        ));
-    }
-    p.expect_word("KIND", "KIND")?;
-    let (kind, kind_span) = Kind::parse(p)?;
-    let mut short_desc = None;
-    let mut merge = None;
-    loop {
-        if p.at_word("SHORTDESC") {
-            let at = p.advance().span;
-            if short_desc.is_some() {
-                return Err(ParseError::new(at, "SHORTDESC given twice"));
-            }
-            match &p.peek().kind {
-                TokenKind::Str(s) => {
-                    short_desc = Some(s.clone());
-                    p.advance();
+    let mut bare = p.last_was_bare;
+    let explicit_name = p.eat_word("AS");
+    let name = if explicit_name {
+        // A modifier word is the name only where a name must be (`AS kind KIND string`).
+        let next = p.peek_at(1);
+        let name_ends_item = next.kind == TokenKind::Comma
+            || next.kind == TokenKind::Eof
+            || next.is_word("FROM")
+            || MODIFIERS.iter().any(|m| next.is_word(m));
+        if at_modifier(p) && !name_ends_item {
+            return Err(p.expected("a field name after AS"));
+        }
+        let (name, name_span, _) = p.name("a field name after AS", &[])?;
+        if name.contains('.') {
+            return Err(ParseError::new(
+                name_span,
+                format!("field name '{name}' cannot contain '.'"),
+            ));
+        }
+        bare = false;
+        name
+    } else {
+        match &full {
+            Expr::Field { name, span: at, .. } => {
+                if name.contains('.') {
+                    return Err(ParseError::new(
+                        *at,
+                        format!("field name '{name}' cannot contain '.'; name the column with AS"),
+                    ));
                 }
-                _ => return Err(p.expected("a string after SHORTDESC")),
+                name.clone()
             }
+            _ => {
+                return Err(p.expected(if bare { "an operator or AS" } else { "AS" }));
+            }
+        }
+    };
+
+    let mut kind = None;
+    let mut short_desc = None;
+    let mut long_desc = None;
+    let mut merge = None;
+    let mut condition = None;
+    let mut any_modifier = false;
+    loop {
+        if p.at_word("KIND") {
+            let at = p.advance().span;
+            if kind.is_some() {
+                return Err(ParseError::new(at, "KIND given twice"));
+            }
+            kind = Some(Kind::parse(p)?);
+        } else if p.at_word("SHORTDESC") {
+            parse_desc(p, "SHORTDESC", &mut short_desc)?;
+        } else if p.at_word("LONGDESC") {
+            parse_desc(p, "LONGDESC", &mut long_desc)?;
         } else if p.at_word("MERGEOP") {
             let at = p.advance().span;
             if merge.is_some() {
@@ -564,18 +707,50 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
             };
             p.advance();
             merge = Some((op, t.span));
+        } else if p.at_word("IF") {
+            let at = p.advance().span;
+            if condition.is_some() {
+                return Err(ParseError::new(at, "IF given twice"));
+            }
+            let e = p.parse_or()?;
+            check(&e, Lang::Mapping)?;
+            condition = Some(e);
+            any_modifier = true;
+            bare = p.last_was_bare;
+            continue;
         } else {
             break;
         }
+        any_modifier = true;
+        bare = false;
     }
-    let mut after = vec!["','"];
-    if short_desc.is_none() {
-        after.push("SHORTDESC");
-    }
-    if merge.is_none() {
-        after.push("MERGEOP");
-    }
-    let expected_after = format!("{} or FROM", after.join(", "));
+    let expected_after = if kind.is_none() && Kind::starts_kind(p.peek()) {
+        "KIND".to_string()
+    } else {
+        let mut after = Vec::new();
+        if bare {
+            after.push("an operator");
+        }
+        if !explicit_name && !any_modifier {
+            after.push("AS");
+        }
+        after.push("','");
+        let given = [
+            kind.is_some(),
+            short_desc.is_some(),
+            long_desc.is_some(),
+            merge.is_some(),
+            condition.is_some(),
+        ];
+        after.extend(
+            MODIFIERS
+                .iter()
+                .zip(given)
+                .filter(|(_, g)| !g)
+                .map(|(m, _)| *m),
+        );
+        format!("{} or FROM", after.join(", "))
+    };
 
     // Peel off the aggregate, then check the inner expression and the KIND.
     let (aggregate, expr) = match &full {
@@ -594,12 +769,15 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
         (Expr::Star { .. }, Aggregate::Count) => Ty::Int,
         _ => check(&expr, Lang::Mapping)?,
     };
+    let (kind, kind_span, intsum) = kind.unwrap_or((Kind::infer(aggregate, &ty), span, false));
     check_kind(aggregate, &ty, kind).map_err(|m| ParseError::new(kind_span, m))?;
     let merge_op = match merge {
         Some((op, at)) => {
             check_merge_op(op, kind).map_err(|m| ParseError::new(at, m))?;
             op
         }
+        // LQL's intsum: a plain value adds up, as sum() would.
+        None if intsum && aggregate == Aggregate::Latest => MergeOp::Sum,
         None => aggregate.default_merge_op(),
     };
     Ok((
@@ -610,6 +788,8 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
             kind,
             merge_op,
             short_desc,
+            long_desc,
+            condition,
             span,
         },
         expected_after,
@@ -659,6 +839,14 @@ fn check_kind(agg: Aggregate, ty: &Ty, kind: Kind) -> Result<(), String> {
                 Err(format!("set() of {} does not fit KIND {kind}", ty.name()))
             }
         }
+        Aggregate::ValueCount if kind != Kind::MapInt => Err(format!(
+            "valuect() produces a map of counts; KIND must be map[string]int, not {kind}"
+        )),
+        Aggregate::ValueCount if matches!(ty, Ty::Map(_)) => Err(format!(
+            "valuect() counts values, but its argument produces {}",
+            ty.name()
+        )),
+        Aggregate::ValueCount => Ok(()),
         Aggregate::Min | Aggregate::Max if !kind.is_scalar() && !kind.is_map() => Err(format!(
             "{}() needs a single-valued KIND, not {kind}",
             if agg == Aggregate::Min { "min" } else { "max" }
@@ -684,6 +872,7 @@ fn check_merge_op(op: MergeOp, kind: Kind) -> Result<(), String> {
         }
         MergeOp::Min | MergeOp::Max => !kind.is_list(),
         MergeOp::Set => kind.is_list(),
+        MergeOp::ValueCount => kind == Kind::MapInt,
     };
     if ok {
         Ok(())

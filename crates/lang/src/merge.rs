@@ -10,6 +10,7 @@
 //!   float rounding cannot make the result depend on the order of additions; inputs are
 //!   rounded to 9 decimal places.
 //! * `Min` / `Max` by the value order; `Set` is a sorted union.
+//! * `ValueCount` (`valuect()`) adds counts key by key: a map of value → number of events.
 //! * Maps merge key by key, each key with the field's rule.
 //! * Should two states of one field have different rules (two mappings disagree), the one
 //!   with the higher rule rank wins whole — still deterministic.
@@ -76,6 +77,11 @@ pub enum FieldState {
         op: MergeOp,
         entries: BTreeMap<String, FieldState>,
     },
+    /// `valuect()`: how many events had each value. Kept apart from a map of `Sum` states
+    /// because counts are exact integers, and stored as varints rather than 16-byte sums.
+    ValueCount {
+        counts: BTreeMap<String, i64>,
+    },
 }
 
 mod i128_string {
@@ -100,10 +106,40 @@ fn to_nanos(v: &FieldValue) -> Option<i128> {
     }
 }
 
+/// The counts one value contributes under `ValueCount`: a map's positive integer entries
+/// (what `valuect()` produces), each element of a list once, a scalar once. Counts stay
+/// positive, so adding them (saturating at `i64::MAX`) is associative and commutative.
+fn value_counts(value: FieldValue) -> Option<BTreeMap<String, i64>> {
+    let mut counts = BTreeMap::new();
+    match value {
+        FieldValue::Map(m) => {
+            counts.extend(
+                m.into_iter()
+                    .filter_map(|(k, v)| Some((k, v.as_int().filter(|n| *n > 0)?))),
+            );
+        }
+        FieldValue::List(items) => {
+            for key in items.iter().filter_map(FieldValue::as_text) {
+                let n: &mut i64 = counts.entry(key).or_default();
+                *n = n.saturating_add(1);
+            }
+        }
+        scalar => {
+            counts.insert(scalar.as_text()?, 1);
+        }
+    }
+    counts.retain(|k, _| !k.is_empty());
+    (!counts.is_empty()).then_some(counts)
+}
+
 impl FieldState {
-    /// The state one event's value produces under `op`. Map values give a per-key map state.
-    /// `None` when the value does not suit the rule (e.g. a non-number under `Sum`).
+    /// The state one event's value produces under `op`. Map values give a per-key map state
+    /// (under `ValueCount`, the map's counts). `None` when the value does not suit the rule
+    /// (e.g. a non-number under `Sum`).
     pub fn new(op: MergeOp, value: FieldValue, time: DateTime<Utc>) -> Option<FieldState> {
+        if op == MergeOp::ValueCount {
+            return value_counts(value).map(|counts| FieldState::ValueCount { counts });
+        }
         if let FieldValue::Map(m) = value {
             if op == MergeOp::Set {
                 return None;
@@ -129,6 +165,7 @@ impl FieldState {
                     scalar => BTreeSet::from([scalar]),
                 },
             },
+            MergeOp::ValueCount => unreachable!("handled above"),
         })
     }
 
@@ -143,6 +180,7 @@ impl FieldState {
             FieldState::Max { .. } => MergeOp::Max,
             FieldState::Set { .. } => MergeOp::Set,
             FieldState::Map { op, .. } => *op,
+            FieldState::ValueCount { .. } => MergeOp::ValueCount,
         }
     }
 
@@ -200,6 +238,23 @@ impl FieldState {
                 values.extend(v2.iter().cloned());
                 Some(values.len() != before)
             }
+            (FieldState::ValueCount { counts }, FieldState::ValueCount { counts: c2 }) => {
+                let mut changed = false;
+                for (k, n) in c2 {
+                    match counts.get_mut(k) {
+                        Some(mine) => {
+                            let before = *mine;
+                            *mine = mine.saturating_add(*n);
+                            changed |= *mine != before;
+                        }
+                        None => {
+                            counts.insert(k.clone(), *n);
+                            changed = true;
+                        }
+                    }
+                }
+                Some(changed)
+            }
             (
                 FieldState::Map { op, entries },
                 FieldState::Map {
@@ -245,6 +300,7 @@ impl FieldState {
             FieldState::Max { .. } => 5,
             FieldState::Set { .. } => 6,
             FieldState::Map { .. } => 7,
+            FieldState::ValueCount { .. } => 8,
         };
         (v, self.op())
     }
@@ -273,6 +329,12 @@ impl FieldState {
                     .map(|(k, s)| (k.clone(), s.to_json()))
                     .collect(),
             ),
+            FieldState::ValueCount { counts } => Value::Object(
+                counts
+                    .iter()
+                    .map(|(k, n)| (k.clone(), Value::from(*n)))
+                    .collect(),
+            ),
         }
     }
 
@@ -295,6 +357,7 @@ impl FieldState {
                 self.json_number() == other.json_number()
             }
             (Set { values: a }, Set { values: b }) => same_visible_seq(a, b),
+            (ValueCount { counts: a }, ValueCount { counts: b }) => a == b,
             (Map { entries: a, .. }, Map { entries: b, .. }) => {
                 a.len() == b.len()
                     && a.iter()

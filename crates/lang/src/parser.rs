@@ -18,6 +18,11 @@
 //!                    | [NOT] BETWEEN value AND value | IS [NOT] NULL ]
 //! value     := literal | '-' number | '*' | name '(' [args] ')' | name | `quoted name`
 //! ```
+//!
+//! FilterQL also separates list-form arguments with line breaks alone (`AND (` then one
+//! condition per line). That reading is [`ListStyle::CommasOrLines`], and [`parse_either`]
+//! tries it only when the comma-only grammar fails, so a text accepted by the comma grammar
+//! keeps its meaning (there, a line starting with `AND (` continues the previous condition).
 
 use crate::ast::{CmpOp, Expr, Literal};
 use crate::error::{ParseError, Span};
@@ -58,22 +63,112 @@ pub fn is_reserved(word: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
 }
 
+/// Whether an expression can start with this token.
+fn starts_expression(t: &Token) -> bool {
+    const STARTERS: [&str; 8] = [
+        "NOT", "EXISTS", "INCLUDE", "AND", "OR", "TRUE", "FALSE", "NULL",
+    ];
+    match &t.kind {
+        TokenKind::Ident(s) => {
+            !is_reserved(s) || STARTERS.iter().any(|w| w.eq_ignore_ascii_case(s))
+        }
+        TokenKind::QuotedIdent(_)
+        | TokenKind::Str(_)
+        | TokenKind::Int(_)
+        | TokenKind::Number(_)
+        | TokenKind::Minus
+        | TokenKind::LParen
+        | TokenKind::Bang
+        | TokenKind::Star => true,
+        _ => false,
+    }
+}
+
+/// What separates the arguments of the list forms `AND ( … )` and `OR ( … )`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListStyle {
+    /// Commas only.
+    Commas,
+    /// Commas or line breaks (FilterQL's style). A line that starts with `AND (` or `OR (`
+    /// inside a list starts the next argument rather than continuing the previous one.
+    CommasOrLines,
+}
+
+/// Parses `text` with `parse` in the comma-only style, and when that fails, in the style
+/// that also lets line breaks separate list arguments. When both fail, the error found
+/// further into the text is reported, so a mistake after a FilterQL-style list is still
+/// pointed at precisely. On a tie the line style's wins: it differs from the comma style's
+/// only when it read past a line break the comma style stopped at (`unknown function 'x'`
+/// rather than `expected ',' or ')', found 'x'`).
+pub fn parse_either<T>(
+    text: &str,
+    parse: impl Fn(&mut Parser) -> Result<T, ParseError>,
+) -> Result<T, ParseError> {
+    let strict = Parser::with_style(text, ListStyle::Commas).and_then(|mut p| parse(&mut p));
+    let Err(strict_err) = strict else {
+        return strict;
+    };
+    match Parser::with_style(text, ListStyle::CommasOrLines).and_then(|mut p| parse(&mut p)) {
+        Ok(v) => Ok(v),
+        Err(lines_err) if lines_err.span() >= strict_err.span() => Err(lines_err),
+        Err(_) => Err(strict_err),
+    }
+}
+
 pub struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
+    style: ListStyle,
+    /// Whether the innermost construct being parsed is an argument of a list form (not a
+    /// parenthesized group or function arguments inside one).
+    in_list: bool,
     /// Whether the last predicate parsed was a bare value (so an operator could have followed).
     pub last_was_bare: bool,
 }
 
 impl Parser {
+    /// A parser of the comma-only style.
     pub fn new(text: &str) -> Result<Self, ParseError> {
+        Self::with_style(text, ListStyle::Commas)
+    }
+
+    pub fn with_style(text: &str, style: ListStyle) -> Result<Self, ParseError> {
         Ok(Parser {
             tokens: tokenize(text)?,
             pos: 0,
             depth: 0,
+            style,
+            in_list: false,
             last_was_bare: false,
         })
+    }
+
+    /// Whether the previous token is the last on its line (see [`Token::newline_before`]).
+    pub fn at_line_start(&self) -> bool {
+        self.peek().newline_before
+    }
+
+    /// Whether the next tokens start a new list argument rather than continue an infix
+    /// `AND`/`OR`: a line starting with `AND (` or `OR (`, in the line-separated style.
+    fn at_list_item_start(&self) -> bool {
+        self.style == ListStyle::CommasOrLines
+            && self.in_list
+            && self.at_line_start()
+            && (self.at_word("AND") || self.at_word("OR"))
+            && self.peek_at(1).kind == TokenKind::LParen
+    }
+
+    /// Runs `f` with [`Parser::in_list`] set to `in_list`, restoring it afterwards.
+    fn nested<T>(
+        &mut self,
+        in_list: bool,
+        f: impl FnOnce(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
+        let outer = std::mem::replace(&mut self.in_list, in_list);
+        let out = f(self);
+        self.in_list = outer;
+        out
     }
 
     pub fn peek(&self) -> &Token {
@@ -169,6 +264,22 @@ impl Parser {
         }
     }
 
+    /// [`Parser::name`], or a quoted string as FilterQL writes audience names and ids
+    /// (`INCLUDE 'f9f0dc74'`, `ALIAS "Big spenders"`).
+    pub fn name_or_string(
+        &mut self,
+        expected: &str,
+        stop: &[&str],
+    ) -> Result<(String, Span, bool), ParseError> {
+        match &self.peek().kind {
+            TokenKind::Str(s) if !s.is_empty() => {
+                let s = s.clone();
+                Ok((s, self.advance().span, true))
+            }
+            _ => self.name(expected, stop),
+        }
+    }
+
     fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -189,7 +300,9 @@ impl Parser {
         let first = self.parse_and()?;
         let span = first.span();
         let mut exprs = vec![first];
-        while self.at_word("OR") || self.peek().kind == TokenKind::OrOr {
+        while (self.at_word("OR") || self.peek().kind == TokenKind::OrOr)
+            && !self.at_list_item_start()
+        {
             self.advance();
             exprs.push(self.parse_and()?);
         }
@@ -205,7 +318,9 @@ impl Parser {
         let first = self.parse_unary()?;
         let span = first.span();
         let mut exprs = vec![first];
-        while self.at_word("AND") || self.peek().kind == TokenKind::AndAnd {
+        while (self.at_word("AND") || self.peek().kind == TokenKind::AndAnd)
+            && !self.at_list_item_start()
+        {
             self.advance();
             exprs.push(self.parse_unary()?);
         }
@@ -251,8 +366,16 @@ impl Parser {
                     }
                     break;
                 }
-                exprs.push(self.parse_or()?);
-                if !self.eat(&TokenKind::Comma) {
+                exprs.push(self.nested(true, Self::parse_or)?);
+                if self.eat(&TokenKind::Comma) {
+                    continue;
+                }
+                // A line break separates only when an argument can follow; otherwise the
+                // missing ',' or ')' is the error to report.
+                let line_break = self.style == ListStyle::CommasOrLines
+                    && self.at_line_start()
+                    && starts_expression(self.peek());
+                if !line_break {
                     self.expect(&TokenKind::RParen, "',' or ')'")?;
                     break;
                 }
@@ -272,7 +395,7 @@ impl Parser {
         }
         if t.kind == TokenKind::LParen {
             self.advance();
-            let inner = self.parse_or()?;
+            let inner = self.nested(false, Self::parse_or)?;
             self.expect(&TokenKind::RParen, "')'")?;
             self.last_was_bare = false;
             return Ok(inner);
@@ -288,7 +411,8 @@ impl Parser {
         }
         if t.is_word("INCLUDE") {
             self.advance();
-            let (name, _, _) = self.name("an audience name after INCLUDE", &["AND", "OR"])?;
+            let (name, _, _) =
+                self.name_or_string("an audience name after INCLUDE", &["AND", "OR"])?;
             self.last_was_bare = false;
             return Ok(Expr::Include { name, span: t.span });
         }

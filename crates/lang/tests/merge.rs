@@ -144,3 +144,47 @@ fn profile_state_json_shapes() {
     let back: ProfileState = serde_json::from_value(stored).unwrap();
     assert_eq!(back, p);
 }
+
+#[test]
+fn value_counts_add_key_by_key() {
+    let m = |pairs: &[(&str, i64)]| {
+        FieldValue::Map(
+            pairs
+                .iter()
+                .map(|(k, n)| (k.to_string(), FieldValue::Int(*n)))
+                .collect(),
+        )
+    };
+    let st = fold(
+        MergeOp::ValueCount,
+        &[
+            (m(&[("/a", 1)]), 1),
+            (m(&[("/a", 2), ("/b", 1)]), 2),
+            (s("/b"), 3),
+        ],
+    );
+    assert_eq!(st.to_json(), json!({"/a": 3, "/b": 2}));
+    assert_eq!(st.op(), MergeOp::ValueCount);
+    // A list counts each element; counts that are not positive, and empty keys, are dropped.
+    let st = FieldState::new(
+        MergeOp::ValueCount,
+        FieldValue::List(vec![s("x"), s("x"), s(""), FieldValue::Int(3)]),
+        t(0),
+    )
+    .unwrap();
+    assert_eq!(st.to_json(), json!({"x": 2, "3": 1}));
+    assert_eq!(
+        FieldState::new(MergeOp::ValueCount, m(&[("a", 0), ("b", -2)]), t(0)),
+        None
+    );
+    // Saturates rather than wrapping.
+    let mut big = FieldState::new(MergeOp::ValueCount, m(&[("a", i64::MAX)]), t(0)).unwrap();
+    big.apply(m(&[("a", 5)]), t(1));
+    assert_eq!(big.to_json(), json!({"a": i64::MAX}));
+    // It stores as JSON too (the older storage form).
+    let p = ProfileState {
+        fields: BTreeMap::from([("c".to_string(), big)]),
+    };
+    let back: ProfileState = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    assert_eq!(back, p);
+}

@@ -3,14 +3,22 @@
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use tributary_lang::{parse_filter, parse_mapping, Mapping, ProfileState};
+use tributary_lang::{parse_filter, parse_mapping, FieldState, Mapping, ProfileState};
 
 const MAPPING: &str = include_str!("golden/web_events.map");
 const FILTER: &str = include_str!("golden/engaged_users.filter");
 
-/// The example plus every other rule, so each merge rule is exercised.
+/// The example plus every other rule, so each merge rule is exercised, and the LQL forms
+/// (columns named by their field, no KIND, IF, valuect()).
 fn mapping() -> Mapping {
     let extra = "
+    valuect(page)           AS page_counts  KIND map[string]intsum,
+    valuect(split(tags, \",\")) AS tag_counts,
+    count(*)                AS buys         IF event = \"buy\",
+    todate(ts)              AS last_signup  KIND date IF eq(event, \"signup\") SHORTDESC \"s\",
+    map(event, 1)           AS event_counts KIND map[string]intsum,
+    hourofday(ts)           AS hour         MERGEOP MAX,
+    name,
     min(amount)             AS smallest     KIND number,
     first(page)             AS first_page   KIND string,
     page                    AS oldest_page  KIND string MERGEOP OLDEST,
@@ -144,7 +152,15 @@ const FRAGMENTS: &[&str] = &[
     "AS",
     "KIND",
     "SHORTDESC",
+    "LONGDESC",
     "MERGEOP",
+    "IF",
+    "LIMIT",
+    "WITH",
+    "valuect(",
+    "daysago(",
+    "qs(",
+    "map[string]intsum",
     "FILTER",
     "AND",
     "OR",
@@ -273,6 +289,160 @@ proptest! {
     ) {
         let base = if which { MAPPING } else { FILTER };
         exercise(&mutate(base, &ops));
+    }
+}
+
+fn counts() -> impl Strategy<Value = FieldState> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["a", "b", "c"]),
+        prop_oneof![1i64..5, Just(i64::MAX)],
+        1..3,
+    )
+    .prop_map(|m| FieldState::ValueCount {
+        counts: m.into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `valuect()` states merge to the same counts in any order and any grouping, also after
+    /// a trip through the stored form.
+    #[test]
+    fn valuect_merges_are_order_independent(
+        (states, shuffled) in prop::collection::vec(counts(), 1..8)
+            .prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle())),
+        split in any::<prop::sample::Index>(),
+    ) {
+        let fold = |states: &[FieldState]| {
+            let mut acc = states[0].clone();
+            for s in &states[1..] {
+                acc.merge(s);
+            }
+            acc
+        };
+        let whole = fold(&states);
+        prop_assert_eq!(&fold(&shuffled), &whole);
+        let at = split.index(states.len());
+        if at > 0 {
+            let mut left = fold(&states[..at]);
+            left.merge(&fold(&states[at..]));
+            prop_assert_eq!(&left, &whole);
+        }
+        let p = ProfileState { fields: [("c".to_string(), whole.clone())].into() };
+        prop_assert_eq!(ProfileState::decode(&p.to_bytes()).unwrap(), p);
+    }
+}
+
+/// A FilterQL condition tree, to write with commas or one argument per line.
+#[derive(Debug, Clone)]
+enum Cond {
+    Leaf(&'static str),
+    List {
+        and: bool,
+        not: bool,
+        items: Vec<Cond>,
+    },
+}
+
+impl Cond {
+    fn commas(&self) -> String {
+        match self {
+            Cond::Leaf(s) => s.to_string(),
+            Cond::List { and, not, items } => format!(
+                "{}{} ( {} )",
+                if *not { "NOT " } else { "" },
+                if *and { "AND" } else { "OR" },
+                items
+                    .iter()
+                    .map(Cond::commas)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    fn lines(&self, indent: usize) -> String {
+        match self {
+            Cond::Leaf(s) => s.to_string(),
+            Cond::List { and, not, items } => {
+                let pad = "  ".repeat(indent + 1);
+                let body: Vec<String> = items
+                    .iter()
+                    .map(|c| format!("{pad}{}  -- note\n", c.lines(indent + 1)))
+                    .collect();
+                format!(
+                    "{}{} (\n{}{})",
+                    if *not { "NOT " } else { "" },
+                    if *and { "AND" } else { "OR" },
+                    body.concat(),
+                    "  ".repeat(indent)
+                )
+            }
+        }
+    }
+}
+
+fn cond() -> impl Strategy<Value = Cond> {
+    let leaf = prop::sample::select(vec![
+        "a = 1",
+        "b > 2",
+        "EXISTS c",
+        "INCLUDE vips",
+        "daysago(d) < 3",
+        "NOT e = 1",
+        "x IN (1, 2)",
+        "hasprefix(f, \"g\")",
+        "h",
+    ])
+    .prop_map(Cond::Leaf);
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::vec(inner, 1..4),
+        )
+            .prop_map(|(and, not, items)| Cond::List { and, not, items })
+    })
+}
+
+/// The expression as JSON without positions, which differ between layouts.
+fn shape(text: &str) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                o.remove("span");
+                o.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let f = parse_filter(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut v = serde_json::to_value(&f.expr).unwrap();
+    strip(&mut v);
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// One argument per line means what commas mean, whenever the comma-only grammar does
+    /// not already read the text (then it keeps the meaning it always had).
+    #[test]
+    fn line_separated_lists_mean_what_commas_mean(
+        c in (any::<bool>(), prop::collection::vec(cond(), 2..5))
+            .prop_map(|(and, items)| Cond::List { and, not: false, items })
+    ) {
+        let commas = format!("FILTER {}", c.commas());
+        let lines = format!("FILTER {}", c.lines(0));
+        let comma_grammar_reads_it = tributary_lang::parser::Parser::new(&lines).is_ok_and(|mut p| {
+            p.eat_word("FILTER");
+            p.parse_or().is_ok() && p.at_end()
+        });
+        // (Then it keeps the meaning it always had; see `filters_accepted_before_mean_the_same`.)
+        prop_assume!(!comma_grammar_reads_it);
+        prop_assert_eq!(shape(&lines), shape(&commas), "{}", lines);
     }
 }
 

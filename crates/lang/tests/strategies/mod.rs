@@ -1,6 +1,6 @@
 //! Strategies for field values and states shared by the property tests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
@@ -50,6 +50,15 @@ pub fn value() -> impl Strategy<Value = FieldValue> {
     })
 }
 
+/// `valuect()` counts: few keys (so merges overlap), counts of every size.
+pub fn counts() -> impl Strategy<Value = BTreeMap<String, i64>> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["", "a", "/b", "é"]).prop_map(String::from),
+        prop_oneof![1i64..100, Just(i64::MAX), Just(i64::MIN)],
+        0..3,
+    )
+}
+
 pub fn state() -> impl Strategy<Value = FieldState> {
     let time = prop::sample::select(dates());
     let leaf = prop_oneof![
@@ -70,12 +79,13 @@ pub fn state() -> impl Strategy<Value = FieldState> {
         value().prop_map(|value| FieldState::Min { value }),
         value().prop_map(|value| FieldState::Max { value }),
         prop::collection::btree_set(value(), 0..3).prop_map(|values| FieldState::Set { values }),
+        counts().prop_map(|counts| FieldState::ValueCount { counts }),
     ];
     leaf.prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
             2 => inner.clone(),
             1 => (
-                prop::sample::select(vec![MergeOp::Latest, MergeOp::Sum]),
+                prop::sample::select(vec![MergeOp::Latest, MergeOp::Sum, MergeOp::ValueCount]),
                 prop::collection::btree_map(prop::sample::select(vec!["a", "b"]), inner, 0..3),
             )
                 .prop_map(|(op, m)| FieldState::Map {
