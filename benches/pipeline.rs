@@ -131,6 +131,7 @@ async fn run_shard(
                 records: 0,
                 millis_behind_latest: Some(0),
             },
+            fence: None,
         };
         let t = Instant::now();
         // As the reader does (commit_with_retry keeps the batch for a retry): the events are

@@ -355,6 +355,7 @@ impl Exporter {
                 changes_read: items.len() as u64,
                 records_sent: record_count,
                 dead_letters,
+                fence: None,
             };
             self.stores
                 .outbox

@@ -18,6 +18,10 @@ pub enum StoreError {
         #[source]
         source: BackendError,
     },
+    /// A write made under a lease that has since moved to another node (see
+    /// [`Fence`](super::Fence)): nothing was written; the work belongs to that node now.
+    #[error("the lease {lease:?} moved to another node; this node no longer writes for it")]
+    LeaseLost { lease: String },
     /// A stored row cannot be read back: retrying will not help.
     #[error("stored data is damaged: {0}")]
     Corrupt(String),

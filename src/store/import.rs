@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{NewEvent, StoreResult, Timestamp};
+use super::{Fence, NewEvent, StoreResult, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,6 +114,9 @@ pub struct ShardBatch {
     pub dead_letters: Vec<NewDeadLetter>,
     pub records_in: u64,
     pub checkpoint: ShardCheckpoint,
+    /// The shard's lease when several nodes share the work: the commit is refused once it
+    /// moved (`StoreError::LeaseLost`). `None` on a single node.
+    pub fence: Option<Fence>,
 }
 
 /// What committing a batch did (replayed events are ignored, not inserted again).

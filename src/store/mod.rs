@@ -8,6 +8,7 @@
 //! | [`CatalogStore`] | stream mappings, audience definitions | the API |
 //! | [`ProfileStore`] | profiles, identities, memberships, the processor's cursor | the profile processor |
 //! | [`OutboxStore`] | the audience-change outbox, export progress | the processor; export jobs |
+//! | [`LeaseStore`] | nodes, and which node holds which piece of work | every node |
 //!
 //! [`Store`] is all of them at once, for the code that wires the parts together. The log-like
 //! roles ([`EventLog`], [`OutboxStore`]) state an ordering contract that readers rely on.
@@ -23,6 +24,7 @@ mod control;
 mod error;
 mod event_log;
 mod import;
+mod lease;
 mod outbox;
 mod profiles;
 pub mod sqlite;
@@ -36,6 +38,7 @@ pub use control::*;
 pub use error::{StoreError, StoreResult};
 pub use event_log::*;
 pub use import::*;
+pub use lease::*;
 pub use outbox::*;
 pub use profiles::*;
 
@@ -43,12 +46,18 @@ pub type Timestamp = DateTime<Utc>;
 
 /// Every role at once: what the server wires together and hands out piece by piece.
 pub trait Store:
-    ControlStore + ImportStore + EventLog + CatalogStore + ProfileStore + OutboxStore
+    ControlStore + ImportStore + EventLog + CatalogStore + ProfileStore + OutboxStore + LeaseStore
 {
 }
 
 impl<T> Store for T where
-    T: ControlStore + ImportStore + EventLog + CatalogStore + ProfileStore + OutboxStore
+    T: ControlStore
+        + ImportStore
+        + EventLog
+        + CatalogStore
+        + ProfileStore
+        + OutboxStore
+        + LeaseStore
 {
 }
 

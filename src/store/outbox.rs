@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Membership, NewDeadLetter, StoreResult, Timestamp};
+use super::{Fence, Membership, NewDeadLetter, StoreResult, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +89,8 @@ pub struct ExportRound {
     pub changes_read: u64,
     pub records_sent: u64,
     pub dead_letters: Vec<NewDeadLetter>,
+    /// The job's lease when several nodes share the work: the round is refused once it moved.
+    pub fence: Option<Fence>,
 }
 
 /// The audience-change outbox and export progress.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{NewAudienceChange, StoreResult, Timestamp};
+use super::{Fence, NewAudienceChange, StoreResult, Timestamp};
 
 /// A profile: its fields with their merge states. `state.to_json()` is the user-visible
 /// fields object.
@@ -94,6 +94,9 @@ pub struct ProfileBatch {
     /// Processor bookkeeping written with the batch (`key` → value; `None` deletes), e.g. the
     /// resume point of an audience re-evaluation.
     pub state: Vec<(String, Option<String>)>,
+    /// The processor's lease when several nodes share the work: the batch is refused once it
+    /// moved. `None` on a single node.
+    pub fence: Option<Fence>,
 }
 
 /// The processor's position, and the rebuild in progress if any.

@@ -255,6 +255,7 @@ impl PageCommit {
                 sub_sequence_number: decoded.last_sub_sequence_number,
                 ..checkpoint
             },
+            fence: None,
         };
         let timer = ctx
             .metrics

@@ -77,6 +77,7 @@ pub(super) async fn shard_batches_are_idempotent(store: &dyn Store) {
             records: 3,
             millis_behind_latest: Some(0),
         },
+        fence: None,
     };
     let first = store
         .commit_shard_batch(std::sync::Arc::new(batch.clone()))

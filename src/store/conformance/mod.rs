@@ -10,6 +10,7 @@ mod catalog;
 mod control;
 mod event_log;
 mod import;
+mod lease;
 mod outbox;
 mod profiles;
 
@@ -45,6 +46,18 @@ macro_rules! conformance_tests {
             $crate::store::conformance::story(&*store).await;
         }
 
+        #[tokio::test]
+        async fn conformance_nodes_and_leases() {
+            let (_guard, store) = $open().await;
+            $crate::store::conformance::lease_section(&*store).await;
+        }
+
+        #[tokio::test]
+        async fn conformance_fenced_writes_fail_once_the_lease_moved() {
+            let (_guard, store) = $open().await;
+            $crate::store::conformance::fencing_section(&*store).await;
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn conformance_event_log_readers_never_skip_concurrent_writers() {
             let (_guard, store) = $open().await;
@@ -67,6 +80,16 @@ pub async fn control_section(store: &dyn Store) {
 /// [`CatalogStore`] on its own.
 pub async fn catalog_section(store: &dyn Store) {
     catalog::mappings_and_audiences(store).await;
+}
+
+/// [`LeaseStore`] on its own.
+pub async fn lease_section(store: &dyn Store) {
+    lease::nodes_and_leases(store).await;
+}
+
+/// Fenced writes of the import, profile and outbox roles against [`LeaseStore`].
+pub async fn fencing_section(store: &dyn Store) {
+    lease::fenced_writes_fail_once_the_lease_moved(store).await;
 }
 
 /// The import, event-log, profile and outbox sections as one story.

@@ -241,6 +241,7 @@ pub(super) async fn export_progress_and_backfill_pages(store: &dyn Store) {
             reason: "record of 2000000 bytes exceeds Kinesis' 1 MiB".into(),
             raw: vec![b'{'],
         }],
+        fence: None,
     };
     store
         .commit_export_round("jx", Arc::new(round))

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use rusqlite::params;
 
 use super::event_log::insert_events;
+use super::lease::check_fence;
 use super::rows::*;
 use super::{db, now_text, SqliteStore};
 use crate::store::*;
@@ -71,6 +72,7 @@ impl ImportStore for SqliteStore {
 
     async fn commit_shard_batch(&self, batch: Arc<ShardBatch>) -> StoreResult<BatchOutcome> {
         self.write(move |tx| {
+            check_fence(tx, batch.fence.as_ref())?;
             let now = now_text();
             let events_inserted = insert_events(tx, &batch.stream, &batch.events, &now)?;
             let mut dead_letters_inserted = 0;

@@ -16,6 +16,7 @@ mod catalog;
 mod control;
 mod event_log;
 mod import;
+mod lease;
 mod outbox;
 mod profiles;
 mod rows;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_event_origin_columns.sql"),
     include_str!("migrations/0006_memberships_in_profiles.sql"),
     include_str!("migrations/0007_binary_profile_states.sql"),
+    include_str!("migrations/0008_cluster.sql"),
 ];
 const READERS: usize = 3;
 /// Page sizes of new databases (an existing file keeps the size it was made with).

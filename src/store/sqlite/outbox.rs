@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 
+use super::lease::check_fence;
 use super::rows::{collect, parse_time, RowResult};
 use super::{db, now_text, SqliteStore};
 use crate::store::*;
@@ -92,6 +93,7 @@ impl OutboxStore for SqliteStore {
     async fn commit_export_round(&self, job_id: &str, round: Arc<ExportRound>) -> StoreResult<()> {
         let job_id = job_id.to_owned();
         self.write(move |tx| {
+            check_fence(tx, round.fence.as_ref())?;
             let now = now_text();
             let progress = serde_json::to_string(&round.progress).expect("progress serializes");
             tx.execute(

@@ -9,6 +9,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tributary_lang::ProfileState;
 
+use super::lease::check_fence;
 use super::rows::{parse_time, to_text, RowResult};
 use super::{db, SqliteStore};
 use crate::store::*;
@@ -531,6 +532,7 @@ impl ProfileStore for SqliteStore {
 
     async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()> {
         self.write(move |tx| {
+            check_fence(tx, batch.fence.as_ref())?;
             let nums = AudienceNums::load(tx)?;
             {
                 // A profile whose member list comes with it gets the list in the same write;
