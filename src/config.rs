@@ -27,6 +27,28 @@ pub enum ConfigError {
         value: String,
         source: std::net::AddrParseError,
     },
+    #[error("--tls-cert and --tls-key go together: give both PEM files (certificate chain and private key), or neither for plain HTTP")]
+    TlsPair,
+}
+
+/// How `serve` writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (no colour codes unless stderr is a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, message, fields.
+    Json,
+}
+
+/// The certificate and key `serve` speaks HTTPS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM: the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// What the `serve` command was given on the command line or in the environment.
@@ -41,9 +63,20 @@ pub struct ServeArgs {
     /// Store URL: `sqlite://PATH` (default: DATA_DIR/tributary.db).
     #[arg(long, env = "TRIBUTARY_STORE")]
     pub store: Option<String>,
-    /// Optional TOML file with the same settings (data_dir, listen, store, api_token, master_key).
+    /// Optional TOML file with the same settings (data_dir, listen, store, api_token,
+    /// master_key, tls_cert, tls_key, log_format).
     #[arg(long, env = "TRIBUTARY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "TRIBUTARY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "TRIBUTARY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Log lines as human text or as one JSON object per line (for log collectors)
+    /// [default: text].
+    #[arg(long, env = "TRIBUTARY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The optional TOML file. Unknown keys are rejected so typos do not pass silently.
@@ -55,6 +88,9 @@ struct FileSettings {
     store: Option<String>,
     api_token: Option<String>,
     master_key: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    log_format: Option<LogFormat>,
 }
 
 /// Fully resolved settings of a running server.
@@ -67,6 +103,9 @@ pub struct Settings {
     pub api_token: Option<String>,
     /// `TRIBUTARY_MASTER_KEY` (64 hex characters); when absent a key file in the data dir is used.
     pub master_key: Option<String>,
+    /// HTTPS when set; plain HTTP otherwise.
+    pub tls: Option<TlsFiles>,
+    pub log_format: LogFormat,
 }
 
 impl Settings {
@@ -94,12 +133,22 @@ impl Settings {
             .clone()
             .or(file.store)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tributary.db").display()));
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
         Ok(Settings {
             data_dir,
             listen,
             store_url,
             api_token: non_empty_env("TRIBUTARY_API_TOKEN").or(file.api_token),
             master_key: non_empty_env("TRIBUTARY_MASTER_KEY").or(file.master_key),
+            tls,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
 }
@@ -162,5 +211,42 @@ mod tests {
         };
         let err = Settings::resolve(&args).unwrap_err().to_string();
         assert!(err.contains("HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_the_log_format_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "tls_cert = \"/etc/t/cert.pem\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Settings::resolve(&args),
+            Err(ConfigError::TlsPair)
+        ));
+        let args = ServeArgs {
+            config: Some(file),
+            tls_key: Some("/etc/t/key.pem".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: "/etc/t/cert.pem".into(),
+                key: "/etc/t/key.pem".into()
+            })
+        );
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(
+            Settings::resolve(&ServeArgs::default()).unwrap().log_format,
+            LogFormat::Text
+        );
     }
 }

@@ -1,7 +1,12 @@
 //! The `tributary` binary: parse the command line, set up logging, run. Errors become one
 //! readable line and a non-zero exit.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use tributary::cli::{run_client, Cli, Command};
+use tributary::config::LogFormat;
 
 /// mimalloc instead of glibc's allocator: the import path allocates on one thread and frees on
 /// another, which glibc's per-thread arenas turn into fragmentation (measured: 15–25% of the
@@ -10,26 +15,34 @@ use clap::Parser;
 /// 2 MiB pages that the kernel zeroes on first touch — a quarter of an import's CPU.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tracing_subscriber::EnvFilter;
-use tributary::cli::{run_client, Cli, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                EnvFilter::new("info,aws_config=error,aws_smithy_runtime=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match cli.command {
         Command::Serve(args) => {
             let settings = tributary::config::Settings::resolve(&args)?;
+            init_logging(settings.log_format);
             tributary::server::serve(settings).await?;
         }
-        other => run_client(other).await?,
+        other => {
+            init_logging(LogFormat::Text);
+            run_client(other).await?
+        }
     }
     Ok(())
+}
+
+/// Log lines go to stderr (stdout carries what a command prints), filtered by `RUST_LOG`;
+/// colour codes only when stderr is a terminal, so log files stay plain text.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=error,aws_smithy_runtime=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }

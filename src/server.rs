@@ -3,12 +3,13 @@
 
 use std::io::Write;
 
+use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::aws::AwsConnector;
-use crate::config::Settings;
+use crate::config::{Settings, TlsFiles};
 use crate::metrics::Metrics;
 use crate::secrets::{ApiToken, MasterKey, SecretError};
 use crate::store::StoreError;
@@ -31,7 +32,16 @@ pub enum ServeError {
     },
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("cannot use the TLS certificate {cert} with key {key}: {source}; give PEM files (the certificate chain, leaf first, and its private key)")]
+    Tls {
+        cert: String,
+        key: String,
+        source: std::io::Error,
+    },
 }
+
+/// How long open connections may take to finish when the server stops.
+const HTTP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     std::fs::create_dir_all(&settings.data_dir).map_err(|source| ServeError::DataDir {
@@ -75,16 +85,48 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let processor = tokio::spawn(state.cdp.clone().run(processor_stop.clone()));
 
     let app = crate::api::router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .map_err(ServeError::Http)?;
+    match &settings.tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .map_err(ServeError::Http)?,
+        Some(tls) => serve_https(listener, app, tls, shutdown.clone()).await?,
+    }
     // Jobs stop after the API so no request starts one mid-shutdown.
     state.jobs.stop_all().await;
     processor_stop.cancel();
     let _ = processor.await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// HTTPS with rustls on the bound listener, stopping like the plain server on `shutdown`.
+async fn serve_https(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: &TlsFiles,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|source| ServeError::Tls {
+            cert: tls.cert.display().to_string(),
+            key: tls.key.display().to_string(),
+            source,
+        })?;
+    let listener = listener.into_std().map_err(ServeError::Http)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stopper.graceful_shutdown(Some(HTTP_GRACE));
+    });
+    axum_server::from_tcp_rustls(listener, config)
+        .map_err(ServeError::Http)?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .map_err(ServeError::Http)
 }
 
 /// What an operator needs to see at start. The `Listening on` line is also what scripts and
@@ -110,9 +152,25 @@ fn announce(settings: &Settings, token: &ApiToken, addr: std::net::SocketAddr) {
             let _ = writeln!(out, "API token: from TRIBUTARY_API_TOKEN");
         }
     }
-    let _ = writeln!(out, "Web UI and API: http://{addr}/");
-    let _ = writeln!(out, "Listening on http://{addr}");
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let _ = writeln!(out, "Web UI and API: {scheme}://{addr}/");
+    let _ = writeln!(out, "Listening on {scheme}://{addr}");
     let _ = out.flush();
+    if token_crosses_network_in_clear(settings, addr) {
+        tracing::warn!(
+            %addr,
+            "serving plain HTTP on a non-loopback address: the API token crosses the network in clear; give --tls-cert and --tls-key to serve HTTPS"
+        );
+    }
+}
+
+/// Plain HTTP reachable from other machines: the bearer token would travel unencrypted.
+fn token_crosses_network_in_clear(settings: &Settings, addr: std::net::SocketAddr) -> bool {
+    settings.tls.is_none() && !addr.ip().is_loopback()
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {
@@ -123,4 +181,25 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_beyond_loopback_is_warned_about() {
+        let mut settings = Settings::resolve(&Default::default()).unwrap();
+        let open = "0.0.0.0:7878".parse().unwrap();
+        assert!(token_crosses_network_in_clear(&settings, open));
+        assert!(!token_crosses_network_in_clear(
+            &settings,
+            "127.0.0.1:7878".parse().unwrap()
+        ));
+        settings.tls = Some(TlsFiles {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+        });
+        assert!(!token_crosses_network_in_clear(&settings, open));
+    }
 }

@@ -8,5 +8,6 @@ mod export;
 mod foundation;
 mod import;
 mod import_faults;
+mod operator;
 mod peers;
 mod ui;

@@ -21,7 +21,7 @@ pub const TEST_MASTER_KEY: &str =
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-const READY_PREFIX: &str = "Listening on http://";
+const READY_PREFIX: &str = "Listening on http";
 
 /// How to start a [`TestServer`].
 #[derive(Clone, Debug, Default)]
