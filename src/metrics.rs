@@ -231,6 +231,8 @@ pub struct ExportMetrics {
     pub failures: IntCounterVec,
     pub batch_size: HistogramVec,
     pub change_to_ack_seconds: HistogramVec,
+    /// Changes in the outbox past the job's cursor (the outbox depth, as the job sees it).
+    pub outbox_lag: IntGaugeVec,
 }
 
 impl ExportMetrics {
@@ -277,6 +279,87 @@ impl ExportMetrics {
                 "From an audience change to Kinesis acknowledging its record",
                 vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             ),
+            outbox_lag: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "export_outbox_lag_changes",
+                        "Audience changes in the outbox an export job has not published yet",
+                    ),
+                    &["job"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every metric name registered in this file, with the `tributary_` prefix.
+    fn registered() -> BTreeSet<String> {
+        let source = include_str!("metrics.rs");
+        let mut names = BTreeSet::new();
+        let openers = [
+            "counter(",
+            "histogram(",
+            "Opts::new(",
+            "HistogramOpts::new(",
+            "IntCounter::new(",
+            "IntGauge::new(",
+        ];
+        for opener in openers {
+            for (at, _) in source.match_indices(opener) {
+                let rest = source[at + opener.len()..].trim_start();
+                if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                    if !name.is_empty() && !name.contains(' ') {
+                        names.insert(format!("tributary_{name}"));
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// The `tributary_…` names a text mentions, histogram series folded into their metric.
+    fn mentioned(text: &str) -> BTreeSet<String> {
+        text.match_indices("tributary_")
+            .map(|(at, _)| {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).map(str::to_owned))
+                    .unwrap_or(name)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_dashboard_and_the_readme_name_exactly_the_metrics_there_are() {
+        let registered = registered();
+        assert!(registered.len() > 15, "{registered:?}");
+        let dashboard = include_str!("../docs/grafana-dashboard.json");
+        let unknown: Vec<_> = mentioned(dashboard)
+            .difference(&registered)
+            .cloned()
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "the dashboard queries unknown metrics: {unknown:?}"
+        );
+        let readme = include_str!("../README.md");
+        let undocumented: Vec<_> = registered.difference(&mentioned(readme)).cloned().collect();
+        assert!(
+            undocumented.is_empty(),
+            "README's metric list misses {undocumented:?}"
+        );
     }
 }

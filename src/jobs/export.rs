@@ -150,6 +150,8 @@ const ROUND_CHANGES: u32 = 1000;
 const BACKFILL_PAGE: u32 = 500;
 /// How often an idle job looks at the outbox.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often the job measures how far it is behind the outbox's head (a metric).
+const OUTBOX_LAG_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a job starts: its saved progress, or — the first time — the outbox head of now and,
 /// when asked, a backfill of the members of now. Saved at once (the API calls this when it
@@ -300,9 +302,17 @@ impl Exporter {
         metrics: &crate::metrics::ExportMetrics,
     ) -> Result<(), JobError> {
         let mut store_backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let lag_gauge = metrics.outbox_lag.with_label_values(&[&self.job_id]);
+        let mut lag_measured: Option<std::time::Instant> = None;
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
+            }
+            if lag_measured.is_none_or(|at| at.elapsed() >= OUTBOX_LAG_EVERY) {
+                if let Ok(head) = self.stores.outbox.audience_change_head().await {
+                    lag_gauge.set(head.saturating_sub(self.progress.cursor));
+                }
+                lag_measured = Some(std::time::Instant::now());
             }
             let round = match self.next_round().await {
                 Ok(round) => round,

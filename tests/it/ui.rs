@@ -39,7 +39,10 @@ async fn web_ui_in_a_real_browser() {
         let why = format!(
             "{CHROMIUM} is missing: run scripts/setup-peers as root (apt-get install chromium)"
         );
-        assert!(std::env::var_os("CI").is_none(), "the UI test cannot run: {why}");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the UI test cannot run: {why}"
+        );
         eprintln!("WARNING: the UI test did not run: {why}");
         return;
     }
