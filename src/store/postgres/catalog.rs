@@ -5,7 +5,10 @@ use chrono::Utc;
 use tokio_postgres::Row;
 
 use super::rows::*;
-use super::{db, is_unique_violation, PostgresStore};
+use super::{
+    db, execute, execute_raw, found, is_unique_violation, not_found, query, query_opt,
+    PostgresStore,
+};
 use crate::store::*;
 
 const AUDIENCE_COLUMNS: &str = "id, slug, name, description, filter, created_at, updated_at";
@@ -40,14 +43,13 @@ impl CatalogStore for PostgresStore {
         let client = self.client().await?;
         // Returned as it will be read back.
         let now = to_stored_precision(Utc::now());
-        client
-            .execute(
-                "INSERT INTO stream_mappings (stream, text, updated_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (stream) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
-                &[&stream, &text, &now],
-            )
-            .await
-            .map_err(db)?;
+        execute(
+            &client,
+            "INSERT INTO stream_mappings (stream, text, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (stream) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
+            &[&stream, &text, &now],
+        )
+        .await?;
         Ok(StreamMapping {
             stream: stream.to_owned(),
             text: text.to_owned(),
@@ -57,40 +59,38 @@ impl CatalogStore for PostgresStore {
 
     async fn get_mapping(&self, stream: &str) -> StoreResult<StreamMapping> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT stream, text, updated_at FROM stream_mappings WHERE stream = $1",
-            )
-            .await
-            .map_err(db)?;
-        match client.query_opt(&stmt, &[&stream]).await.map_err(db)? {
+        let sql = "SELECT stream, text, updated_at FROM stream_mappings WHERE stream = $1";
+        match query_opt(&client, sql, &[&stream]).await? {
             Some(row) => mapping_from_row(&row),
-            None => Err(StoreError::NotFound {
-                what: "mapping for stream",
-                id: stream.to_owned(),
-            }),
+            None => Err(not_found("mapping for stream", stream)),
         }
     }
 
     async fn list_mappings(&self) -> StoreResult<Vec<StreamMapping>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT stream, text, updated_at FROM stream_mappings ORDER BY stream")
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[]).await.map_err(db)?;
-        collect(&rows, mapping_from_row)
+        let sql = "SELECT stream, text, updated_at FROM stream_mappings ORDER BY stream";
+        collect(&query(&client, sql, &[]).await?, mapping_from_row)
     }
 
     async fn insert_audience(&self, a: Audience) -> StoreResult<()> {
         let client = self.client().await?;
-        let result = client
-            .execute(
-                &format!("INSERT INTO audiences ({AUDIENCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-                &[&a.id, &a.slug, &a.name, &a.description, &a.filter, &a.created_at, &a.updated_at],
-            )
-            .await;
-        match result {
+        let inserted = execute_raw(
+            &client,
+            &format!(
+                "INSERT INTO audiences ({AUDIENCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            &[
+                &a.id,
+                &a.slug,
+                &a.name,
+                &a.description,
+                &a.filter,
+                &a.created_at,
+                &a.updated_at,
+            ],
+        )
+        .await;
+        match inserted {
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
                 "an audience with slug {:?} already exists; choose another slug",
                 a.slug
@@ -101,65 +101,35 @@ impl CatalogStore for PostgresStore {
 
     async fn update_audience(&self, a: Audience) -> StoreResult<()> {
         let client = self.client().await?;
-        let updated = client
-            .execute(
-                "UPDATE audiences SET name = $2, description = $3, filter = $4, updated_at = $5
-                  WHERE id = $1",
-                &[&a.id, &a.name, &a.description, &a.filter, &a.updated_at],
-            )
-            .await
-            .map_err(db)?;
-        match updated {
-            0 => Err(StoreError::NotFound {
-                what: "audience",
-                id: a.slug,
-            }),
-            _ => Ok(()),
-        }
+        let updated = execute(
+            &client,
+            "UPDATE audiences SET name = $2, description = $3, filter = $4, updated_at = $5
+              WHERE id = $1",
+            &[&a.id, &a.name, &a.description, &a.filter, &a.updated_at],
+        )
+        .await?;
+        found(updated, "audience", &a.slug)
     }
 
     async fn get_audience(&self, slug: &str) -> StoreResult<Audience> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE slug = $1"
-            ))
-            .await
-            .map_err(db)?;
-        match client.query_opt(&stmt, &[&slug]).await.map_err(db)? {
+        let sql = format!("SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE slug = $1");
+        match query_opt(&client, &sql, &[&slug]).await? {
             Some(row) => audience_from_row(&row),
-            None => Err(StoreError::NotFound {
-                what: "audience",
-                id: slug.to_owned(),
-            }),
+            None => Err(not_found("audience", slug)),
         }
     }
 
     async fn list_audiences(&self) -> StoreResult<Vec<(Audience, u64)>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {AUDIENCE_COLUMNS}, member_count FROM audiences ORDER BY slug"
-            ))
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[]).await.map_err(db)?;
-        collect(&rows, audience_with_count)
+        let sql = format!("SELECT {AUDIENCE_COLUMNS}, member_count FROM audiences ORDER BY slug");
+        collect(&query(&client, &sql, &[]).await?, audience_with_count)
     }
 
     async fn delete_audience(&self, slug: &str) -> StoreResult<()> {
         let client = self.client().await?;
         // Its memberships go with it (ON DELETE CASCADE); its outbox rows stay.
-        let deleted = client
-            .execute("DELETE FROM audiences WHERE slug = $1", &[&slug])
-            .await
-            .map_err(db)?;
-        match deleted {
-            0 => Err(StoreError::NotFound {
-                what: "audience",
-                id: slug.to_owned(),
-            }),
-            _ => Ok(()),
-        }
+        let sql = "DELETE FROM audiences WHERE slug = $1";
+        found(execute(&client, sql, &[&slug]).await?, "audience", slug)
     }
 }

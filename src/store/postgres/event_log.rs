@@ -10,7 +10,7 @@ use deadpool_postgres::Transaction;
 
 use super::positions::{lock_head, Log};
 use super::rows::*;
-use super::{db, limit, PostgresStore};
+use super::{db, limit, query, query_one, PostgresStore};
 use crate::store::*;
 
 #[async_trait]
@@ -26,78 +26,50 @@ impl EventLog for PostgresStore {
     async fn list_events(
         &self,
         stream: &str,
-        limit: u32,
+        page: u32,
         before: Option<i64>,
     ) -> StoreResult<Vec<StoredEvent>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND seq < $2
-                  ORDER BY seq DESC LIMIT $3"
-            ))
-            .await
-            .map_err(db)?;
-        let rows = client
-            .query(
-                &stmt,
-                &[&stream, &before.unwrap_or(i64::MAX), &super::limit(limit)],
-            )
-            .await
-            .map_err(db)?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND seq < $2
+              ORDER BY seq DESC LIMIT $3"
+        );
+        let before = before.unwrap_or(i64::MAX);
+        let rows = query(&client, &sql, &[&stream, &before, &limit(page)]).await?;
         collect(&rows, event_from_row)
     }
 
     async fn list_streams(&self) -> StoreResult<Vec<StreamSummary>> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT name, events, last_event_at FROM streams ORDER BY name",
-                &[],
-            )
-            .await
-            .map_err(db)?;
-        collect(&rows, stream_from_row)
+        let sql = "SELECT name, events, last_event_at FROM streams ORDER BY name";
+        collect(&query(&client, sql, &[]).await?, stream_from_row)
     }
 
     async fn events_after(
         &self,
         after_seq: i64,
-        page_size: u32,
+        page: u32,
         streams: Vec<String>,
     ) -> StoreResult<EventsPage> {
         let client = self.client().await?;
         if streams.is_empty() {
             // No stream is wanted (no mappings): everything up to the newest is passed over at
             // once. Positions have no gaps, so the distance is the number of events.
-            let stmt = client
-                .prepare_cached("SELECT MAX(seq) FROM events WHERE seq > $1")
-                .await
-                .map_err(db)?;
-            let last: Option<i64> = get(
-                &client.query_one(&stmt, &[&after_seq]).await.map_err(db)?,
-                0,
-            )?;
+            let sql = "SELECT MAX(seq) FROM events WHERE seq > $1";
+            let last: Option<i64> = get(&query_one(&client, sql, &[&after_seq]).await?, 0)?;
             return Ok(EventsPage {
                 events: Vec::new(),
                 scanned: last.map_or(0, |l| usize::try_from(l - after_seq).unwrap_or(0)),
                 last_seq: last,
             });
         }
-        // The fields of events of other streams stay in the database: only wanted events pay
+        // The fields of other streams' events stay in the database: only wanted events pay
         // for sending and parsing them.
-        let stmt = client
-            .prepare_cached(
-                "SELECT seq, event_id, stream, CASE WHEN stream = ANY($3) THEN fields END,
-                        stored_at, kinesis_stream, shard_id, sequence_number,
-                        sub_sequence_number, partition_key, arrival_ns
-                   FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client
-            .query(&stmt, &[&after_seq, &limit(page_size), &streams])
-            .await
-            .map_err(db)?;
+        let sql = "SELECT seq, event_id, stream, CASE WHEN stream = ANY($3) THEN fields END,
+                          stored_at, kinesis_stream, shard_id, sequence_number,
+                          sub_sequence_number, partition_key, arrival_ns
+                     FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+        let rows = query(&client, sql, &[&after_seq, &limit(page), &streams]).await?;
         let wanted: HashSet<&str> = streams.iter().map(String::as_str).collect();
         let mut page = EventsPage {
             scanned: rows.len(),
@@ -114,26 +86,21 @@ impl EventLog for PostgresStore {
 
     async fn count_events(&self, after: i64, upto: i64) -> StoreResult<u64> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT COUNT(*) FROM events WHERE seq > $1 AND seq <= $2")
-            .await
-            .map_err(db)?;
-        let row = client
-            .query_one(&stmt, &[&after, &upto])
-            .await
-            .map_err(db)?;
-        Ok(count(get(&row, 0)?))
+        let sql = "SELECT COUNT(*) FROM events WHERE seq > $1 AND seq <= $2";
+        Ok(count(get(
+            &query_one(&client, sql, &[&after, &upto]).await?,
+            0,
+        )?))
     }
 
     async fn max_event_seq(&self) -> StoreResult<i64> {
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT COALESCE(MAX(seq), 0) FROM events", &[])
-            .await
-            .map_err(db)?;
-        get(&row, 0)
+        get(&query_one(&client, MAX_EVENT_SEQ, &[]).await?, 0)
     }
 }
+
+/// The newest position of the event log (0 when it is empty).
+pub(super) const MAX_EVENT_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
 
 /// Events as the columns of one `UNNEST` insert, ids already stored or repeated in the batch
 /// left for the database and [`distinct_by_id`] to drop.
@@ -242,11 +209,12 @@ pub(super) async fn insert_events(
     }
     let events = distinct_by_id(events);
     let c = EventColumns::of(&events);
-    let stmt = tx.prepare_cached(INSERT_EVENTS).await.map_err(db)?;
+    // Prepared before the lock: a connection's first use parses it while others may append.
+    let insert = tx.prepare_cached(INSERT_EVENTS).await.map_err(db)?;
     let head = lock_head(tx, Log::Events).await?;
     let row = tx
         .query_one(
-            &stmt,
+            &insert,
             &[
                 &head,
                 &stream,

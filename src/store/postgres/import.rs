@@ -8,21 +8,20 @@ use deadpool_postgres::Transaction;
 
 use super::event_log::insert_events;
 use super::rows::*;
-use super::{db, limit, PostgresStore};
+use super::{db, execute, found, limit, query, PostgresStore};
 use crate::store::*;
 
 #[async_trait]
 impl ImportStore for PostgresStore {
     async fn list_checkpoints(&self, job_id: &str) -> StoreResult<Vec<ShardCheckpoint>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {CHECKPOINT_COLUMNS} FROM shard_checkpoints WHERE job_id = $1 ORDER BY shard_id"
-            ))
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[&job_id]).await.map_err(db)?;
-        collect(&rows, checkpoint_from_row)
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM shard_checkpoints WHERE job_id = $1 ORDER BY shard_id"
+        );
+        collect(
+            &query(&client, &sql, &[&job_id]).await?,
+            checkpoint_from_row,
+        )
     }
 
     async fn register_shards(&self, job_id: &str, shards: &[ShardCheckpoint]) -> StoreResult<()> {
@@ -34,46 +33,39 @@ impl ImportStore for PostgresStore {
             .map(|s| serde_json::to_string(&s.parent_shard_ids).expect("strings serialize"))
             .collect();
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO shard_checkpoints (job_id, shard_id, parent_shard_ids, state,
+        execute(
+            &client,
+            "INSERT INTO shard_checkpoints (job_id, shard_id, parent_shard_ids, state,
                      sequence_number, sub_sequence_number, records, start_position, updated_at)
                  SELECT $1::text, u.*, $2::timestamptz
                    FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::int8[],
                                $8::int8[], $9::text[]) AS u
                  ON CONFLICT (job_id, shard_id) DO NOTHING",
-            )
-            .await
-            .map_err(db)?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &job_id,
-                    &Utc::now(),
-                    &shards
-                        .iter()
-                        .map(|s| s.shard_id.as_str())
-                        .collect::<Vec<_>>(),
-                    &parents,
-                    &shards.iter().map(|s| s.state.as_str()).collect::<Vec<_>>(),
-                    &shards
-                        .iter()
-                        .map(|s| s.sequence_number.as_deref())
-                        .collect::<Vec<_>>(),
-                    &shards
-                        .iter()
-                        .map(|s| s.sub_sequence_number.map(|n| n as i64))
-                        .collect::<Vec<_>>(),
-                    &shards.iter().map(|s| bigint(s.records)).collect::<Vec<_>>(),
-                    &shards
-                        .iter()
-                        .map(|s| s.start_position.to_text())
-                        .collect::<Vec<_>>(),
-                ],
-            )
-            .await
-            .map_err(db)?;
+            &[
+                &job_id,
+                &Utc::now(),
+                &shards
+                    .iter()
+                    .map(|s| s.shard_id.as_str())
+                    .collect::<Vec<_>>(),
+                &parents,
+                &shards.iter().map(|s| s.state.as_str()).collect::<Vec<_>>(),
+                &shards
+                    .iter()
+                    .map(|s| s.sequence_number.as_deref())
+                    .collect::<Vec<_>>(),
+                &shards
+                    .iter()
+                    .map(|s| s.sub_sequence_number.map(|n| n as i64))
+                    .collect::<Vec<_>>(),
+                &shards.iter().map(|s| bigint(s.records)).collect::<Vec<_>>(),
+                &shards
+                    .iter()
+                    .map(|s| s.start_position.to_text())
+                    .collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -84,21 +76,14 @@ impl ImportStore for PostgresStore {
         state: ShardState,
     ) -> StoreResult<()> {
         let client = self.client().await?;
-        let updated = client
-            .execute(
-                "UPDATE shard_checkpoints SET state = $3, updated_at = $4
-                  WHERE job_id = $1 AND shard_id = $2",
-                &[&job_id, &shard_id, &state.as_str(), &Utc::now()],
-            )
-            .await
-            .map_err(db)?;
-        match updated {
-            0 => Err(StoreError::NotFound {
-                what: "shard",
-                id: shard_id.to_owned(),
-            }),
-            _ => Ok(()),
-        }
+        let updated = execute(
+            &client,
+            "UPDATE shard_checkpoints SET state = $3, updated_at = $4
+              WHERE job_id = $1 AND shard_id = $2",
+            &[&job_id, &shard_id, &state.as_str(), &Utc::now()],
+        )
+        .await?;
+        found(updated, "shard", shard_id)
     }
 
     async fn commit_shard_batch(&self, batch: Arc<ShardBatch>) -> StoreResult<BatchOutcome> {
@@ -125,17 +110,11 @@ impl ImportStore for PostgresStore {
 
     async fn list_dead_letters(&self, job_id: &str, page: u32) -> StoreResult<Vec<DeadLetter>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE job_id = $1
-                  ORDER BY id DESC LIMIT $2"
-            ))
-            .await
-            .map_err(db)?;
-        let rows = client
-            .query(&stmt, &[&job_id, &limit(page)])
-            .await
-            .map_err(db)?;
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE job_id = $1
+              ORDER BY id DESC LIMIT $2"
+        );
+        let rows = query(&client, &sql, &[&job_id, &limit(page)]).await?;
         collect(&rows, dead_letter_from_row)
     }
 }
@@ -148,20 +127,14 @@ async fn move_checkpoint(
     now: &Timestamp,
 ) -> StoreResult<()> {
     let cp = &batch.checkpoint;
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE shard_checkpoints
+    let updated = execute(
+        tx,
+        "UPDATE shard_checkpoints
                 SET state = $3, sequence_number = COALESCE($4, sequence_number),
                     sub_sequence_number = CASE WHEN $4::text IS NULL THEN sub_sequence_number ELSE $5 END,
                     records = records + $6, millis_behind_latest = $7, updated_at = $8
               WHERE job_id = $1 AND shard_id = $2",
-        )
-        .await
-        .map_err(db)?;
-    let updated = tx
-        .execute(
-            &stmt,
-            &[
+        &[
                 &batch.job_id,
                 &cp.shard_id,
                 &cp.state.as_str(),
@@ -170,15 +143,8 @@ async fn move_checkpoint(
                 &bigint(batch.records_in),
                 &cp.millis_behind_latest,
                 now,
-            ],
-        )
-        .await
-        .map_err(db)?;
-    match updated {
-        0 => Err(StoreError::NotFound {
-            what: "shard checkpoint",
-            id: cp.shard_id.clone(),
-        }),
-        _ => Ok(()),
-    }
+        ],
+    )
+    .await?;
+    found(updated, "shard checkpoint", &cp.shard_id)
 }

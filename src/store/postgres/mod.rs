@@ -44,9 +44,10 @@ mod rows;
 
 use std::str::FromStr;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 use super::{StoreError, StoreResult};
 
@@ -183,6 +184,52 @@ fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), UrlError> {
     Ok((config, pool_max))
 }
 
+/// Statement parameters, in `$1, $2, …` order.
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// The rows of `sql`, run on a client or in a transaction. Every statement is prepared once
+/// per connection and kept (`prepare_cached`): later calls skip the parse and plan round trip.
+async fn query(
+    client: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> StoreResult<Vec<Row>> {
+    let stmt = client.prepare_cached(sql).await.map_err(db)?;
+    client.query(&stmt, params).await.map_err(db)
+}
+
+/// The one row `sql` returns.
+async fn query_one(client: &impl GenericClient, sql: &str, params: Params<'_>) -> StoreResult<Row> {
+    let stmt = client.prepare_cached(sql).await.map_err(db)?;
+    client.query_one(&stmt, params).await.map_err(db)
+}
+
+/// The row `sql` returns, if any.
+async fn query_opt(
+    client: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> StoreResult<Option<Row>> {
+    let stmt = client.prepare_cached(sql).await.map_err(db)?;
+    client.query_opt(&stmt, params).await.map_err(db)
+}
+
+/// Runs `sql`; returns how many rows it changed.
+async fn execute(client: &impl GenericClient, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+    execute_raw(client, sql, params).await.map_err(db)
+}
+
+/// [`execute`], with the driver's error kept for callers that map some of them (a unique
+/// violation to `Conflict`).
+async fn execute_raw(
+    client: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<u64, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(sql).await?;
+    client.execute(&stmt, params).await
+}
+
 pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
     StoreError::backend(e)
 }
@@ -191,6 +238,22 @@ pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
 /// key, e.g. a label or a slug).
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// `NotFound` of `what` `id`.
+fn not_found(what: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        what,
+        id: id.to_owned(),
+    }
+}
+
+/// `Ok` when a statement changed a row, else `NotFound` of `what` `id`.
+fn found(changed: u64, what: &'static str, id: &str) -> StoreResult<()> {
+    match changed {
+        0 => Err(not_found(what, id)),
+        _ => Ok(()),
+    }
 }
 
 /// A bound for `LIMIT`: PostgreSQL takes BIGINT.

@@ -13,7 +13,7 @@ use tokio_postgres::{IsolationLevel, Row};
 
 use super::positions::{reserve, Log};
 use super::rows::*;
-use super::{db, limit, PostgresStore};
+use super::{db, execute, limit, query, query_one, query_opt, PostgresStore};
 use crate::store::*;
 
 const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at, entered_at";
@@ -52,35 +52,22 @@ impl OutboxStore for PostgresStore {
         page: u32,
     ) -> StoreResult<Vec<AudienceChange>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {CHANGE_COLUMNS} FROM audience_changes WHERE seq > $1 ORDER BY seq LIMIT $2"
-            ))
-            .await
-            .map_err(db)?;
-        let rows = client
-            .query(&stmt, &[&after_seq, &limit(page)])
-            .await
-            .map_err(db)?;
+        let sql = format!(
+            "SELECT {CHANGE_COLUMNS} FROM audience_changes WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        let rows = query(&client, &sql, &[&after_seq, &limit(page)]).await?;
         collect(&rows, change_from_row)
     }
 
     async fn audience_change_head(&self) -> StoreResult<i64> {
         let client = self.client().await?;
-        let row = client.query_one(HEAD, &[]).await.map_err(db)?;
-        get(&row, 0)
+        get(&query_one(&client, HEAD, &[]).await?, 0)
     }
 
     async fn get_export_progress(&self, job_id: &str) -> StoreResult<Option<ExportProgress>> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT progress FROM export_progress WHERE job_id = $1",
-                &[&job_id],
-            )
-            .await
-            .map_err(db)?;
-        let Some(row) = row else {
+        let sql = "SELECT progress FROM export_progress WHERE job_id = $1";
+        let Some(row) = query_opt(&client, sql, &[&job_id]).await? else {
             return Ok(None);
         };
         serde_json::from_str(get(&row, 0)?)
@@ -93,14 +80,14 @@ impl OutboxStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let now = Utc::now();
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO export_progress (job_id, progress, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (job_id) DO UPDATE
                  SET progress = excluded.progress, updated_at = excluded.updated_at",
             &[&job_id, &progress, &now],
         )
-        .await
-        .map_err(db)?;
+        .await?;
         let dead_letters = insert_dead_letters(&tx, job_id, &round.dead_letters, &now).await?;
         let totals = JobTotals {
             records_in: round.changes_read,
@@ -128,23 +115,16 @@ impl OutboxStore for PostgresStore {
             .start()
             .await
             .map_err(db)?;
-        let stmt = tx
-            .prepare_cached(
-                "SELECT audience_id, profile_id, entered_at FROM memberships
-                  WHERE audience_id = ANY($1) AND (audience_id, profile_id) > ($2, $3)
-                  ORDER BY audience_id, profile_id LIMIT $4",
-            )
-            .await
-            .map_err(db)?;
-        let rows = tx
-            .query(
-                &stmt,
-                &[&audience_ids, &after_audience, &after_profile, &limit(page)],
-            )
-            .await
-            .map_err(db)?;
+        let rows = query(
+            &tx,
+            "SELECT audience_id, profile_id, entered_at FROM memberships
+              WHERE audience_id = ANY($1) AND (audience_id, profile_id) > ($2, $3)
+              ORDER BY audience_id, profile_id LIMIT $4",
+            &[&audience_ids, &after_audience, &after_profile, &limit(page)],
+        )
+        .await?;
         let members = collect(&rows, membership_from_row)?;
-        let head = get(&tx.query_one(HEAD, &[]).await.map_err(db)?, 0)?;
+        let head = get(&query_one(&tx, HEAD, &[]).await?, 0)?;
         tx.commit().await.map_err(db)?;
         Ok(BackfillPage { members, head })
     }
@@ -159,7 +139,8 @@ pub(super) async fn insert_changes(
     if changes.is_empty() {
         return Ok(());
     }
-    let stmt = tx
+    // Prepared before the lock: a connection's first use parses it while others may append.
+    let insert = tx
         .prepare_cached(
             "INSERT INTO audience_changes (seq, audience_id, audience_slug, profile_id, kind, at, entered_at)
              SELECT $1::int8 + u.ord, u.audience_id, u.audience_slug, u.profile_id, u.kind, u.at, u.entered_at
@@ -177,7 +158,7 @@ pub(super) async fn insert_changes(
     let entered: Vec<Option<Timestamp>> = changes.iter().map(|c| c.entered_at).collect();
     let before = reserve(tx, Log::AudienceChanges, changes.len()).await?;
     tx.execute(
-        &stmt,
+        &insert,
         &[
             &before,
             &audience_ids,

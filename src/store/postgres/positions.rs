@@ -7,7 +7,8 @@
 
 use deadpool_postgres::Transaction;
 
-use super::db;
+use super::query_one;
+use super::rows::get;
 use crate::store::StoreResult;
 
 /// A log whose rows are numbered by `log_heads`.
@@ -34,12 +35,8 @@ impl Log {
 /// `FOR UPDATE` waits for an earlier writer to commit and then returns the head it left, and
 /// the caller's next statement takes a new snapshot that sees that writer's rows.
 pub(super) async fn lock_head(tx: &Transaction<'_>, log: Log) -> StoreResult<i64> {
-    let stmt = tx
-        .prepare_cached("SELECT last_seq FROM log_heads WHERE log = $1 FOR UPDATE")
-        .await
-        .map_err(db)?;
-    let row = tx.query_one(&stmt, &[&log.key()]).await.map_err(db)?;
-    row.try_get(0).map_err(db)
+    let sql = "SELECT last_seq FROM log_heads WHERE log = $1 FOR UPDATE";
+    get(&query_one(tx, sql, &[&log.key()]).await?, 0)
 }
 
 /// Locks `log` until commit and reserves the next `count` positions; returns the last position
@@ -47,15 +44,7 @@ pub(super) async fn lock_head(tx: &Transaction<'_>, log: Log) -> StoreResult<i64
 /// waited on the row lock works on the row the earlier writer committed.
 pub(super) async fn reserve(tx: &Transaction<'_>, log: Log, count: usize) -> StoreResult<i64> {
     let count = i64::try_from(count).unwrap_or(i64::MAX);
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE log_heads SET last_seq = last_seq + $2 WHERE log = $1 RETURNING last_seq - $2",
-        )
-        .await
-        .map_err(db)?;
-    let row = tx
-        .query_one(&stmt, &[&log.key(), &count])
-        .await
-        .map_err(db)?;
-    row.try_get(0).map_err(db)
+    let sql =
+        "UPDATE log_heads SET last_seq = last_seq + $2 WHERE log = $1 RETURNING last_seq - $2";
+    get(&query_one(tx, sql, &[&log.key(), &count]).await?, 0)
 }

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::Transaction;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use tributary_lang::ProfileState;
 
+use super::event_log::MAX_EVENT_SEQ;
 use super::outbox::insert_changes;
 use super::rows::*;
-use super::{db, limit, PostgresStore};
+use super::{db, execute, limit, not_found, query, query_one, query_opt, PostgresStore};
 use crate::store::*;
 
 /// A profile row with its member list: audience ids and entry times in audience creation order
@@ -98,26 +98,15 @@ impl MemberCounts {
         if ids.is_empty() {
             return Ok(());
         }
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE audiences a SET member_count = a.member_count + d.delta
-                   FROM UNNEST($1::text[], $2::int8[]) AS d(id, delta) WHERE a.id = d.id",
-            )
-            .await
-            .map_err(db)?;
-        tx.execute(&stmt, &[&ids, &deltas]).await.map_err(db)?;
+        execute(
+            tx,
+            "UPDATE audiences a SET member_count = a.member_count + d.delta
+               FROM UNNEST($1::text[], $2::int8[]) AS d(id, delta) WHERE a.id = d.id",
+            &[&ids, &deltas],
+        )
+        .await?;
         Ok(())
     }
-}
-
-/// Runs a cached statement and returns its rows.
-async fn query(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> StoreResult<Vec<Row>> {
-    let stmt = tx.prepare_cached(sql).await.map_err(db)?;
-    tx.query(&stmt, params).await.map_err(db)
 }
 
 /// Creates or rewrites the batch's profiles (the last write of an id wins).
@@ -387,15 +376,9 @@ fn state_number(value: Option<&str>) -> Option<i64> {
 impl ProfileStore for PostgresStore {
     async fn processor_position(&self) -> StoreResult<ProcessorPosition> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT key, value FROM cdp_state WHERE key IN ('cursor', 'rebuild_target')",
-                &[],
-            )
-            .await
-            .map_err(db)?;
+        let sql = "SELECT key, value FROM cdp_state WHERE key IN ('cursor', 'rebuild_target')";
         let mut position = ProcessorPosition::default();
-        for row in &rows {
+        for row in &query(&client, sql, &[]).await? {
             let value = state_number(get(row, 1)?);
             match get::<&str>(row, 0)? {
                 "cursor" => position.cursor = value.unwrap_or(0),
@@ -407,16 +390,12 @@ impl ProfileStore for PostgresStore {
 
     async fn processor_lag(&self) -> StoreResult<Vec<(String, u64)>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT stream, COUNT(*) FROM events
-                  WHERE seq > COALESCE((SELECT value::int8 FROM cdp_state WHERE key = 'cursor'), 0)
-                  GROUP BY stream ORDER BY stream",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[]).await.map_err(db)?;
-        rows.iter()
+        let sql = "SELECT stream, COUNT(*) FROM events
+                    WHERE seq > COALESCE((SELECT value::int8 FROM cdp_state WHERE key = 'cursor'), 0)
+                    GROUP BY stream ORDER BY stream";
+        query(&client, sql, &[])
+            .await?
+            .iter()
             .map(|r| Ok((get(r, 0)?, count(get(r, 1)?))))
             .collect()
     }
@@ -427,17 +406,13 @@ impl ProfileStore for PostgresStore {
     ) -> StoreResult<Vec<IdentityRow>> {
         let (fields, values): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT i.field, i.value, i.profile_id
-                   FROM UNNEST($1::text[], $2::text[]) AS k(field, value)
-                   JOIN identities i ON i.field = k.field AND i.value = k.value
-                  ORDER BY i.field, i.value",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[&fields, &values]).await.map_err(db)?;
-        rows.iter()
+        let sql = "SELECT i.field, i.value, i.profile_id
+                     FROM UNNEST($1::text[], $2::text[]) AS k(field, value)
+                     JOIN identities i ON i.field = k.field AND i.value = k.value
+                    ORDER BY i.field, i.value";
+        query(&client, sql, &[&fields, &values])
+            .await?
+            .iter()
             .map(|r| {
                 Ok(IdentityRow {
                     field: get(r, 0)?,
@@ -450,14 +425,10 @@ impl ProfileStore for PostgresStore {
 
     async fn get_profiles(&self, ids: Vec<String>) -> StoreResult<Vec<Profile>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT id, state, created_at, updated_at FROM profiles WHERE id = ANY($1::text[])",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[&ids]).await.map_err(db)?;
-        let mut found: HashMap<String, Profile> = rows
+        let sql =
+            "SELECT id, state, created_at, updated_at FROM profiles WHERE id = ANY($1::text[])";
+        let mut found: HashMap<String, Profile> = query(&client, sql, &[&ids])
+            .await?
             .iter()
             .map(|r| profile_from_row(r).map(|p| (p.id.clone(), p)))
             .collect::<StoreResult<_>>()?;
@@ -467,19 +438,11 @@ impl ProfileStore for PostgresStore {
 
     async fn get_profile(&self, id: &str) -> StoreResult<Profile> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT id, state, created_at, updated_at FROM profiles
-                  WHERE id = COALESCE((SELECT to_id FROM profile_redirects WHERE from_id = $1), $1)",
-            )
-            .await
-            .map_err(db)?;
-        match client.query_opt(&stmt, &[&id]).await.map_err(db)? {
+        let sql = "SELECT id, state, created_at, updated_at FROM profiles
+                    WHERE id = COALESCE((SELECT to_id FROM profile_redirects WHERE from_id = $1), $1)";
+        match query_opt(&client, sql, &[&id]).await? {
             Some(row) => profile_from_row(&row),
-            None => Err(StoreError::NotFound {
-                what: "profile",
-                id: id.to_owned(),
-            }),
+            None => Err(not_found("profile", id)),
         }
     }
 
@@ -489,57 +452,38 @@ impl ProfileStore for PostgresStore {
         page: u32,
     ) -> StoreResult<Vec<(Profile, MemberList)>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "{PROFILES_WITH_MEMBERS} WHERE p.id > $1 ORDER BY p.id LIMIT $2"
-            ))
-            .await
-            .map_err(db)?;
-        let rows = client
-            .query(&stmt, &[&after.unwrap_or_default(), &limit(page)])
-            .await
-            .map_err(db)?;
-        let mut ids = SharedIds::default();
+        let sql = format!("{PROFILES_WITH_MEMBERS} WHERE p.id > $1 ORDER BY p.id LIMIT $2");
+        let rows = query(&client, &sql, &[&after.unwrap_or_default(), &limit(page)]).await?;
+        let mut shared = SharedIds::default();
         rows.iter()
-            .map(|r| profile_with_members(r, &mut ids))
+            .map(|r| profile_with_members(r, &mut shared))
             .collect()
     }
 
     async fn count_profiles(&self) -> StoreResult<u64> {
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT COUNT(*) FROM profiles", &[])
-            .await
-            .map_err(db)?;
+        let row = query_one(&client, "SELECT COUNT(*) FROM profiles", &[]).await?;
         Ok(count(get(&row, 0)?))
     }
 
     async fn profile_identities(&self, id: &str) -> StoreResult<Vec<(String, String)>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT field, value FROM identities WHERE profile_id = $1 ORDER BY field, value",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[&id]).await.map_err(db)?;
-        rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
+        let sql = "SELECT field, value FROM identities WHERE profile_id = $1 ORDER BY field, value";
+        query(&client, sql, &[&id])
+            .await?
+            .iter()
+            .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+            .collect()
     }
 
     async fn profile_memberships(&self, ids: Vec<String>) -> StoreResult<Vec<Membership>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT m.audience_id, m.profile_id, m.entered_at
-                   FROM memberships m JOIN audiences a ON a.id = m.audience_id
-                  WHERE m.profile_id = ANY($1::text[])
-                  ORDER BY m.profile_id, a.num",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[&ids]).await.map_err(db)?;
+        let sql = "SELECT m.audience_id, m.profile_id, m.entered_at
+                     FROM memberships m JOIN audiences a ON a.id = m.audience_id
+                    WHERE m.profile_id = ANY($1::text[])
+                    ORDER BY m.profile_id, a.num";
         let mut by_profile: HashMap<String, Vec<Membership>> = HashMap::new();
-        for row in &rows {
+        for row in &query(&client, sql, &[&ids]).await? {
             let m = membership_from_row(row)?;
             by_profile.entry(m.profile_id.clone()).or_default().push(m);
         }
@@ -556,13 +500,8 @@ impl ProfileStore for PostgresStore {
         ids: Vec<String>,
     ) -> StoreResult<Vec<(Profile, MemberList)>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "{PROFILES_WITH_MEMBERS} WHERE p.id = ANY($1::text[]) ORDER BY p.id"
-            ))
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[&ids]).await.map_err(db)?;
+        let sql = format!("{PROFILES_WITH_MEMBERS} WHERE p.id = ANY($1::text[]) ORDER BY p.id");
+        let rows = query(&client, &sql, &[&ids]).await?;
         let mut shared = SharedIds::default();
         rows.iter()
             .map(|r| profile_with_members(r, &mut shared))
@@ -576,20 +515,10 @@ impl ProfileStore for PostgresStore {
         page: u32,
     ) -> StoreResult<Vec<Membership>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT audience_id, profile_id, entered_at FROM memberships
-                  WHERE audience_id = $1 AND profile_id > $2 ORDER BY profile_id LIMIT $3",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client
-            .query(
-                &stmt,
-                &[&audience_id, &after.unwrap_or_default(), &limit(page)],
-            )
-            .await
-            .map_err(db)?;
+        let sql = "SELECT audience_id, profile_id, entered_at FROM memberships
+                    WHERE audience_id = $1 AND profile_id > $2 ORDER BY profile_id LIMIT $3";
+        let after = after.unwrap_or_default();
+        let rows = query(&client, sql, &[&audience_id, &after, &limit(page)]).await?;
         collect(&rows, membership_from_row)
     }
 
@@ -622,12 +551,7 @@ impl ProfileStore for PostgresStore {
         )
         .await
         .map_err(db)?;
-        let target: i64 = get(
-            &tx.query_one("SELECT COALESCE(MAX(seq), 0) FROM events", &[])
-                .await
-                .map_err(db)?,
-            0,
-        )?;
+        let target: i64 = get(&query_one(&tx, MAX_EVENT_SEQ, &[]).await?, 0)?;
         let target_text = target.to_string();
         write_state(
             &tx,
@@ -645,22 +569,18 @@ impl ProfileStore for PostgresStore {
 
     async fn processor_state(&self, prefix: &str) -> StoreResult<Vec<(String, String)>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT key, value FROM cdp_state WHERE starts_with(key, $1) ORDER BY key",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client.query(&stmt, &[&prefix]).await.map_err(db)?;
-        rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
+        let sql = "SELECT key, value FROM cdp_state WHERE starts_with(key, $1) ORDER BY key";
+        query(&client, sql, &[&prefix])
+            .await?
+            .iter()
+            .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+            .collect()
     }
 
     async fn finish_rebuild(&self) -> StoreResult<()> {
         let client = self.client().await?;
-        client
-            .execute("DELETE FROM cdp_state WHERE key = 'rebuild_target'", &[])
-            .await
-            .map_err(db)?;
+        let sql = "DELETE FROM cdp_state WHERE key = 'rebuild_target'";
+        execute(&client, sql, &[]).await?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, DurationRound, TimeDelta};
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
-use super::db;
+use super::{db, execute};
 use crate::store::*;
 
 /// Column `idx` of `row` (a type mismatch is a bug in this backend: reported as the driver's).
@@ -229,18 +229,14 @@ pub(super) async fn insert_dead_letters(
         return Ok(0);
     }
     let c = DeadLetterColumns::of(letters);
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO dead_letters (job_id, shard_id, sequence_number, sub_sequence_number,
-                 position, partition_key, reason, raw, created_at)
-             SELECT $1::text, u.*, $2::timestamptz FROM UNNEST($3::text[], $4::text[], $5::int8[], $6::int8[],
-                 $7::text[], $8::text[], $9::bytea[]) AS u
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(db)?;
-    tx.execute(
-        &stmt,
+    execute(
+        tx,
+        "INSERT INTO dead_letters (job_id, shard_id, sequence_number, sub_sequence_number,
+             position, partition_key, reason, raw, created_at)
+         SELECT $1::text, u.*, $2::timestamptz
+           FROM UNNEST($3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[], $8::text[],
+                       $9::bytea[]) AS u
+         ON CONFLICT DO NOTHING",
         &[
             &job_id,
             now,
@@ -254,7 +250,6 @@ pub(super) async fn insert_dead_letters(
         ],
     )
     .await
-    .map_err(db)
 }
 
 /// Adds to a job's counters (in the transaction that did what they count).
@@ -264,16 +259,11 @@ pub(super) async fn add_job_totals(
     totals: JobTotals,
     now: &Timestamp,
 ) -> StoreResult<()> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE jobs SET records_in = records_in + $2, events_out = events_out + $3,
-                             dead_letters = dead_letters + $4, updated_at = $5
-              WHERE id = $1",
-        )
-        .await
-        .map_err(db)?;
-    tx.execute(
-        &stmt,
+    execute(
+        tx,
+        "UPDATE jobs SET records_in = records_in + $2, events_out = events_out + $3,
+                         dead_letters = dead_letters + $4, updated_at = $5
+          WHERE id = $1",
         &[
             &job_id,
             &bigint(totals.records_in),
@@ -282,7 +272,6 @@ pub(super) async fn add_job_totals(
             now,
         ],
     )
-    .await
-    .map_err(db)?;
+    .await?;
     Ok(())
 }
