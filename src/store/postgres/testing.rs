@@ -36,8 +36,9 @@ impl TestDatabase {
             .unwrap_or_else(|e| panic!("{BASE_URL_VAR}={url:?} is not a PostgreSQL URL: {e}"));
         let name = format!("tributary_test_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&base).await.unwrap_or_else(|e| {
+            let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
             panic!(
-                "the PostgreSQL store tests need a server: cannot connect to {url} ({e}). \
+                "the PostgreSQL store tests need a server: cannot connect to {url} ({e}{cause}). \
                  Start PostgreSQL, or set {BASE_URL_VAR}=postgres://USER@HOST:PORT/DB to one \
                  where USER may create databases"
             )
