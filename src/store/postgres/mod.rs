@@ -15,7 +15,7 @@
 //!
 //! Each log (events, audience changes) has a row in `log_heads` holding the last position
 //! handed out. A transaction that appends locks its log's row as its last step before inserting
-//! the rows (see [`positions`]) and numbers them from it; the lock is held until commit, so
+//! the rows (see `positions.rs`) and numbers them from it; the lock is held until commit, so
 //! writers take positions one after another in the order they commit, and once a reader has
 //! seen position N no row below N can still commit (the `EventLog` / `OutboxStore` contract).
 //! A sequence (`BIGSERIAL`) would not do: two transactions draw 5 and 6, 6 commits first, and a
@@ -31,7 +31,7 @@
 //! tokio-postgres knows may follow). `pool_max` bounds the connections this process opens
 //! (default [`DEFAULT_POOL_MAX`]); each concurrent writer and reader takes its own.
 //! Migrations (`migrations/NNNN_*.sql`) run at open, in one transaction under an advisory lock
-//! (see [`migrate`]), so nodes that start together apply them once.
+//! (`PostgresStore::migrate`), so nodes that start together apply them once.
 
 mod catalog;
 mod control;

@@ -109,9 +109,10 @@ impl MemberCounts {
     }
 }
 
-/// Creates or rewrites the batch's profiles (the last write of an id wins).
+/// Creates or rewrites the batch's profiles (the last write of an id wins). In id order, as
+/// every batch locks rows: two batches never wait for each other in a cycle.
 async fn upsert_profiles(tx: &Transaction<'_>, upserts: &[ProfileWrite]) -> StoreResult<()> {
-    let mut last_of: HashMap<&str, &ProfileWrite> = HashMap::with_capacity(upserts.len());
+    let mut last_of: BTreeMap<&str, &ProfileWrite> = BTreeMap::new();
     for write in upserts {
         last_of.insert(&write.profile.id, write);
     }
@@ -256,9 +257,9 @@ async fn delete_profiles(
     Ok(())
 }
 
-/// Points identifiers at their profiles (the last row of a key wins).
+/// Points identifiers at their profiles (the last row of a key wins), in key order.
 async fn upsert_identities(tx: &Transaction<'_>, identities: &[IdentityRow]) -> StoreResult<()> {
-    let mut last_of: HashMap<(&str, &str), &str> = HashMap::with_capacity(identities.len());
+    let mut last_of: BTreeMap<(&str, &str), &str> = BTreeMap::new();
     for i in identities {
         last_of.insert((&i.field, &i.value), &i.profile_id);
     }
