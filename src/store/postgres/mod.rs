@@ -90,8 +90,9 @@ impl PostgresStore {
             config,
             NoTls,
             ManagerConfig {
-                // A broken connection fails its next query and is dropped then; checking each
-                // one on every checkout would cost a round trip per call.
+                // A closed connection is replaced at checkout; one that breaks while in use
+                // fails that call with a `Backend` error (worth retrying). A test query on every
+                // checkout would cost a round trip per call.
                 recycling_method: RecyclingMethod::Fast,
             },
         );

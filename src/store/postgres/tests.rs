@@ -16,10 +16,8 @@ async fn count_rows(store: &PostgresStore, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_opening_an_empty_database_at_once_migrate_it_once() {
     let database = TestDatabase::create().await;
-    let (first, second) = tokio::join!(
-        PostgresStore::connect(database.config(), 2),
-        PostgresStore::connect(database.config(), 2),
-    );
+    let url = format!("{}?pool_max=2", database.url());
+    let (first, second) = tokio::join!(PostgresStore::open(&url), PostgresStore::open(&url));
     let (first, second) = (first.unwrap(), second.unwrap());
     let versions = "SELECT COUNT(*) FROM tributary_migrations";
     assert_eq!(count_rows(&first, versions).await, MIGRATIONS.len() as i64);
@@ -34,6 +32,28 @@ async fn two_nodes_opening_an_empty_database_at_once_migrate_it_once() {
     );
     let again = PostgresStore::connect(database.config(), 1).await.unwrap();
     assert_eq!(count_rows(&again, versions).await, MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_tributary_is_refused() {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(database.config(), 1).await.unwrap();
+    let newer = MIGRATIONS.len() as i32 + 1;
+    let client = store.client().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO tributary_migrations (version) VALUES ($1)",
+            &[&newer],
+        )
+        .await
+        .unwrap();
+    drop((client, store));
+    let refused = PostgresStore::connect(database.config(), 1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(ref m)) if m.contains("newer Tributary")),
+        "{:?}",
+        refused.err()
+    );
 }
 
 #[tokio::test]
