@@ -1,5 +1,7 @@
-//! The PostgreSQL backend: every role on one database, for deployments that run several
-//! Tributary nodes or want a managed, replicated database behind them.
+//! The PostgreSQL backend: every role on one database, for deployments that want their data in
+//! a managed database (backups, replicas, failover). The roles' own rules still hold (e.g. one
+//! profile processor at a time); what PostgreSQL adds is concurrent writers, which the ordering
+//! contract and the migrations below are built for.
 //!
 //! Driver: `tokio-postgres` with a `deadpool-postgres` pool. Explicit SQL, as in the SQLite
 //! backend, needs no database at compile time and builds far lighter than sqlx; the pool caches
