@@ -28,41 +28,26 @@ impl ImportStore for PostgresStore {
         if shards.is_empty() {
             return Ok(());
         }
-        let parents: Vec<String> = shards
-            .iter()
-            .map(|s| serde_json::to_string(&s.parent_shard_ids).expect("strings serialize"))
-            .collect();
+        let c = CheckpointColumns::of(shards);
         let client = self.client().await?;
         execute(
             &client,
             "INSERT INTO shard_checkpoints (job_id, shard_id, parent_shard_ids, state,
-                     sequence_number, sub_sequence_number, records, start_position, updated_at)
-                 SELECT $1::text, u.*, $2::timestamptz
-                   FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::int8[],
-                               $8::int8[], $9::text[]) AS u
-                 ON CONFLICT (job_id, shard_id) DO NOTHING",
+                 sequence_number, sub_sequence_number, records, start_position, updated_at)
+             SELECT $1::text, u.*, $2::timestamptz
+               FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::int8[],
+                           $8::int8[], $9::text[]) AS u
+             ON CONFLICT (job_id, shard_id) DO NOTHING",
             &[
                 &job_id,
                 &Utc::now(),
-                &shards
-                    .iter()
-                    .map(|s| s.shard_id.as_str())
-                    .collect::<Vec<_>>(),
-                &parents,
-                &shards.iter().map(|s| s.state.as_str()).collect::<Vec<_>>(),
-                &shards
-                    .iter()
-                    .map(|s| s.sequence_number.as_deref())
-                    .collect::<Vec<_>>(),
-                &shards
-                    .iter()
-                    .map(|s| s.sub_sequence_number.map(|n| n as i64))
-                    .collect::<Vec<_>>(),
-                &shards.iter().map(|s| bigint(s.records)).collect::<Vec<_>>(),
-                &shards
-                    .iter()
-                    .map(|s| s.start_position.to_text())
-                    .collect::<Vec<_>>(),
+                &c.shard_ids,
+                &c.parent_shard_ids,
+                &c.states,
+                &c.sequence_numbers,
+                &c.sub_sequence_numbers,
+                &c.records,
+                &c.start_positions,
             ],
         )
         .await?;
@@ -147,4 +132,40 @@ async fn move_checkpoint(
     )
     .await?;
     found(updated, "shard checkpoint", &cp.shard_id)
+}
+
+/// Shard checkpoints as the columns of one `UNNEST` insert.
+struct CheckpointColumns<'a> {
+    shard_ids: Vec<&'a str>,
+    /// JSON arrays, as SQLite keeps them.
+    parent_shard_ids: Vec<String>,
+    states: Vec<&'static str>,
+    sequence_numbers: Vec<Option<&'a str>>,
+    /// Stored as their bits (positions in a KPL aggregate: small).
+    sub_sequence_numbers: Vec<Option<i64>>,
+    records: Vec<i64>,
+    start_positions: Vec<String>,
+}
+
+impl<'a> CheckpointColumns<'a> {
+    fn of(shards: &'a [ShardCheckpoint]) -> Self {
+        Self {
+            shard_ids: shards.iter().map(|s| s.shard_id.as_str()).collect(),
+            parent_shard_ids: shards
+                .iter()
+                .map(|s| serde_json::to_string(&s.parent_shard_ids).expect("strings serialize"))
+                .collect(),
+            states: shards.iter().map(|s| s.state.as_str()).collect(),
+            sequence_numbers: shards
+                .iter()
+                .map(|s| s.sequence_number.as_deref())
+                .collect(),
+            sub_sequence_numbers: shards
+                .iter()
+                .map(|s| s.sub_sequence_number.map(|n| n as i64))
+                .collect(),
+            records: shards.iter().map(|s| bigint(s.records)).collect(),
+            start_positions: shards.iter().map(|s| s.start_position.to_text()).collect(),
+        }
+    }
 }

@@ -142,11 +142,14 @@ pub(super) async fn insert_changes(
     // Prepared before the lock: a connection's first use parses it while others may append.
     let insert = tx
         .prepare_cached(
-            "INSERT INTO audience_changes (seq, audience_id, audience_slug, profile_id, kind, at, entered_at)
-             SELECT $1::int8 + u.ord, u.audience_id, u.audience_slug, u.profile_id, u.kind, u.at, u.entered_at
+            "INSERT INTO audience_changes
+                 (seq, audience_id, audience_slug, profile_id, kind, at, entered_at)
+             SELECT $1::int8 + u.ord, u.audience_id, u.audience_slug, u.profile_id, u.kind,
+                    u.at, u.entered_at
                FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
                            $7::timestamptz[])
-                    WITH ORDINALITY AS u(audience_id, audience_slug, profile_id, kind, at, entered_at, ord)",
+                    WITH ORDINALITY
+                    AS u(audience_id, audience_slug, profile_id, kind, at, entered_at, ord)",
         )
         .await
         .map_err(db)?;
