@@ -26,6 +26,7 @@ mod event_log;
 mod import;
 mod lease;
 mod outbox;
+pub mod postgres;
 mod profiles;
 pub mod sqlite;
 
@@ -63,11 +64,15 @@ impl<T> Store for T where
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the store named by `url` (`sqlite://PATH`), running pending migrations.
+/// Opens the store named by `url` (`sqlite://PATH`, or `postgres://…` / `postgresql://…`, see
+/// [`postgres`]), running pending migrations.
 pub async fn open(url: &str) -> StoreResult<DynStore> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = sqlite::SqliteStore::open(std::path::Path::new(path)).await?;
         return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
     }
     Err(StoreError::UnsupportedUrl(url.to_owned()))
 }

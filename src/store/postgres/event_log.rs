@@ -1,0 +1,236 @@
+//! The event log in PostgreSQL. `events.seq` is numbered from the log's head in `log_heads`,
+//! locked until commit as the last step of the writing transaction (see `positions`), so
+//! positions become visible in order (the `EventLog` contract) and have no gaps.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use deadpool_postgres::Transaction;
+
+use super::positions::{lock_head, Log};
+use super::rows::*;
+use super::{db, limit, query, query_one, PostgresStore};
+use crate::store::*;
+
+#[async_trait]
+impl EventLog for PostgresStore {
+    async fn append_events(&self, stream: &str, events: Vec<NewEvent>) -> StoreResult<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let inserted = insert_events(&tx, stream, &events, &Utc::now()).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(inserted)
+    }
+
+    async fn list_events(
+        &self,
+        stream: &str,
+        page: u32,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND seq < $2
+              ORDER BY seq DESC LIMIT $3"
+        );
+        let before = before.unwrap_or(i64::MAX);
+        let rows = query(&client, &sql, &[&stream, &before, &limit(page)]).await?;
+        collect(&rows, event_from_row)
+    }
+
+    async fn list_streams(&self) -> StoreResult<Vec<StreamSummary>> {
+        let client = self.client().await?;
+        let sql = "SELECT name, events, last_event_at FROM streams ORDER BY name";
+        collect(&query(&client, sql, &[]).await?, stream_from_row)
+    }
+
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        page: u32,
+        streams: Vec<String>,
+    ) -> StoreResult<EventsPage> {
+        let client = self.client().await?;
+        if streams.is_empty() {
+            // No stream is wanted (no mappings): everything up to the newest is passed over at
+            // once. Positions have no gaps, so the distance is the number of events.
+            let sql = "SELECT MAX(seq) FROM events WHERE seq > $1";
+            let last: Option<i64> = get(&query_one(&client, sql, &[&after_seq]).await?, 0)?;
+            return Ok(EventsPage {
+                events: Vec::new(),
+                scanned: last.map_or(0, |l| usize::try_from(l - after_seq).unwrap_or(0)),
+                last_seq: last,
+            });
+        }
+        // The fields of other streams' events stay in the database: only wanted events pay
+        // for sending and parsing them.
+        let sql = "SELECT seq, event_id, stream, CASE WHEN stream = ANY($3) THEN fields END,
+                          stored_at, kinesis_stream, shard_id, sequence_number,
+                          sub_sequence_number, partition_key, arrival_ns
+                     FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+        let rows = query(&client, sql, &[&after_seq, &limit(page), &streams]).await?;
+        let wanted: HashSet<&str> = streams.iter().map(String::as_str).collect();
+        let mut page = EventsPage {
+            scanned: rows.len(),
+            ..EventsPage::default()
+        };
+        for row in &rows {
+            page.last_seq = Some(get(row, 0)?);
+            if wanted.contains(get::<&str>(row, 2)?) {
+                page.events.push(event_from_row(row)?);
+            }
+        }
+        Ok(page)
+    }
+
+    async fn count_events(&self, after: i64, upto: i64) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let sql = "SELECT COUNT(*) FROM events WHERE seq > $1 AND seq <= $2";
+        Ok(count(get(
+            &query_one(&client, sql, &[&after, &upto]).await?,
+            0,
+        )?))
+    }
+
+    async fn max_event_seq(&self) -> StoreResult<i64> {
+        let client = self.client().await?;
+        get(&query_one(&client, MAX_EVENT_SEQ, &[]).await?, 0)
+    }
+}
+
+/// The newest position of the event log (0 when it is empty).
+pub(super) const MAX_EVENT_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
+
+/// Events as the columns of one `UNNEST` insert, ids already stored or repeated in the batch
+/// left for the database and [`distinct_by_id`] to drop.
+struct EventColumns<'a> {
+    event_ids: Vec<&'a str>,
+    fields: Vec<&'a str>,
+    kinesis_streams: Vec<Option<&'a str>>,
+    shard_ids: Vec<Option<&'a str>>,
+    sequence_numbers: Vec<Option<&'a str>>,
+    sub_sequence_numbers: Vec<Option<i64>>,
+    partition_keys: Vec<Option<&'a str>>,
+    arrival_ns: Vec<Option<i64>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &[&'a NewEvent]) -> Self {
+        let origin = |e: &&'a NewEvent| e.origin.as_ref();
+        Self {
+            event_ids: events.iter().map(|e| e.event_id.as_str()).collect(),
+            fields: events.iter().map(|e| e.fields.as_str()).collect(),
+            kinesis_streams: events
+                .iter()
+                .map(|e| origin(e).map(|o| o.stream.as_str()))
+                .collect(),
+            shard_ids: events
+                .iter()
+                .map(|e| origin(e).map(|o| o.shard_id.as_str()))
+                .collect(),
+            sequence_numbers: events
+                .iter()
+                .map(|e| origin(e).map(|o| o.sequence_number.as_str()))
+                .collect(),
+            // Stored as its bits, like checkpoints' (a position in a KPL aggregate: small).
+            sub_sequence_numbers: events
+                .iter()
+                .map(|e| origin(e).map(|o| o.sub_sequence_number as i64))
+                .collect(),
+            partition_keys: events
+                .iter()
+                .map(|e| origin(e).map(|o| o.partition_key.as_str()))
+                .collect(),
+            // Nanoseconds, as the SDK gives them; a time outside 1677–2262 (none from Kinesis)
+            // is dropped.
+            arrival_ns: events
+                .iter()
+                .map(|e| {
+                    origin(e)
+                        .and_then(|o| o.approximate_arrival_timestamp)
+                        .and_then(|t| t.timestamp_nanos_opt())
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The first event of each id, in order: a batch that repeats an id stores it once, as a
+/// replay of it would.
+fn distinct_by_id(events: &[NewEvent]) -> Vec<&NewEvent> {
+    let mut seen = HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .filter(|e| seen.insert(e.event_id.as_str()))
+        .collect()
+}
+
+/// Numbers the new events after the head, inserts them, moves the head on and keeps the
+/// stream's summary in step, in one statement. Ids already stored are skipped (a replay):
+/// under the head's lock no other writer can be inserting, so the check is exact and the
+/// numbers stay dense.
+const INSERT_EVENTS: &str = "
+WITH new AS (
+    INSERT INTO events (seq, event_id, stream, fields, stored_at, kinesis_stream, shard_id,
+                        sequence_number, sub_sequence_number, partition_key, arrival_ns)
+    SELECT $1::int8 + row_number() OVER (ORDER BY u.ord), u.event_id, $2::text, u.fields,
+           $3::timestamptz, u.kinesis_stream, u.shard_id, u.sequence_number,
+           u.sub_sequence_number, u.partition_key, u.arrival_ns
+      FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[],
+                  $10::text[], $11::int8[])
+           WITH ORDINALITY AS u(event_id, fields, kinesis_stream, shard_id, sequence_number,
+                                sub_sequence_number, partition_key, arrival_ns, ord)
+     WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = u.event_id)
+    RETURNING 1
+), inserted AS (
+    SELECT count(*) AS n FROM new
+), head AS (
+    UPDATE log_heads SET last_seq = last_seq + (SELECT n FROM inserted) WHERE log = $12
+), summary AS (
+    INSERT INTO streams (name, events, last_event_at)
+    SELECT $2, n, $3 FROM inserted WHERE n > 0
+    ON CONFLICT (name) DO UPDATE
+        SET events = streams.events + excluded.events, last_event_at = excluded.last_event_at
+)
+SELECT n FROM inserted";
+
+/// Appends `events` to `stream` inside `tx`, skipping ids already stored; returns how many were
+/// new. Takes the event log's lock until `tx` commits: call it after the transaction's other
+/// writes.
+pub(super) async fn insert_events(
+    tx: &Transaction<'_>,
+    stream: &str,
+    events: &[NewEvent],
+    now: &Timestamp,
+) -> StoreResult<u64> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let events = distinct_by_id(events);
+    let c = EventColumns::of(&events);
+    // Prepared before the lock: a connection's first use parses it while others may append.
+    let insert = tx.prepare_cached(INSERT_EVENTS).await.map_err(db)?;
+    let head = lock_head(tx, Log::Events).await?;
+    let row = tx
+        .query_one(
+            &insert,
+            &[
+                &head,
+                &stream,
+                now,
+                &c.event_ids,
+                &c.fields,
+                &c.kinesis_streams,
+                &c.shard_ids,
+                &c.sequence_numbers,
+                &c.sub_sequence_numbers,
+                &c.partition_keys,
+                &c.arrival_ns,
+                &Log::Events.key(),
+            ],
+        )
+        .await
+        .map_err(db)?;
+    Ok(count(get(&row, 0)?))
+}

@@ -1,0 +1,239 @@
+//! The PostgreSQL backend's own tests; the conformance suite runs on it too.
+
+use super::testing::{fresh_postgres, TestDatabase};
+use super::*;
+use crate::store::*;
+
+mod conformance {
+    crate::conformance_tests!(crate::store::postgres::testing::fresh_postgres);
+}
+
+async fn count_rows(store: &PostgresStore, sql: &str) -> i64 {
+    let client = store.client().await.unwrap();
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_opening_an_empty_database_at_once_migrate_it_once() {
+    let database = TestDatabase::create().await;
+    let url = format!("{}?pool_max=2", database.url());
+    let (first, second) = tokio::join!(PostgresStore::open(&url), PostgresStore::open(&url));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let versions = "SELECT COUNT(*) FROM tributary_migrations";
+    assert_eq!(count_rows(&first, versions).await, MIGRATIONS.len() as i64);
+    // The seed rows of the first migration are there once, not once per node.
+    assert_eq!(
+        count_rows(&second, "SELECT COUNT(*) FROM log_heads").await,
+        2
+    );
+    assert_eq!(
+        count_rows(&second, "SELECT COUNT(*) FROM cdp_state").await,
+        1
+    );
+    let again = PostgresStore::connect(database.config(), 1).await.unwrap();
+    assert_eq!(count_rows(&again, versions).await, MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_tributary_is_refused() {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(database.config(), 1).await.unwrap();
+    let newer = MIGRATIONS.len() as i32 + 1;
+    let client = store.client().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO tributary_migrations (version) VALUES ($1)",
+            &[&newer],
+        )
+        .await
+        .unwrap();
+    drop((client, store));
+    let refused = PostgresStore::connect(database.config(), 1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(ref m)) if m.contains("newer Tributary")),
+        "{:?}",
+        refused.err()
+    );
+}
+
+#[tokio::test]
+async fn store_open_takes_a_postgres_url_with_a_pool_size() {
+    let database = TestDatabase::create().await;
+    let url = format!("{}?pool_max=2", database.url());
+    let store = crate::store::open(&url).await.unwrap();
+    assert!(store.list_jobs().await.unwrap().is_empty());
+    let other_scheme = url.replacen("postgres://", "postgresql://", 1);
+    let store = crate::store::open(&other_scheme).await.unwrap();
+    assert!(store.list_jobs().await.unwrap().is_empty());
+}
+
+#[test]
+fn the_pool_size_comes_from_the_url_and_other_options_reach_the_driver() {
+    let (config, pool_max) =
+        parse_url("postgres://u@db.example:6543/cdp?pool_max=3&connect_timeout=5").unwrap();
+    assert_eq!(pool_max, 3);
+    assert_eq!(config.get_dbname(), Some("cdp"));
+    assert_eq!(config.get_ports(), [6543]);
+    assert_eq!(
+        config.get_connect_timeout(),
+        Some(&std::time::Duration::from_secs(5))
+    );
+    assert_eq!(config.get_application_name(), Some("tributary"));
+
+    let (_, pool_max) = parse_url("postgresql://u@h/db").unwrap();
+    assert_eq!(pool_max, DEFAULT_POOL_MAX);
+    for bad in ["0", "many", ""] {
+        let err = parse_url(&format!("postgres://u@h/db?pool_max={bad}")).unwrap_err();
+        assert!(matches!(err, UrlError::PoolMax(_)), "{err}");
+    }
+    assert!(matches!(
+        parse_url("postgres://u@h/db?no_such_option=1"),
+        Err(UrlError::Driver(_))
+    ));
+}
+
+fn event(id: &str, origin: Option<KinesisOrigin>) -> NewEvent {
+    NewEvent {
+        event_id: id.into(),
+        fields: EventFields::from_checked_object_text(r#"{"b":1,"a":[true,null]}"#),
+        origin,
+    }
+}
+
+#[tokio::test]
+async fn event_origins_round_trip_to_the_nanosecond() {
+    let (_database, store) = fresh_postgres().await;
+    let origin = |sequence_number: &str, arrival: Option<&str>| KinesisOrigin {
+        stream: "clicks \"eu\"".into(),
+        shard_id: "shardId-000000000003".into(),
+        sequence_number: sequence_number.into(),
+        sub_sequence_number: 7,
+        partition_key: "user-é\n1".into(),
+        approximate_arrival_timestamp: arrival.map(|t| t.parse().unwrap()),
+    };
+    let origins = vec![
+        Some(origin("1", Some("2023-11-14T22:13:20.122999906Z"))),
+        Some(origin("2", Some("1969-12-31T23:59:59.5Z"))),
+        Some(origin("3", None)),
+        None,
+    ];
+    let events = origins
+        .iter()
+        .enumerate()
+        .map(|(n, o)| event(&format!("e{n}"), o.clone()));
+    store.append_events("web", events.collect()).await.unwrap();
+    let mut stored = store.list_events("web", 10, None).await.unwrap();
+    stored.reverse();
+    let stored_origins: Vec<_> = stored.iter().map(|e| e.origin.clone()).collect();
+    assert_eq!(stored_origins, origins);
+    assert_eq!(stored[0].fields["a"], serde_json::json!([true, null]));
+}
+
+/// `events_after` with no stream wanted counts the events it passes over by their positions:
+/// they must have no gaps, whatever replays and repeated ids a batch carries.
+#[tokio::test]
+async fn event_positions_have_no_gaps_across_replays_and_repeats() {
+    let (_database, store) = fresh_postgres().await;
+    let first = vec![event("a", None), event("b", None), event("a", None)];
+    assert_eq!(store.append_events("web", first).await.unwrap(), 2);
+    let replay = vec![event("b", None), event("c", None), event("a", None)];
+    assert_eq!(store.append_events("web", replay).await.unwrap(), 1);
+    assert_eq!(store.append_events("web", vec![]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .append_events("web", vec![event("d", None)])
+            .await
+            .unwrap(),
+        1
+    );
+    let mut seqs: Vec<i64> = store
+        .list_events("web", 10, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    seqs.reverse();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    let passed = store.events_after(0, 1, vec![]).await.unwrap();
+    assert_eq!((passed.scanned, passed.last_seq), (4, Some(4)));
+    assert_eq!(store.list_streams().await.unwrap()[0].events, 4);
+}
+
+/// Positions taken by a transaction that rolls back are handed out again: no gap, and no
+/// committed one reused.
+#[tokio::test]
+async fn a_rolled_back_append_leaves_no_gap() {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(database.config(), 2).await.unwrap();
+    store
+        .append_events("web", vec![event("a", None)])
+        .await
+        .unwrap();
+    {
+        let mut client = store.client().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        let now = chrono::Utc::now();
+        let numbered = super::event_log::insert_events(&tx, "web", &[event("b", None)], &now).await;
+        assert_eq!(numbered.unwrap(), 1);
+        tx.rollback().await.unwrap();
+    }
+    store
+        .append_events("web", vec![event("c", None)])
+        .await
+        .unwrap();
+    let stored: Vec<(i64, String)> = store
+        .list_events("web", 10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.event_id))
+        .collect();
+    assert_eq!(stored, [(2, "c".to_string()), (1, "a".to_string())]);
+}
+
+#[tokio::test]
+async fn unique_violations_are_conflicts_and_other_failures_keep_the_driver_error() {
+    let (_database, store) = fresh_postgres().await;
+    let auth = |id: &str| Authorization {
+        id: id.into(),
+        label: "prod".into(),
+        description: String::new(),
+        credentials: Credentials::AwsRole {
+            role_arn: "arn:aws:iam::1:role/x".into(),
+            external_id: "e".into(),
+        },
+        created_at: chrono::Utc::now(),
+    };
+    store.insert_authorization(auth("a1")).await.unwrap();
+    let err = store.insert_authorization(auth("a2")).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "an authorization labelled \"prod\" already exists; choose another label"
+    );
+    // A job of an authorization that does not exist: a foreign key, not a conflict.
+    let job = Job {
+        id: "j1".into(),
+        job_type: JobType::KinesisImport,
+        label: "j".into(),
+        description: String::new(),
+        authorization_id: "missing".into(),
+        config: serde_json::json!({}),
+        state: JobState::Running,
+        last_error: None,
+        totals: JobTotals::default(),
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    };
+    let err = store.insert_job(job).await.unwrap_err();
+    let StoreError::Backend { source } = &err else {
+        panic!("expected a backend error, got {err:?}");
+    };
+    let driver = source
+        .downcast_ref::<tokio_postgres::Error>()
+        .expect("the driver's error is kept");
+    assert_eq!(
+        driver.code(),
+        Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+    );
+}
