@@ -1,5 +1,6 @@
 //! Shard checkpoints, dead letters and page commits in PostgreSQL.
 
+use super::lease::check_fence;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -74,6 +75,7 @@ impl ImportStore for PostgresStore {
     async fn commit_shard_batch(&self, batch: Arc<ShardBatch>) -> StoreResult<BatchOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        check_fence(&tx, batch.fence.as_ref()).await?;
         let now = Utc::now();
         let dead_letters_inserted =
             insert_dead_letters(&tx, &batch.job_id, &batch.dead_letters, &now).await?;

@@ -39,6 +39,7 @@ mod catalog;
 mod control;
 mod event_log;
 mod import;
+mod lease;
 mod outbox;
 mod positions;
 mod profiles;
@@ -54,7 +55,10 @@ use tokio_postgres::{NoTls, Row};
 use super::{StoreError, StoreResult};
 
 /// Versioned migrations, applied in order; `tributary_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_schema.sql"),
+    include_str!("migrations/0002_cluster.sql"),
+];
 
 /// Connections one store opens at most, unless the URL's `pool_max` says otherwise.
 pub const DEFAULT_POOL_MAX: usize = 8;

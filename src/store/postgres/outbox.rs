@@ -4,6 +4,7 @@
 //! transaction (see `positions`), so positions become visible in order (the `OutboxStore`
 //! contract) and are never reused.
 
+use super::lease::check_fence;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -79,6 +80,7 @@ impl OutboxStore for PostgresStore {
         let progress = serde_json::to_string(&round.progress).expect("progress serializes");
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        check_fence(&tx, round.fence.as_ref()).await?;
         let now = Utc::now();
         execute(
             &tx,

@@ -4,6 +4,7 @@
 //! each) whatever its size; its audience changes go to the outbox last, so the outbox's lock is
 //! held only for that insert and the commit.
 
+use super::lease::check_fence;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -526,6 +527,7 @@ impl ProfileStore for PostgresStore {
     async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        check_fence(&tx, batch.fence.as_ref()).await?;
         upsert_profiles(&tx, &batch.upserts).await?;
         let mut counts = MemberCounts::default();
         apply_membership_changes(&tx, &batch, &mut counts).await?;
