@@ -33,14 +33,17 @@ use crate::store::{
     Membership, NewDeadLetter, Profile, StoreError,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
     /// Audience slugs whose entries and exits are published.
     pub audiences: Vec<String>,
+    /// The Kinesis stream's AWS region, like `us-east-1`.
     pub region: String,
+    /// A role to assume (with the authorization as source) to reach the stream.
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// The Kinesis data stream to write.
     pub kinesis_stream: String,
     /// The profile field whose value is the partition key; the profile id when unset or absent.
     #[serde(default)]

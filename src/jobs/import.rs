@@ -10,17 +10,21 @@ use crate::app::AppState;
 use crate::store::Job;
 pub use crate::store::StartPosition;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportConfig {
     /// The Tributary event stream the events go to.
     pub stream: String,
+    /// The Kinesis stream's AWS region, like `us-east-1`.
     pub region: String,
+    /// A role to assume (with the authorization as source) to reach the stream.
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// The Kinesis data stream to read.
     pub kinesis_stream: String,
     /// Used only for shards without a checkpoint.
     #[serde(default)]
+    #[schema(value_type = crate::api::model::jobs::StartPositionSchema)]
     pub start_position: StartPosition,
 }
 
