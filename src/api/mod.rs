@@ -1,7 +1,7 @@
 //! The HTTP API: one router per resource, merged over shared [`AppState`]. Every `/api/...`
 //! route requires the bearer token; `/healthz`, `/metrics`, `/api/openapi.json` and the UI's
 //! files do not. Each resource's router is an [`OpenApiRouter`], so the OpenAPI document
-//! ([`openapi`]) is built from the very routes served.
+//! (see [`openapi`]) is built from the very routes served.
 
 pub mod audiences;
 pub mod authorizations;
@@ -26,7 +26,6 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use error::ApiError;
-pub use openapi::openapi;
 
 pub fn router(state: AppState) -> Router {
     let api = protected_routes()

@@ -130,7 +130,7 @@ impl Client {
         if status.is_success() {
             return Ok(Reply {
                 raw,
-                body: PhantomData,
+                typed: PhantomData,
             });
         }
         let (code, message) = match serde_json::from_value::<ErrorBody>(raw.clone()) {
@@ -202,7 +202,7 @@ impl Client {
 /// `--json` prints the JSON itself, so scripts see every field even of a newer server.
 pub struct Reply<T> {
     raw: Value,
-    body: PhantomData<fn() -> T>,
+    typed: PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> Reply<T> {

@@ -70,7 +70,8 @@ pub enum StartPositionSchema {
     AtTimestamp(DateTime<Utc>),
 }
 
-/// `POST /api/jobs`.
+/// `POST /api/jobs`. (The server reads the body field by field first, so that a missing or
+/// malformed field is answered with a 400 naming it.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateJob {
     /// 1–100 characters.

@@ -3,8 +3,8 @@
 //! document (generated from them). Nothing here depends on axum, so the CLI needs no server
 //! machinery to use it.
 //!
-//! These are the wire types, not the store's records: each view is built from a record with
-//! `From`, so a change in the store does not silently change what the API sends.
+//! These are the wire types, not the store's records: each view is built from a record (`From`
+//! or `new`), so a change in the store does not silently change what the API sends.
 
 pub mod audiences;
 pub mod authorizations;
