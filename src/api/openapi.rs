@@ -2,8 +2,9 @@
 //! [`super::model`] types, and served at `GET /api/openapi.json` without a token.
 //!
 //! The router and the document are built from the same [`OpenApiRouter`]s (see
-//! [`super::router`]), so a route cannot be served without being documented or the other way
-//! round; the tests below check that against the router itself.
+//! [`super::router`]): a route added with `routes!` is served and documented at once. A route
+//! added around it (`.route`, a merged plain `Router`) would not be documented, so the tests
+//! below compare the document with what the router itself serves.
 
 use std::sync::LazyLock;
 
@@ -11,7 +12,7 @@ use axum::Json;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi as _};
+use utoipa::{Modify, OpenApi as _, ToSchema as _};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -89,7 +90,7 @@ pub fn token_required(mut routes: OpenApiRouter<AppState>) -> OpenApiRouter<AppS
                 .content(
                     "application/json",
                     ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .schema(Some(Ref::from_schema_name(ErrorBody::name())))
                         .build(),
                 )
                 .build(),
@@ -186,8 +187,16 @@ mod tests {
             .status()
     }
 
-    /// `(method, path) → needs the token` for every operation in the document.
-    fn documented(doc: &Value) -> BTreeMap<(String, String), bool> {
+    /// `(method, path) → needs the token`.
+    type Routes = BTreeMap<(String, String), bool>;
+
+    /// The routes of `a` that `b` lacks, or has with the other token requirement.
+    fn missing<'a>(a: &'a Routes, b: &Routes) -> Vec<(&'a (String, String), &'a bool)> {
+        a.iter().filter(|(k, v)| b.get(*k) != Some(*v)).collect()
+    }
+
+    /// Every operation in the document.
+    fn documented(doc: &Value) -> Routes {
         let mut ops = BTreeMap::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for (method, op) in item.as_object().expect("path item") {
@@ -212,7 +221,7 @@ mod tests {
         let paths = router_paths(&router);
         assert!(paths.contains("/api/jobs/{id}"), "{paths:?}");
 
-        let mut served = BTreeMap::new();
+        let mut served = Routes::new();
         for path in &paths {
             // Any value matches a `{param}`: an unknown id still reaches the route.
             let concrete: String = path
@@ -232,7 +241,14 @@ mod tests {
             }
         }
         let doc = serde_json::to_value(super::openapi()).expect("document serializes");
-        assert_eq!(served, documented(&doc));
+        let documented = documented(&doc);
+        let undocumented = missing(&served, &documented);
+        let unserved = missing(&documented, &served);
+        assert!(
+            undocumented.is_empty() && unserved.is_empty(),
+            "served, but not so documented (→ needs the token): {undocumented:?}\n\
+             documented, but not so served: {unserved:?}"
+        );
     }
 
     /// The document reads back as OpenAPI 3.x, with unique operation ids and every `$ref`
