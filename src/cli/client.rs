@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 
 use crate::api::model::ErrorBody;
@@ -133,7 +133,7 @@ impl Client {
                 typed: PhantomData,
             });
         }
-        let (code, message) = match serde_json::from_value::<ErrorBody>(raw.clone()) {
+        let (code, message) = match ErrorBody::deserialize(&raw) {
             Ok(e) => (e.error, e.message),
             Err(_) => ("error".to_owned(), raw.to_string()),
         };
