@@ -3,14 +3,19 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{SubsecRound, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use tributary_lang::Filter;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery};
+use super::model::audiences::{
+    AudienceChangeView, AudienceList, AudienceView, ChangesPage, ChangesQuery, CreateAudience,
+    Member, MembersPage, MembersQuery, UpdateAudience,
+};
+use super::model::ErrorBody;
 use crate::app::AppState;
 use crate::audiences::AudienceError;
 use crate::cdp::CdpError;
@@ -21,31 +26,19 @@ const MAX_NAME: usize = 200;
 const MAX_FILTER_BYTES: usize = 64 * 1024;
 const MAX_PAGE: u32 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/audiences", get(list).post(create))
-        .route(
-            "/api/audiences/{slug}",
-            get(show).put(update).delete(remove),
-        )
-        .route("/api/audiences/{slug}/members", get(members))
-        .route("/api/audience-changes", get(changes))
+const TAG: &str = "audiences";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(members))
+        .routes(routes!(changes))
 }
 
-pub fn view(a: &Audience, members: Option<u64>) -> Value {
-    let mut v = json!({
-        "id": a.id,
-        "slug": a.slug,
-        "name": a.name,
-        "description": a.description,
-        "filter": a.filter,
-        "created_at": a.created_at,
-        "updated_at": a.updated_at,
-    });
-    if let Some(n) = members {
-        v["members"] = n.into();
-    }
-    v
+/// A parsed filter as JSON: its syntax tree.
+fn parsed_json(parsed: &Filter) -> ApiResult<serde_json::Value> {
+    serde_json::to_value(parsed).map_err(ApiError::internal)
 }
 
 fn validate_slug(slug: &str) -> ApiResult<()> {
@@ -99,20 +92,18 @@ fn cdp_error(e: CdpError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRequest {
-    slug: String,
-    name: Option<String>,
-    #[serde(default)]
-    description: String,
-    filter: String,
-}
-
+/// Creates an audience; every profile is evaluated against it in the background.
+#[utoipa::path(post, path = "/api/audiences", tag = TAG,
+    request_body = CreateAudience,
+    responses(
+        (status = 201, description = "Created (`members` is 0 until evaluated; with `parsed`)", body = AudienceView),
+        (status = 400, description = "`invalid_field` (`slug`, `name`, `filter`), `invalid_filter` or `invalid_request`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the slug is taken", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<CreateRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(req): ApiJson<CreateAudience>,
+) -> ApiResult<(StatusCode, Json<AudienceView>)> {
     validate_slug(&req.slug)?;
     let name = req.name.unwrap_or_else(|| req.slug.clone());
     validate_text(&name, &req.filter)?;
@@ -132,46 +123,63 @@ async fn create(
         .await
         .map_err(cdp_error)?;
     tracing::info!(slug = %audience.slug, "audience created");
-    let mut v = view(&audience, Some(0));
-    v["parsed"] = json!(parsed);
-    Ok((StatusCode::CREATED, Json(v)))
+    let view = AudienceView {
+        parsed: Some(parsed_json(&parsed)?),
+        ..AudienceView::new(&audience, Some(0))
+    };
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/audiences", tag = TAG,
+    responses((status = 200, description = "Every audience with its member count", body = AudienceList)))]
+async fn list(State(state): State<AppState>) -> ApiResult<Json<AudienceList>> {
     let all = state.store.list_audiences().await?;
-    Ok(Json(json!({
-        "audiences": all.iter().map(|(a, n)| view(a, Some(*n))).collect::<Vec<_>>()
-    })))
+    Ok(Json(AudienceList {
+        audiences: all
+            .iter()
+            .map(|(a, n)| AudienceView::new(a, Some(*n)))
+            .collect(),
+    }))
 }
 
-async fn show(State(state): State<AppState>, Path(slug): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/audiences/{slug}", tag = TAG,
+    params(("slug" = String, Path, description = "The audience's slug")),
+    responses(
+        (status = 200, description = "The audience with its member count, and (when its filter parses) `parsed`, `fields_read` and `time_relative`", body = AudienceView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
+async fn show(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> ApiResult<Json<AudienceView>> {
     let all = state.store.list_audiences().await?;
     let (a, n) = all
         .iter()
         .find(|(a, _)| a.slug == slug)
         .ok_or_else(|| ApiError::not_found(format!("audience {slug:?} not found")))?;
-    let mut v = view(a, Some(*n));
+    let mut view = AudienceView::new(a, Some(*n));
     if let Ok(f) = tributary_lang::parse_filter(&a.filter) {
-        v["parsed"] = json!(f);
-        v["fields_read"] = json!(f.fields_read());
-        v["time_relative"] = f.is_time_relative().into();
+        view.parsed = Some(parsed_json(&f)?);
+        view.fields_read = Some(f.fields_read().into_iter().collect());
+        view.time_relative = Some(f.is_time_relative());
     }
-    Ok(Json(v))
+    Ok(Json(view))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateRequest {
-    name: Option<String>,
-    description: Option<String>,
-    filter: Option<String>,
-}
-
+/// Changes an audience's name, description or filter; a new filter re-evaluates every profile.
+#[utoipa::path(put, path = "/api/audiences/{slug}", tag = TAG,
+    params(("slug" = String, Path, description = "The audience's slug")),
+    request_body = UpdateAudience,
+    responses(
+        (status = 200, description = "Changed (with `parsed`, without `members`)", body = AudienceView),
+        (status = 400, description = "`invalid_field` (`name`, `filter`), `invalid_filter` or `invalid_request`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 async fn update(
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    ApiJson(req): ApiJson<UpdateRequest>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(req): ApiJson<UpdateAudience>,
+) -> ApiResult<Json<AudienceView>> {
     let mut a = state.store.get_audience(&slug).await?;
     if let Some(n) = req.name {
         a.name = n;
@@ -190,30 +198,38 @@ async fn update(
         .await
         .map_err(cdp_error)?;
     tracing::info!(%slug, "audience changed; re-evaluating every profile");
-    let mut v = view(&a, None);
-    v["parsed"] = json!(parsed);
-    Ok(Json(v))
+    Ok(Json(AudienceView {
+        parsed: Some(parsed_json(&parsed)?),
+        ..AudienceView::new(&a, None)
+    }))
 }
 
+#[utoipa::path(delete, path = "/api/audiences/{slug}", tag = TAG,
+    params(("slug" = String, Path, description = "The audience's slug")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: another audience INCLUDEs it", body = ErrorBody),
+    ))]
 async fn remove(State(state): State<AppState>, Path(slug): Path<String>) -> ApiResult<StatusCode> {
     state.cdp.delete_audience(&slug).await.map_err(cdp_error)?;
     tracing::info!(%slug, "audience deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MembersQuery {
-    limit: Option<u32>,
-    after: Option<String>,
-}
-
-/// `{"members":[{"profile_id","entered_at"}],"next": cursor or null}`.
+/// The audience's members (profile ids), a page at a time.
+#[utoipa::path(get, path = "/api/audiences/{slug}/members", tag = TAG,
+    params(("slug" = String, Path, description = "The audience's slug"), MembersQuery),
+    responses(
+        (status = 200, description = "A page of members", body = MembersPage),
+        (status = 400, description = "`invalid_field` (`limit`) or `invalid_request`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 async fn members(
     State(state): State<AppState>,
     Path(slug): Path<String>,
     ApiQuery(q): ApiQuery<MembersQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MembersPage>> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid_field(
@@ -228,25 +244,23 @@ async fn members(
     } else {
         None
     };
-    Ok(Json(json!({
-        "members": page.iter().map(|m| json!({"profile_id": m.profile_id, "entered_at": m.entered_at})).collect::<Vec<_>>(),
-        "next": next,
-    })))
+    Ok(Json(MembersPage {
+        members: page.iter().map(Member::from).collect(),
+        next,
+    }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChangesQuery {
-    after: Option<i64>,
-    limit: Option<u32>,
-}
-
-/// The audience-change outbox after `after` (a `seq`), oldest first:
-/// `{"changes":[{"seq","audience_id","audience","profile_id","kind","at"}],"next": seq or null}`.
+/// The audience-change outbox after `after` (a `seq`), oldest first.
+#[utoipa::path(get, path = "/api/audience-changes", tag = TAG,
+    params(ChangesQuery),
+    responses(
+        (status = 200, description = "A page of changes", body = ChangesPage),
+        (status = 400, description = "`invalid_field` (`limit`) or `invalid_request`", body = ErrorBody),
+    ))]
 async fn changes(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ChangesQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ChangesPage>> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid_field(
@@ -258,16 +272,8 @@ async fn changes(
         .store
         .list_audience_changes(q.after.unwrap_or(0), limit)
         .await?;
-    let next = page.last().map(|c| c.seq);
-    Ok(Json(json!({
-        "changes": page.iter().map(|c| json!({
-            "seq": c.seq,
-            "audience_id": c.audience_id,
-            "audience": c.audience_slug,
-            "profile_id": c.profile_id,
-            "kind": c.kind.as_str(),
-            "at": c.at,
-        })).collect::<Vec<_>>(),
-        "next": next,
-    })))
+    Ok(Json(ChangesPage {
+        changes: page.iter().map(AudienceChangeView::from).collect(),
+        next: page.last().map(|c| c.seq),
+    }))
 }

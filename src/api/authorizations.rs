@@ -2,78 +2,44 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{SubsecRound, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery};
+use super::model::authorizations::{
+    AuthMethod, AuthorizationList, AuthorizationView, CreateAuthorization, Verified, VerifyQuery,
+};
+use super::model::ErrorBody;
 use crate::app::AppState;
 use crate::aws::{is_valid_region, validate_role_arn};
 use crate::store::{Authorization, Credentials};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/authorizations", get(list).post(create))
-        .route("/api/authorizations/{id}", get(show).delete(remove))
-        .route("/api/authorizations/{id}/verify", post(verify))
-}
+const TAG: &str = "authorizations";
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum Method {
-    AwsKeys,
-    AwsRole,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRequest {
-    label: String,
-    #[serde(default)]
-    description: String,
-    method: Method,
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    role_arn: Option<String>,
-    external_id: Option<String>,
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, remove))
+        .routes(routes!(verify))
 }
 
 const MAX_LABEL: usize = 100;
 
-/// The public view of an authorization: the secret key appears only as `****`.
-pub fn view(auth: &Authorization) -> Value {
-    let mut v = json!({
-        "id": auth.id,
-        "label": auth.label,
-        "description": auth.description,
-        "created_at": auth.created_at,
-    });
-    let o = v.as_object_mut().expect("object");
-    match &auth.credentials {
-        Credentials::AwsKeys { access_key_id, .. } => {
-            o.insert("method".into(), "aws_keys".into());
-            o.insert("access_key_id".into(), access_key_id.clone().into());
-            o.insert("secret_access_key".into(), "****".into());
-        }
-        Credentials::AwsRole {
-            role_arn,
-            external_id,
-        } => {
-            o.insert("method".into(), "aws_role".into());
-            o.insert("role_arn".into(), role_arn.clone().into());
-            o.insert("external_id".into(), external_id.clone().into());
-        }
-    }
-    v
-}
-
+/// Stores new credentials; the secret key is sealed with the master key at once.
+#[utoipa::path(post, path = "/api/authorizations", tag = TAG,
+    request_body = CreateAuthorization,
+    responses(
+        (status = 201, description = "Stored", body = AuthorizationView),
+        (status = 400, description = "`invalid_field` (named in the message) or `invalid_request`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the label is taken", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<CreateRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(req): ApiJson<CreateAuthorization>,
+) -> ApiResult<(StatusCode, Json<AuthorizationView>)> {
     let label = req.label.trim().to_owned();
     if label.is_empty() {
         return Err(ApiError::invalid_field(
@@ -89,7 +55,7 @@ async fn create(
     }
     let id = uuid::Uuid::now_v7().to_string();
     let credentials = match req.method {
-        Method::AwsKeys => {
+        AuthMethod::AwsKeys => {
             if req.role_arn.is_some() || req.external_id.is_some() {
                 return Err(ApiError::invalid_field(
                     "role_arn",
@@ -111,7 +77,7 @@ async fn create(
                 sealed_secret_access_key: state.master_key.seal(secret.as_bytes(), &id),
             }
         }
-        Method::AwsRole => {
+        AuthMethod::AwsRole => {
             if req.access_key_id.is_some() || req.secret_access_key.is_some() {
                 return Err(ApiError::invalid_field(
                     "access_key_id",
@@ -148,7 +114,7 @@ async fn create(
     };
     state.store.insert_authorization(auth.clone()).await?;
     tracing::info!(id = %auth.id, label = %auth.label, "authorization created");
-    Ok((StatusCode::CREATED, Json(view(&auth))))
+    Ok((StatusCode::CREATED, Json(AuthorizationView::from(&auth))))
 }
 
 fn required(value: Option<String>, field: &str) -> ApiResult<String> {
@@ -171,34 +137,58 @@ fn validate_external_id(ext: &str) -> Result<(), String> {
     }
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/authorizations", tag = TAG,
+    responses((status = 200, description = "Every authorization", body = AuthorizationList)))]
+async fn list(State(state): State<AppState>) -> ApiResult<Json<AuthorizationList>> {
     let all = state.store.list_authorizations().await?;
-    Ok(Json(
-        json!({ "authorizations": all.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(AuthorizationList {
+        authorizations: all.iter().map(AuthorizationView::from).collect(),
+    }))
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&state.store.get_authorization(&id).await?)))
+#[utoipa::path(get, path = "/api/authorizations/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The authorization's id")),
+    responses(
+        (status = 200, description = "The authorization, without its secret", body = AuthorizationView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AuthorizationView>> {
+    let auth = state.store.get_authorization(&id).await?;
+    Ok(Json(AuthorizationView::from(&auth)))
 }
 
+#[utoipa::path(delete, path = "/api/authorizations/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The authorization's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: jobs use it; delete them first", body = ErrorBody),
+    ))]
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     state.store.delete_authorization(&id).await?;
     tracing::info!(%id, "authorization deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct VerifyQuery {
-    region: Option<String>,
-    role_arn: Option<String>,
-}
-
+/// Checks the credentials with STS GetCallerIdentity (after assuming `role_arn`, if given).
+#[utoipa::path(post, path = "/api/authorizations/{id}/verify", tag = TAG,
+    params(("id" = String, Path, description = "The authorization's id"), VerifyQuery),
+    responses(
+        (status = 200, description = "The credentials work", body = Verified),
+        (status = 400, description = "`invalid_field` (the region), `invalid_request`, or AWS refused the request: `invalid_credentials`, `assume_role_failed`, `aws_invalid_request`", body = ErrorBody),
+        (status = 403, description = "`access_denied` by AWS", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such authorization", body = ErrorBody),
+        (status = 429, description = "`aws_throttled`", body = ErrorBody),
+        (status = 502, description = "AWS failed or could not be reached: `aws_unavailable`, `aws_unreachable`, `aws_error`", body = ErrorBody),
+    ))]
 async fn verify(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<VerifyQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Verified>> {
     let region = q.region.unwrap_or_else(|| "us-east-1".into());
     if !is_valid_region(&region) {
         return Err(ApiError::invalid_field(
@@ -211,7 +201,10 @@ async fn verify(
         .sdk_config(&id, &region, q.role_arn.as_deref())
         .await?;
     let who = state.aws.caller_identity(&config).await?;
-    Ok(Json(
-        json!({ "ok": true, "account": who.account, "arn": who.arn, "user_id": who.user_id }),
-    ))
+    Ok(Json(Verified {
+        ok: true,
+        account: who.account,
+        arn: who.arn,
+        user_id: who.user_id,
+    }))
 }

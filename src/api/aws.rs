@@ -2,30 +2,26 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
+use super::model::aws::{KinesisStreams, Policies, PoliciesQuery, StreamsQuery};
+use super::model::ErrorBody;
 use crate::app::AppState;
-use crate::aws::policies::{permission_policy, trust_policy, Direction};
+use crate::aws::policies::{permission_policy, trust_policy};
 use crate::aws::{is_valid_region, AwsErrorKind};
 use crate::kinesis::api::list_streams;
 use crate::store::Credentials;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/aws/streams", get(streams))
-        .route("/api/aws/policies", get(policies))
-}
+const TAG: &str = "aws";
 
-#[derive(Deserialize)]
-struct StreamsQuery {
-    authorization: String,
-    region: String,
-    role_arn: Option<String>,
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(streams))
+        .routes(routes!(policies))
 }
 
 pub fn check_region(region: &str) -> ApiResult<()> {
@@ -39,10 +35,21 @@ pub fn check_region(region: &str) -> ApiResult<()> {
     }
 }
 
+/// The Kinesis data streams an authorization can list (kinesis:ListStreams).
+#[utoipa::path(get, path = "/api/aws/streams", tag = TAG,
+    params(StreamsQuery),
+    responses(
+        (status = 200, description = "The stream names", body = KinesisStreams),
+        (status = 400, description = "`invalid_field` (the region), `invalid_request`, or AWS refused the request: `invalid_credentials`, `assume_role_failed`, `aws_invalid_request`", body = ErrorBody),
+        (status = 403, description = "`list_streams_denied`: the credentials may not list streams (type the name instead)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such authorization", body = ErrorBody),
+        (status = 429, description = "`aws_throttled`", body = ErrorBody),
+        (status = 502, description = "AWS failed or could not be reached: `aws_unavailable`, `aws_unreachable`, `aws_error`", body = ErrorBody),
+    ))]
 async fn streams(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<StreamsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KinesisStreams>> {
     check_region(&q.region)?;
     let role_arn = q.role_arn.as_deref().filter(|r| !r.is_empty());
     let config = state
@@ -51,7 +58,7 @@ async fn streams(
         .await?;
     let client = state.aws.kinesis(&config, 3);
     match list_streams(&client).await {
-        Ok(streams) => Ok(Json(json!({ "streams": streams }))),
+        Ok(streams) => Ok(Json(KinesisStreams { streams })),
         Err(e) if e.kind == AwsErrorKind::AccessDenied => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "list_streams_denied",
@@ -61,27 +68,20 @@ async fn streams(
     }
 }
 
-#[derive(Deserialize)]
-struct PoliciesQuery {
-    region: String,
-    account: String,
-    stream: String,
-    #[serde(default = "both")]
-    direction: Direction,
-    /// For `aws_role` authorizations: the trust policy then carries its external ID.
-    authorization: Option<String>,
-    /// Before an authorization exists (e.g. while its form is being filled).
-    external_id: Option<String>,
-}
-
-fn both() -> Direction {
-    Direction::Both
-}
-
+/// The IAM policies a stream's account needs: the permission policy, and with an external ID
+/// the trust policy of a role Tributary assumes.
+#[utoipa::path(get, path = "/api/aws/policies", tag = TAG,
+    params(PoliciesQuery),
+    responses(
+        (status = 200, description = "The policies", body = Policies),
+        (status = 400, description = "`invalid_field` (region, account or stream) or `invalid_request`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such authorization", body = ErrorBody),
+        (status = 502, description = "`own_identity_unknown`: Tributary's own AWS credentials did not work, so the trust policy cannot name its principal", body = ErrorBody),
+    ))]
 async fn policies(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PoliciesQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Policies>> {
     check_region(&q.region)?;
     if q.account.len() != 12 || !q.account.chars().all(|c| c.is_ascii_digit()) {
         return Err(ApiError::invalid_field(
@@ -91,7 +91,12 @@ async fn policies(
     }
     crate::kinesis::validate_stream_name(&q.stream)
         .map_err(|m| ApiError::invalid_field("stream", m))?;
-    let mut body = json!({ "permission_policy": permission_policy(q.direction, &q.region, &q.account, &q.stream) });
+    let mut body = Policies {
+        permission_policy: permission_policy(q.direction.into(), &q.region, &q.account, &q.stream),
+        principal: None,
+        external_id: None,
+        trust_policy: None,
+    };
 
     let external_id = match (&q.authorization, &q.external_id) {
         (Some(id), _) => match state.store.get_authorization(id).await?.credentials {
@@ -104,9 +109,9 @@ async fn policies(
     if let Some(external_id) = external_id {
         match state.aws.own_identity().await {
             Ok(me) => {
-                body["principal"] = me.arn.clone().into();
-                body["external_id"] = external_id.clone().into();
-                body["trust_policy"] = trust_policy(&me.arn, &external_id);
+                body.trust_policy = Some(trust_policy(&me.arn, &external_id));
+                body.principal = Some(me.arn);
+                body.external_id = Some(external_id);
             }
             Err(e) => {
                 return Err(ApiError::new(

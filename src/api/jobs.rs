@@ -1,4 +1,4 @@
-//! `/api/jobs`: create, inspect, pause, resume and delete import (and, later, export) jobs.
+//! `/api/jobs`: create, inspect, pause, resume and delete import and export jobs.
 //!
 //! The store holds a job's durable state; the [`crate::jobs::JobManager`] runs it. Every change
 //! is written to the store first and then applied to the manager, so a crash in between leaves
@@ -6,27 +6,32 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine as _;
+use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery};
+use super::model::jobs::{
+    Backfill, CreateJob, DeadLetterList, DeadLetterView, DeadLettersQuery, JobConfig, JobList,
+    JobView,
+};
+use super::model::ErrorBody;
 use crate::app::AppState;
-use crate::jobs::export::ExportConfig;
-use crate::jobs::import::ImportConfig;
-use crate::store::{DeadLetter, Job, JobState, JobTotals, JobType, ShardCheckpoint, StoreError};
+use crate::store::{Job, JobState, JobTotals, JobType, ShardCheckpoint, StoreError};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/jobs", get(list).post(create))
-        .route("/api/jobs/{id}", get(show).delete(remove))
-        .route("/api/jobs/{id}/pause", post(pause))
-        .route("/api/jobs/{id}/resume", post(resume))
-        .route("/api/jobs/{id}/dead-letters", get(dead_letters))
+const TAG: &str = "jobs";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, remove))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(dead_letters))
 }
 
 const MAX_LABEL: usize = 100;
@@ -34,7 +39,9 @@ const MAX_DESCRIPTION: usize = 2000;
 const DEFAULT_DEAD_LETTERS: u32 = 100;
 const MAX_DEAD_LETTERS: u32 = 1000;
 
-/// Every field optional so that a missing one is answered like an invalid one: a 400 naming it.
+/// [`CreateJob`] as it arrives: every field optional and `config` untyped, so that a missing
+/// or malformed one is answered like an invalid one, with a 400 `invalid_field` naming it
+/// (down to the key inside `config`), which a typed body's serde error could not do.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
@@ -48,89 +55,12 @@ struct CreateRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Views (pure)
-// ---------------------------------------------------------------------------------------------
-
-/// The public view of a job with its status: totals from the job, one entry per known shard.
-pub fn view(job: &Job, shards: &[ShardCheckpoint]) -> Value {
-    json!({
-        "id": job.id,
-        "type": job.job_type.as_str(),
-        "label": job.label,
-        "description": job.description,
-        "authorization": job.authorization_id,
-        "config": job.config,
-        "state": job.state.as_str(),
-        "last_error": job.last_error,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "status": status_view(job.state, job.last_error.as_deref(), &job.totals, shards),
-    })
-}
-
-fn status_view(
-    state: JobState,
-    last_error: Option<&str>,
-    totals: &JobTotals,
-    shards: &[ShardCheckpoint],
-) -> Value {
-    json!({
-        "state": state.as_str(),
-        "last_error": last_error,
-        "records_in": totals.records_in,
-        "events_out": totals.events_out,
-        "dead_letters": totals.dead_letters,
-        "shards": shards.iter().map(shard_view).collect::<Vec<_>>(),
-    })
-}
-
-/// One shard's progress. `checkpoint` is the sequence number of the last record fully stored.
-pub fn shard_view(shard: &ShardCheckpoint) -> Value {
-    json!({
-        "shard_id": shard.shard_id,
-        "parent_shard_id": shard.parent_shard_ids.first(),
-        "parent_shard_ids": shard.parent_shard_ids,
-        "state": shard.state.as_str(),
-        "checkpoint": shard.sequence_number,
-        "sub_sequence_number": shard.sub_sequence_number,
-        "millis_behind_latest": shard.millis_behind_latest,
-        "records": shard.records,
-    })
-}
-
-/// A dead letter with its raw bytes in standard base64 (they are often not text).
-pub fn dead_letter_view(dead: &DeadLetter) -> Value {
-    let l = &dead.letter;
-    json!({
-        "id": dead.id,
-        "shard_id": l.shard_id,
-        "sequence_number": l.sequence_number,
-        "sub_sequence_number": l.sub_sequence_number,
-        "position": l.position,
-        "partition_key": l.partition_key,
-        "reason": l.reason,
-        "raw_base64": base64::engine::general_purpose::STANDARD.encode(&l.raw),
-        "created_at": dead.created_at,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // Validation (pure)
 // ---------------------------------------------------------------------------------------------
 
-/// What a valid create request becomes (everything but the authorization check, which needs
-/// the store).
-#[derive(Debug)]
-struct Validated {
-    job_type: JobType,
-    label: String,
-    description: String,
-    authorization: String,
-    /// Normalized: what is stored, so the job runs on exactly what was validated.
-    config: Value,
-}
-
-fn validate(req: CreateRequest) -> ApiResult<Validated> {
+/// The request, typed and normalized (everything but the authorization check, which needs
+/// the store): its config is what is stored, so the job runs on exactly what was validated.
+fn validate(req: CreateRequest) -> ApiResult<CreateJob> {
     let type_text = req
         .job_type
         .as_deref()
@@ -186,22 +116,10 @@ fn validate(req: CreateRequest) -> ApiResult<Validated> {
         None | Some(Value::Null) => {
             return Err(ApiError::invalid_field("config", "is required"));
         }
-        Some(config) => config,
+        Some(config) => JobConfig::parse(job_type, &config)
+            .map_err(|e| ApiError::invalid_field(&e.field, e.message))?,
     };
-    let config = match job_type {
-        JobType::KinesisImport => {
-            let parsed = ImportConfig::parse(&config)
-                .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
-            serde_json::to_value(&parsed).map_err(ApiError::internal)?
-        }
-        JobType::KinesisExport => {
-            let parsed = ExportConfig::parse(&config)
-                .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
-            serde_json::to_value(&parsed).map_err(ApiError::internal)?
-        }
-    };
-    Ok(Validated {
-        job_type,
+    Ok(CreateJob {
         label,
         description,
         authorization,
@@ -213,44 +131,45 @@ fn validate(req: CreateRequest) -> ApiResult<Validated> {
 // Handlers
 // ---------------------------------------------------------------------------------------------
 
+/// Creates a job and starts it. An export job publishes the changes from this moment on.
+#[utoipa::path(post, path = "/api/jobs", tag = TAG,
+    request_body = CreateJob,
+    responses(
+        (status = 201, description = "Created and started (`status` has no `backfill` yet)", body = JobView),
+        (status = 400, description = "`invalid_field`, named in the message (`type`, `label`, `authorization`, `config.region`, …), or `invalid_request`", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let v = validate(req)?;
-    match state.store.get_authorization(&v.authorization).await {
+) -> ApiResult<(StatusCode, Json<JobView>)> {
+    let req = validate(req)?;
+    match state.store.get_authorization(&req.authorization).await {
         Ok(_) => {}
         Err(StoreError::NotFound { .. }) => {
             return Err(ApiError::invalid_field(
                 "authorization",
                 format!(
                     "no authorization has id {:?}; list them with GET /api/authorizations",
-                    v.authorization
+                    req.authorization
                 ),
             ));
         }
         Err(e) => return Err(e.into()),
     }
-    let export_config = match v.job_type {
-        JobType::KinesisExport => {
-            let config = ExportConfig::parse(&v.config)
-                .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
-            config
-                .check(&*state.store, &state.cdp)
-                .await
-                .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
-            Some(config)
-        }
-        JobType::KinesisImport => None,
-    };
+    if let JobConfig::KinesisExport(config) = &req.config {
+        config
+            .check(&*state.store, &state.cdp)
+            .await
+            .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
+    }
     let now = Utc::now();
     let job = Job {
         id: uuid::Uuid::now_v7().to_string(),
-        job_type: v.job_type,
-        label: v.label,
-        description: v.description,
-        authorization_id: v.authorization,
-        config: v.config,
+        job_type: req.config.job_type(),
+        label: req.label,
+        description: req.description,
+        authorization_id: req.authorization,
+        config: req.config.to_stored().map_err(ApiError::internal)?,
         state: JobState::Running,
         last_error: None,
         totals: JobTotals::default(),
@@ -258,51 +177,73 @@ async fn create(
         updated_at: now,
     };
     state.store.insert_job(job.clone()).await?;
-    if let Some(config) = &export_config {
+    if let JobConfig::KinesisExport(config) = &req.config {
         // Changes from this moment on belong to the job, even before its task runs.
         crate::jobs::export::starting_point(&(&state.store).into(), &job.id, config).await?;
     }
     tracing::info!(id = %job.id, label = %job.label, kind = job.job_type.as_str(), "job created");
     state.jobs.start(&job);
-    Ok((StatusCode::CREATED, Json(view(&job, &[]))))
+    Ok((StatusCode::CREATED, Json(view(&job, &[])?)))
+}
+
+/// The view of `job` with `shards`; a stored config that no longer parses is a server fault.
+fn view(job: &Job, shards: &[ShardCheckpoint]) -> ApiResult<JobView> {
+    JobView::new(job, shards)
+        .map_err(|e| ApiError::internal(format!("job {}: stored config: {e}", job.id)))
 }
 
 /// The job's current view, read fresh from the store.
-async fn load_view(state: &AppState, id: &str) -> ApiResult<Value> {
+async fn load_view(state: &AppState, id: &str) -> ApiResult<JobView> {
     let job = state.store.get_job(id).await?;
     job_view(state, &job).await
 }
 
 /// The view of `job` with its shards, and for export jobs the backfill progress.
-async fn job_view(state: &AppState, job: &Job) -> ApiResult<Value> {
+async fn job_view(state: &AppState, job: &Job) -> ApiResult<JobView> {
     let shards = state.store.list_checkpoints(&job.id).await?;
-    let mut v = view(job, &shards);
-    if job.job_type == JobType::KinesisExport {
+    let mut v = view(job, &shards)?;
+    if let JobConfig::KinesisExport(_) = v.config {
         let progress = state.store.get_export_progress(&job.id).await?;
-        let backfill = progress
-            .and_then(|p| p.backfill)
-            .map(|b| json!({"total": b.total, "sent": b.sent, "done": b.done}));
-        v["status"]["backfill"] = backfill.unwrap_or(Value::Null);
+        v.status.backfill = Some(
+            progress
+                .and_then(|p| p.backfill)
+                .as_ref()
+                .map(Backfill::from),
+        );
     }
     Ok(v)
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/jobs", tag = TAG,
+    responses((status = 200, description = "Every job with its status", body = JobList)))]
+async fn list(State(state): State<AppState>) -> ApiResult<Json<JobList>> {
     let jobs = state.store.list_jobs().await?;
     let mut views = Vec::with_capacity(jobs.len());
     for job in &jobs {
         views.push(job_view(&state, job).await?);
     }
-    Ok(Json(json!({ "jobs": views })))
+    Ok(Json(JobList { jobs: views }))
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job with its status", body = JobView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
     Ok(Json(load_view(&state, &id).await?))
 }
 
 /// Paused in the store first (so a restart does not resume it), then stopped here. A pause
 /// always ends `paused`: a job that failed before (or while) stopping keeps its last error.
-async fn pause(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(post, path = "/api/jobs/{id}/pause", tag = TAG,
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Paused", body = JobView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
+async fn pause(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
     let job = state.store.get_job(&id).await?;
     state
         .store
@@ -323,7 +264,13 @@ async fn pause(State(state): State<AppState>, Path(id): Path<String>) -> ApiResu
 
 /// Running again from its checkpoints; also how a failed job is retried. Resuming a job that
 /// is running here already changes nothing.
-async fn resume(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(post, path = "/api/jobs/{id}/resume", tag = TAG,
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Running (its error cleared)", body = JobView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
+async fn resume(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
     let job = state.store.get_job(&id).await?;
     if job.state == JobState::Running && state.jobs.is_running(&id) {
         return Ok(Json(load_view(&state, &id).await?));
@@ -342,6 +289,12 @@ async fn resume(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
 }
 
 /// Stopped, then deleted with its checkpoints and dead letters; its events stay.
+#[utoipa::path(delete, path = "/api/jobs/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 204, description = "Stopped and deleted"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     state.store.get_job(&id).await?;
     state.jobs.stop(&id).await;
@@ -350,22 +303,25 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct DeadLettersQuery {
-    limit: Option<u32>,
-}
-
+/// What the job could not decode, newest first.
+#[utoipa::path(get, path = "/api/jobs/{id}/dead-letters", tag = TAG,
+    params(("id" = String, Path, description = "The job's id"), DeadLettersQuery),
+    responses(
+        (status = 200, description = "The dead letters", body = DeadLetterList),
+        (status = 400, description = "`invalid_request`: bad query parameters", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 async fn dead_letters(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DeadLettersQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeadLetterList>> {
     state.store.get_job(&id).await?;
     let limit = clamp_limit(q.limit, DEFAULT_DEAD_LETTERS, MAX_DEAD_LETTERS);
     let letters = state.store.list_dead_letters(&id, limit).await?;
-    Ok(Json(
-        json!({ "dead_letters": letters.iter().map(dead_letter_view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(DeadLetterList {
+        dead_letters: letters.iter().map(DeadLetterView::from).collect(),
+    }))
 }
 
 /// `limit` query parameters: the default when absent, else at least 1 and at most `max`.
@@ -376,7 +332,16 @@ pub fn clamp_limit(limit: Option<u32>, default: u32, max: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewDeadLetter, ShardState, StartPosition};
+    use crate::store::{DeadLetter, NewDeadLetter, ShardState, StartPosition};
+    use serde_json::json;
+
+    fn view(job: &Job, shards: &[ShardCheckpoint]) -> Value {
+        serde_json::to_value(super::view(job, shards).unwrap()).unwrap()
+    }
+
+    fn dead_letter_view(dead: &DeadLetter) -> Value {
+        serde_json::to_value(DeadLetterView::from(dead)).unwrap()
+    }
 
     fn job() -> Job {
         let t = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
@@ -388,7 +353,8 @@ mod tests {
             label: "web".into(),
             description: "d".into(),
             authorization_id: "a1".into(),
-            config: json!({"stream": "web"}),
+            config: json!({"stream": "web", "region": "us-east-1", "role_arn": null,
+                           "kinesis_stream": "clicks", "start_position": "trim_horizon"}),
             state: JobState::Failed,
             last_error: Some("boom".into()),
             totals: JobTotals {
@@ -479,9 +445,13 @@ mod tests {
     fn validation_names_the_field() {
         let good = json!({"type": "kinesis_import", "label": "web", "authorization": "a",
             "config": {"stream": "web", "region": "us-east-1", "kinesis_stream": "clicks"}});
-        let v = validate(req(good.clone())).unwrap();
-        assert_eq!(v.config["start_position"], "trim_horizon");
-        assert_eq!(v.config["role_arn"], Value::Null);
+        let config = validate(req(good.clone()))
+            .unwrap()
+            .config
+            .to_stored()
+            .unwrap();
+        assert_eq!(config["start_position"], "trim_horizon");
+        assert_eq!(config["role_arn"], Value::Null);
 
         let with = |key: &str, value: Value| {
             let mut r = good.clone();
@@ -516,7 +486,7 @@ mod tests {
         );
         export["config"] =
             json!({"audiences": ["vip"], "region": "us-east-1", "kinesis_stream": "t"});
-        let config = validate(req(export)).unwrap().config;
+        let config = validate(req(export)).unwrap().config.to_stored().unwrap();
         assert_eq!(config["existing_users"], false);
         assert_eq!(config["export_fields"], json!([]));
     }

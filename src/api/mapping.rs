@@ -2,44 +2,27 @@
 //! profile field the mappings define).
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
-use tributary_lang::{parse_mapping, Mapping};
+use axum::Json;
+use serde_json::Value;
+use tributary_lang::parse_mapping;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
+use super::model::mappings::{MappingJson, MappingView, ProfileSchema, SchemaField};
+use super::model::ErrorBody;
 use crate::app::AppState;
 use crate::cdp::CdpError;
-use crate::store::StreamMapping;
 
 /// Mapping texts longer than this are refused.
 const MAX_MAPPING_BYTES: usize = 256 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/streams/{name}/mapping", get(show).put(set))
-        .route("/api/schema", get(schema))
-}
+const TAG: &str = "mappings";
 
-/// The parsed field list of a mapping.
-pub fn mapping_view(stored: &StreamMapping, mapping: &Mapping) -> Value {
-    json!({
-        "stream": stored.stream,
-        "text": stored.text,
-        "into": mapping.into,
-        "by": mapping.identities,
-        "alias": mapping.alias,
-        "fields": mapping.fields.iter().map(|f| json!({
-            "name": f.name,
-            "kind": f.kind,
-            "aggregate": format!("{:?}", f.aggregate).to_lowercase(),
-            "merge_op": f.merge_op.name(),
-            "short_desc": f.short_desc,
-            "line": f.span.line,
-            "column": f.span.column,
-        })).collect::<Vec<_>>(),
-        "updated_at": stored.updated_at,
-    })
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show, set))
+        .routes(routes!(schema))
 }
 
 /// The body is the mapping text; a JSON string, or an object with `mapping` (or `text`), is
@@ -71,11 +54,23 @@ fn mapping_text(body: String) -> ApiResult<String> {
     Ok(body)
 }
 
+/// Sets the stream's mapping: the events of `name` become profile fields as it says.
+#[utoipa::path(put, path = "/api/streams/{name}/mapping", tag = TAG,
+    params(("name" = String, Path, description = "The event stream (the mapping's FROM)")),
+    request_body(description = "The mapping text (`SELECT … FROM name INTO user BY …`), plain or as JSON",
+        content(
+            (String = "text/plain"),
+            (MappingJson = "application/json"),
+        )),
+    responses(
+        (status = 200, description = "Set; its parsed fields", body = MappingView),
+        (status = 400, description = "`invalid_mapping` (the message says where) or `invalid_request`", body = ErrorBody),
+    ))]
 async fn set(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: String,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MappingView>> {
     if body.len() > MAX_MAPPING_BYTES {
         return Err(ApiError::bad_request(
             "invalid_mapping",
@@ -86,22 +81,40 @@ async fn set(
     match state.cdp.set_mapping(&name, &text).await {
         Ok((mapping, stored)) => {
             tracing::info!(stream = %name, "mapping set");
-            Ok(Json(mapping_view(&stored, &mapping)))
+            Ok(Json(MappingView::new(&stored, &mapping)))
         }
         Err(CdpError::Store(e)) => Err(e.into()),
         Err(e) => Err(ApiError::bad_request("invalid_mapping", e.to_string())),
     }
 }
 
-async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/streams/{name}/mapping", tag = TAG,
+    params(("name" = String, Path, description = "The event stream")),
+    responses(
+        (status = 200, description = "The mapping and its parsed fields", body = MappingView),
+        (status = 404, description = "`not_found`: the stream has no mapping", body = ErrorBody),
+    ))]
+async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<MappingView>> {
     let stored = state.store.get_mapping(&name).await?;
     let mapping = parse_mapping(&stored.text).map_err(ApiError::internal)?;
-    Ok(Json(mapping_view(&stored, &mapping)))
+    Ok(Json(MappingView::new(&stored, &mapping)))
 }
 
-async fn schema(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Every profile field the mappings define.
+#[utoipa::path(get, path = "/api/schema", tag = TAG,
+    responses((status = 200, description = "The profile schema", body = ProfileSchema)))]
+async fn schema(State(state): State<AppState>) -> ApiResult<Json<ProfileSchema>> {
     let registry = state.cdp.mappings().await?;
-    Ok(Json(json!({ "fields": registry.schema() })))
+    Ok(Json(ProfileSchema {
+        fields: registry
+            .schema()
+            .into_iter()
+            .map(SchemaField::from)
+            .collect(),
+    }))
 }
 
 #[cfg(test)]

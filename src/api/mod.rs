@@ -1,5 +1,7 @@
 //! The HTTP API: one router per resource, merged over shared [`AppState`]. Every `/api/...`
-//! route requires the bearer token; `/healthz` and `/metrics` do not.
+//! route requires the bearer token; `/healthz`, `/metrics`, `/api/openapi.json` and the UI's
+//! files do not. Each resource's router is an [`OpenApiRouter`], so the OpenAPI document
+//! (see [`openapi`]) is built from the very routes served.
 
 pub mod audiences;
 pub mod authorizations;
@@ -9,6 +11,8 @@ pub mod extract;
 mod health;
 pub mod jobs;
 pub mod mapping;
+pub mod model;
+mod openapi;
 pub mod profiles;
 pub mod streams;
 mod ui;
@@ -18,32 +22,46 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use error::ApiError;
 
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .merge(authorizations::router())
-        .merge(aws::router())
-        .merge(jobs::router())
-        .merge(streams::router())
-        .merge(mapping::router())
-        .merge(profiles::router())
-        .merge(audiences::router())
+    let api = protected_routes()
         .fallback(|| async {
             ApiError::not_found("no such API route; see the README's API reference")
         })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .merge(health::router())
-        .merge(ui::router())
-        .merge(api)
+    let (router, _) = public_routes().merge(api).split_for_parts();
+    router
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// The routes anyone may call: liveness, metrics, the UI's files and the OpenAPI document.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(health::router())
+        .merge(ui::router())
+        .merge(openapi::router())
+}
+
+/// The routes that need the bearer token; the document says so of each.
+fn protected_routes() -> OpenApiRouter<AppState> {
+    openapi::token_required(
+        OpenApiRouter::new()
+            .merge(authorizations::router())
+            .merge(aws::router())
+            .merge(jobs::router())
+            .merge(streams::router())
+            .merge(mapping::router())
+            .merge(profiles::router())
+            .merge(audiences::router()),
+    )
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {

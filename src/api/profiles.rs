@@ -4,27 +4,30 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
+use super::model::profiles::{FindQuery, ProfileLookup, ProfilePage, ProfileView, Rebuild};
+use super::model::ErrorBody;
 use crate::app::AppState;
 use crate::store::{DynStore, Profile, StoreResult};
 
 const MAX_PAGE: u32 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/profiles", get(find))
-        .route("/api/profiles/rebuild", get(rebuild_status).post(rebuild))
-        .route("/api/profiles/{id}", get(show))
+const TAG: &str = "profiles";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(find))
+        .routes(routes!(rebuild_status, rebuild))
+        .routes(routes!(show))
 }
 
-/// `{"id","identities":{field:[values]},"fields":{…},"audiences":[slugs],"created_at","updated_at"}`.
-pub async fn profile_view(state: &AppState, profile: &Profile) -> ApiResult<Value> {
+/// The view of one profile, its audiences read for it alone.
+pub async fn profile_view(state: &AppState, profile: &Profile) -> ApiResult<ProfileView> {
     let audiences = state.cdp.audiences().await.map_err(ApiError::internal)?;
     let memberships = state
         .store
@@ -40,7 +43,7 @@ async fn view<'a>(
     p: &Profile,
     audience_ids: impl Iterator<Item = &'a str>,
     audiences: &crate::audiences::AudienceSet,
-) -> StoreResult<Value> {
+) -> StoreResult<ProfileView> {
     let mut identities: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (field, value) in store.profile_identities(&p.id).await? {
         identities.entry(field).or_default().push(value);
@@ -50,31 +53,29 @@ async fn view<'a>(
         .map(|i| audiences.list[i].audience.slug.clone())
         .collect();
     slugs.sort();
-    Ok(json!({
-        "id": p.id,
-        "identities": identities,
-        "fields": p.state.to_json(),
-        "audiences": slugs,
-        "created_at": p.created_at,
-        "updated_at": p.updated_at,
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FindQuery {
-    field: Option<String>,
-    value: Option<String>,
-    limit: Option<u32>,
-    after: Option<String>,
+    Ok(ProfileView {
+        id: p.id.clone(),
+        identities,
+        fields: p.state.to_json(),
+        audiences: slugs,
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+    })
 }
 
 /// With `field` and `value`: the profile holding that identifier. Without: a page of
 /// profiles in id order (`limit`, `after`).
+#[utoipa::path(get, path = "/api/profiles", tag = TAG,
+    params(FindQuery),
+    responses(
+        (status = 200, description = "The profile (with `field` and `value`) or a page of profiles (without)", body = ProfileLookup),
+        (status = 400, description = "`invalid_request` (only one of `field` and `value`, or bad parameters) or `invalid_field` (`limit`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no profile holds the identifier", body = ErrorBody),
+    ))]
 async fn find(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<FindQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProfileLookup>> {
     match (q.field, q.value) {
         (Some(field), Some(value)) => {
             let found = state
@@ -87,7 +88,9 @@ async fn find(
                 )));
             };
             let profile = state.store.get_profile(&row.profile_id).await?;
-            Ok(Json(profile_view(&state, &profile).await?))
+            Ok(Json(ProfileLookup::One(
+                profile_view(&state, &profile).await?,
+            )))
         }
         (None, None) => {
             let limit = q.limit.unwrap_or(50);
@@ -99,16 +102,16 @@ async fn find(
             }
             let page = state.store.list_profiles(q.after, limit).await?;
             let audiences = state.cdp.audiences().await.map_err(ApiError::internal)?;
-            let mut out = Vec::with_capacity(page.len());
+            let mut profiles = Vec::with_capacity(page.len());
             for (p, members) in &page {
                 let ids = members.iter().map(|(id, _)| &**id);
-                out.push(view(&state.store, p, ids, &audiences).await?);
+                profiles.push(view(&state.store, p, ids, &audiences).await?);
             }
             let next = (page.len() as u32 == limit).then(|| page.last().map(|(p, _)| p.id.clone()));
-            Ok(Json(json!({
-                "profiles": out,
-                "total": state.store.count_profiles().await?,
-                "next": next.flatten(),
+            Ok(Json(ProfileLookup::Page(ProfilePage {
+                profiles,
+                total: state.store.count_profiles().await?,
+                next: next.flatten(),
             })))
         }
         _ => Err(ApiError::bad_request(
@@ -118,17 +121,31 @@ async fn find(
     }
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/profiles/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The profile's id")),
+    responses(
+        (status = 200, description = "The profile", body = ProfileView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProfileView>> {
     let profile = state.store.get_profile(&id).await?;
     Ok(Json(profile_view(&state, &profile).await?))
 }
 
-async fn rebuild(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<Value>)> {
+/// Rebuilds every profile from the stored events (after a mapping change), in the background.
+#[utoipa::path(post, path = "/api/profiles/rebuild", tag = TAG,
+    responses((status = 202, description = "Started", body = Rebuild)))]
+async fn rebuild(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<Rebuild>)> {
     let status = state.cdp.start_rebuild().await?;
     tracing::info!(events = status.total, "profile rebuild started");
-    Ok((StatusCode::ACCEPTED, Json(json!(status))))
+    Ok((StatusCode::ACCEPTED, Json(status.into())))
 }
 
-async fn rebuild_status(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.cdp.rebuild_status().await?)))
+#[utoipa::path(get, path = "/api/profiles/rebuild", tag = TAG,
+    responses((status = 200, description = "The rebuild's progress", body = Rebuild)))]
+async fn rebuild_status(State(state): State<AppState>) -> ApiResult<Json<Rebuild>> {
+    Ok(Json(state.cdp.rebuild_status().await?.into()))
 }

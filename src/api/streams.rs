@@ -6,18 +6,21 @@ use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
 use super::jobs::clamp_limit;
+use super::model::streams::{
+    CollectRejected, Collected, EventsPage, EventsQuery, InvalidEvents, StreamList, StreamView,
+};
+use super::model::ErrorBody;
 use crate::app::AppState;
 use crate::jobs::import::validate_event_stream_name;
 use crate::kinesis::decode::{decode_record, DeadLetter, RawRecord};
-use crate::store::{NewEvent, StoredEvent, StreamSummary};
+use crate::store::NewEvent;
 
 /// The largest body `POST /api/collect/{stream}` takes.
 pub const MAX_COLLECT_BYTES: usize = 10 * 1024 * 1024;
@@ -26,80 +29,22 @@ const MAX_EVENTS: u32 = 1000;
 /// How many decoding failures a rejected collect request spells out.
 const MAX_REASONS: usize = 20;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/streams", get(list))
-        .route("/api/streams/{name}/events", get(events))
-        .route(
-            "/api/collect/{stream}",
-            post(collect).layer(DefaultBodyLimit::max(MAX_COLLECT_BYTES)),
-        )
-}
+const TAG: &str = "streams";
 
-// ---------------------------------------------------------------------------------------------
-// Views (pure)
-// ---------------------------------------------------------------------------------------------
-
-/// A stream with its size, and `processor_lag`: its events not yet turned into profiles.
-pub fn stream_view(s: &StreamSummary, processor_lag: u64) -> Value {
-    json!({
-        "name": s.name,
-        "events": s.events,
-        "last_event_at": s.last_event_at,
-        "processor_lag": processor_lag,
-    })
-}
-
-/// An event as stored; `_kinesis` says where it came from (null for collected events).
-pub fn event_view(e: &StoredEvent) -> Value {
-    let kinesis = e.origin.as_ref().map(|o| {
-        json!({
-            "stream": o.stream,
-            "shard_id": o.shard_id,
-            "sequence_number": o.sequence_number,
-            "sub_sequence_number": o.sub_sequence_number,
-            "partition_key": o.partition_key,
-            "approximate_arrival_timestamp": o.approximate_arrival_timestamp,
-        })
-    });
-    json!({
-        "id": e.event_id,
-        "seq": e.seq,
-        "stored_at": e.stored_at,
-        "fields": e.fields,
-        "_kinesis": kinesis,
-    })
-}
-
-/// A page of events (newest first). `more` says whether older events exist, so `next_before`
-/// is null exactly on the last page.
-pub fn events_page(events: &[StoredEvent], more: bool) -> Value {
-    let next_before = if more {
-        events.last().map(|e| e.seq)
-    } else {
-        None
-    };
-    json!({
-        "events": events.iter().map(event_view).collect::<Vec<_>>(),
-        "next_before": next_before,
-    })
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(events))
+        .routes(routes!(collect).layer(DefaultBodyLimit::max(MAX_COLLECT_BYTES)))
 }
 
 /// The 400 for a collect body with undecodable parts: the error format plus the reasons.
-fn invalid_events(dead: &[DeadLetter], good: usize) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(invalid_events_body(dead, good)),
-    )
-        .into_response()
-}
-
-fn invalid_events_body(dead: &[DeadLetter], good: usize) -> Value {
+fn invalid_events(dead: &[DeadLetter], good: usize) -> InvalidEvents {
     let total = dead.len() + good;
-    let listed: Vec<&str> = dead
+    let listed: Vec<String> = dead
         .iter()
         .take(MAX_REASONS)
-        .map(|d| d.reason.as_str())
+        .map(|d| d.reason.clone())
         .collect();
     let more = dead.len().saturating_sub(MAX_REASONS);
     let mut message = format!(
@@ -111,45 +56,67 @@ fn invalid_events_body(dead: &[DeadLetter], good: usize) -> Value {
     if more > 0 {
         message.push_str(&format!("; and {more} more"));
     }
-    json!({ "error": "invalid_events", "message": message, "reasons": listed })
+    InvalidEvents {
+        error: "invalid_events".into(),
+        message,
+        reasons: listed,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------------------------
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Every event stream with its size and how far the profile processor lags behind it.
+#[utoipa::path(get, path = "/api/streams", tag = TAG,
+    responses((status = 200, description = "Every event stream", body = StreamList)))]
+async fn list(State(state): State<AppState>) -> ApiResult<Json<StreamList>> {
     let streams = state.store.list_streams().await?;
     let lag: std::collections::HashMap<String, u64> =
         crate::cdp::lag(&*state.store).await?.into_iter().collect();
-    let views: Vec<Value> = streams
+    let streams = streams
         .iter()
-        .map(|s| stream_view(s, lag.get(&s.name).copied().unwrap_or(0)))
+        .map(|s| StreamView::new(s, lag.get(&s.name).copied().unwrap_or(0)))
         .collect();
-    Ok(Json(json!({ "streams": views })))
+    Ok(Json(StreamList { streams }))
 }
 
-#[derive(Deserialize)]
-struct EventsQuery {
-    limit: Option<u32>,
-    /// Exclusive `seq` cursor: the `next_before` of the previous page.
-    before: Option<i64>,
-}
-
+/// A page of a stream's events, newest first.
+#[utoipa::path(get, path = "/api/streams/{name}/events", tag = TAG,
+    params(("name" = String, Path, description = "The event stream"), EventsQuery),
+    responses(
+        (status = 200, description = "A page of events (empty for an unknown stream)", body = EventsPage),
+        (status = 400, description = "`invalid_field` (the stream name) or `invalid_request`", body = ErrorBody),
+    ))]
 async fn events(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<EventsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventsPage>> {
     validate_event_stream_name(&name).map_err(|m| ApiError::invalid_field("stream", m))?;
     let limit = clamp_limit(q.limit, DEFAULT_EVENTS, MAX_EVENTS);
     // One more than asked tells whether another page exists.
     let mut page = state.store.list_events(&name, limit + 1, q.before).await?;
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
-    Ok(Json(events_page(&page, more)))
+    Ok(Json(EventsPage::new(&page, more)))
 }
 
+/// Stores events sent as a JSON object, a JSON array of objects, or NDJSON: all of them, or
+/// none when any item is not a valid event.
+#[utoipa::path(post, path = "/api/collect/{stream}", tag = TAG,
+    params(("stream" = String, Path, description = "The event stream")),
+    request_body(description = "A JSON object, a JSON array of objects, or NDJSON (at most 10 MiB)",
+        content(
+            (Object = "application/json"),
+            (String = "application/x-ndjson"),
+        )),
+    responses(
+        (status = 202, description = "Every event was stored", body = Collected),
+        (status = 400, description = "`invalid_events` (with the reasons; nothing was stored), `invalid_field` (the stream name) or `invalid_request`",
+            body = CollectRejected),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+    ))]
 async fn collect(
     State(state): State<AppState>,
     Path(stream): Path<String>,
@@ -178,7 +145,8 @@ async fn collect(
         sequence_number: "",
     });
     if !decoded.dead_letters.is_empty() {
-        return Ok(invalid_events(&decoded.dead_letters, decoded.events.len()));
+        let body = invalid_events(&decoded.dead_letters, decoded.events.len());
+        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
     }
     let accepted = decoded.events.len();
     if accepted > 0 {
@@ -194,14 +162,28 @@ async fn collect(
         state.store.append_events(&stream, events).await?;
     }
     tracing::debug!(%stream, accepted, "events collected");
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Collected { accepted })).into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::KinesisOrigin;
+    use crate::api::model::streams::EventView;
+    use crate::store::{KinesisOrigin, StoredEvent};
     use chrono::Utc;
+    use serde_json::{json, Value};
+
+    fn event_view(e: &StoredEvent) -> Value {
+        serde_json::to_value(EventView::from(e)).unwrap()
+    }
+
+    fn events_page(events: &[StoredEvent], more: bool) -> Value {
+        serde_json::to_value(EventsPage::new(events, more)).unwrap()
+    }
+
+    fn invalid_events_body(dead: &[DeadLetter], good: usize) -> Value {
+        serde_json::to_value(invalid_events(dead, good)).unwrap()
+    }
 
     fn stored(seq: i64, origin: bool) -> StoredEvent {
         StoredEvent {

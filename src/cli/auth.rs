@@ -3,9 +3,13 @@
 use std::io::Read;
 
 use clap::{Subcommand, ValueEnum};
-use serde_json::{json, Value};
 
-use super::client::{q, rows, s, table, Client, ClientError};
+use super::client::{q, s, table, Client, ClientError};
+use crate::api::model::authorizations::{
+    AuthMethod, AuthorizationList, AuthorizationView, CreateAuthorization, CredentialsView,
+    Verified,
+};
+use crate::api::model::aws::KinesisStreams;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum MethodArg {
@@ -65,87 +69,111 @@ pub async fn run(client: &Client, cmd: AuthCommand) -> Result<(), ClientError> {
                         Some("-") | None => read_secret_from_stdin(),
                         Some(s) => s.to_owned(),
                     };
-                    json!({"label": label, "description": description, "method": "aws_keys",
-                           "access_key_id": access_key_id, "secret_access_key": secret})
+                    CreateAuthorization {
+                        label,
+                        description,
+                        method: AuthMethod::AwsKeys,
+                        access_key_id,
+                        secret_access_key: Some(secret),
+                        role_arn: None,
+                        external_id: None,
+                    }
                 }
-                MethodArg::AwsRole => {
-                    json!({"label": label, "description": description, "method": "aws_role",
-                                             "role_arn": role_arn, "external_id": external_id})
-                }
+                MethodArg::AwsRole => CreateAuthorization {
+                    label,
+                    description,
+                    method: AuthMethod::AwsRole,
+                    access_key_id: None,
+                    secret_access_key: None,
+                    role_arn,
+                    external_id,
+                },
             };
             let created = client.post("/api/authorizations", &body).await?;
-            client.print(&created, |v| {
+            client.print(&created, |a: &AuthorizationView| {
                 format!(
                     "Created authorization {} ({})\n{}",
-                    s(&v["id"]),
-                    s(&v["label"]),
-                    describe(v)
+                    a.id,
+                    a.label,
+                    describe(a)
                 )
-            });
+            })?;
         }
         AuthCommand::List => {
             let all = client.get("/api/authorizations").await?;
-            client.print(&all, |v| {
-                let rows = rows(&v["authorizations"], |x| {
-                    vec![
-                        s(&x["id"]),
-                        s(&x["label"]),
-                        s(&x["method"]),
-                        s(&x["created_at"]),
-                    ]
-                });
+            client.print(&all, |list: &AuthorizationList| {
+                let rows = list
+                    .authorizations
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.id.clone(),
+                            a.label.clone(),
+                            s(&a.credentials.method()),
+                            s(&a.created_at),
+                        ]
+                    })
+                    .collect();
                 table(&["ID", "LABEL", "METHOD", "CREATED"], rows)
-            });
+            })?;
         }
         AuthCommand::Show { id } => {
             let v = client
                 .get(&format!("/api/authorizations/{}", q(&id)))
                 .await?;
-            client.print(&v, describe);
+            client.print(&v, describe)?;
         }
         AuthCommand::Remove { id } => {
             client
                 .delete(&format!("/api/authorizations/{}", q(&id)))
                 .await?;
-            client.print(&json!({"deleted": id}), |_| {
+            client.print_local(&Deleted { deleted: &id }, || {
                 format!("Deleted authorization {id}")
             });
         }
         AuthCommand::Verify { id, region } => {
             let v = client
-                .call(
-                    reqwest::Method::POST,
-                    &format!(
-                        "/api/authorizations/{}/verify?region={}",
-                        q(&id),
-                        q(&region)
-                    ),
-                    None,
-                )
+                .post_empty(&format!(
+                    "/api/authorizations/{}/verify?region={}",
+                    q(&id),
+                    q(&region)
+                ))
                 .await?;
-            client.print(&v, |v| {
-                format!("OK: account {} as {}", s(&v["account"]), s(&v["arn"]))
-            });
+            client.print(&v, |v: &Verified| {
+                format!("OK: account {} as {}", v.account, v.arn)
+            })?;
         }
     }
     Ok(())
 }
 
-fn describe(v: &Value) -> String {
+/// What `remove` prints in `--json` mode (the server answers a delete with no body).
+#[derive(serde::Serialize)]
+pub struct Deleted<'a> {
+    pub deleted: &'a str,
+}
+
+fn describe(a: &AuthorizationView) -> String {
     let mut lines = vec![
-        format!("id:          {}", s(&v["id"])),
-        format!("label:       {}", s(&v["label"])),
-        format!("description: {}", s(&v["description"])),
-        format!("method:      {}", s(&v["method"])),
+        format!("id:          {}", a.id),
+        format!("label:       {}", a.label),
+        format!("description: {}", a.description),
+        format!("method:      {}", s(&a.credentials.method())),
     ];
-    if v["method"] == "aws_keys" {
-        lines.push(format!("access key:  {}", s(&v["access_key_id"])));
-        lines.push("secret key:  ****".into());
-    } else {
-        lines.push(format!("role ARN:    {}", s(&v["role_arn"])));
-        lines.push(format!("external ID: {}", s(&v["external_id"])));
+    match &a.credentials {
+        CredentialsView::AwsKeys { access_key_id, .. } => {
+            lines.push(format!("access key:  {access_key_id}"));
+            lines.push("secret key:  ****".into());
+        }
+        CredentialsView::AwsRole {
+            role_arn,
+            external_id,
+        } => {
+            lines.push(format!("role ARN:    {role_arn}"));
+            lines.push(format!("external ID: {external_id}"));
+        }
     }
-    lines.push(format!("created:     {}", s(&v["created_at"])));
+    lines.push(format!("created:     {}", s(&a.created_at)));
     lines.join("\n")
 }
 
@@ -171,16 +199,11 @@ pub async fn streams(
         path.push_str(&format!("&role_arn={}", q(role)));
     }
     let v = client.get(&path).await?;
-    client.print(&v, |v| {
-        let names: Vec<String> = v["streams"]
-            .as_array()
-            .map(|a| a.iter().map(s).collect())
-            .unwrap_or_default();
-        if names.is_empty() {
+    client.print(&v, |v: &KinesisStreams| {
+        if v.streams.is_empty() {
             "(no streams)".into()
         } else {
-            names.join("\n")
+            v.streams.join("\n")
         }
-    });
-    Ok(())
+    })
 }

@@ -5,9 +5,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{json, Value};
 
-use super::client::{joined, q, rows, s, table, Client, ClientError};
+use super::auth::Deleted;
+use super::client::{joined, q, s, table, Client, ClientError};
+use crate::api::model::audiences::{
+    AudienceList, AudienceView, ChangesPage, CreateAudience, MembersPage, UpdateAudience,
+};
+use crate::api::model::mappings::{MappingView, ProfileSchema};
+use crate::api::model::profiles::{ProfileView, Rebuild};
 
 #[derive(Debug, Subcommand)]
 pub enum MappingCommand {
@@ -118,50 +123,57 @@ pub async fn mapping(client: &Client, cmd: MappingCommand) -> Result<(), ClientE
                     text,
                 )
                 .await?;
-            client.print(&v, |v| {
-                format!("Mapping for {stream} set\n{}", describe_mapping(v))
-            });
+            client.print(&v, |m: &MappingView| {
+                format!("Mapping for {stream} set\n{}", describe_mapping(m))
+            })
         }
         MappingCommand::Show { stream } => {
             let v = client
                 .get(&format!("/api/streams/{}/mapping", q(&stream)))
                 .await?;
-            client.print(&v, |v| {
-                format!("{}\n\n{}", s(&v["text"]), describe_mapping(v))
-            });
+            client.print(&v, |m: &MappingView| {
+                format!("{}\n\n{}", m.text, describe_mapping(m))
+            })
         }
         MappingCommand::Schema => {
             let v = client.get("/api/schema").await?;
-            client.print(&v, |v| {
-                let rows = rows(&v["fields"], |f| {
-                    vec![
-                        s(&f["name"]),
-                        s(&f["kind"]),
-                        s(&f["merge_op"]),
-                        joined(&f["streams"], ",").unwrap_or_default(),
-                        if f["identity"] == true { "yes" } else { "" }.into(),
-                    ]
-                });
+            client.print(&v, |schema: &ProfileSchema| {
+                let rows = schema
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            f.name.clone(),
+                            f.kind.clone(),
+                            f.merge_op.clone(),
+                            joined(&f.streams, ",").unwrap_or_default(),
+                            if f.identity { "yes" } else { "" }.into(),
+                        ]
+                    })
+                    .collect();
                 table(&["FIELD", "KIND", "MERGE", "STREAMS", "IDENTITY"], rows)
-            });
+            })
         }
     }
-    Ok(())
 }
 
-fn describe_mapping(v: &Value) -> String {
-    let by = joined(&v["by"], " OR ").unwrap_or_default();
-    let fields = rows(&v["fields"], |f| {
-        vec![
-            s(&f["name"]),
-            s(&f["kind"]),
-            s(&f["aggregate"]),
-            s(&f["merge_op"]),
-        ]
-    });
+fn describe_mapping(m: &MappingView) -> String {
+    let by = joined(&m.by, " OR ").unwrap_or_default();
+    let fields = m
+        .fields
+        .iter()
+        .map(|f| {
+            vec![
+                f.name.clone(),
+                f.kind.clone(),
+                f.aggregate.clone(),
+                f.merge_op.clone(),
+            ]
+        })
+        .collect();
     format!(
         "into {} by {by}\n{}",
-        s(&v["into"]),
+        m.into,
         table(&["FIELD", "KIND", "AGGREGATE", "MERGE"], fields)
     )
 }
@@ -179,34 +191,38 @@ pub async fn audience(client: &Client, cmd: AudienceCommand) -> Result<(), Clien
                 eprintln!("Error: give the filter with --filter TEXT or --file PATH");
                 std::process::exit(2)
             });
-            let body = json!({"slug": slug, "name": name.unwrap_or_else(|| slug.clone()),
-                              "description": description, "filter": filter});
+            let body = CreateAudience {
+                name: Some(name.unwrap_or_else(|| slug.clone())),
+                slug,
+                description,
+                filter,
+            };
             let v = client.post("/api/audiences", &body).await?;
-            client.print(&v, |v| {
-                format!(
-                    "Created audience {}\n{}",
-                    s(&v["slug"]),
-                    describe_audience(v)
-                )
-            });
+            client.print(&v, |a: &AudienceView| {
+                format!("Created audience {}\n{}", a.slug, describe_audience(a))
+            })
         }
         AudienceCommand::List => {
             let v = client.get("/api/audiences").await?;
-            client.print(&v, |v| {
-                let rows = rows(&v["audiences"], |a| {
-                    vec![
-                        s(&a["slug"]),
-                        s(&a["name"]),
-                        s(&a["members"]),
-                        s(&a["filter"]),
-                    ]
-                });
+            client.print(&v, |list: &AudienceList| {
+                let rows = list
+                    .audiences
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.slug.clone(),
+                            a.name.clone(),
+                            s(&a.members),
+                            a.filter.clone(),
+                        ]
+                    })
+                    .collect();
                 table(&["SLUG", "NAME", "MEMBERS", "FILTER"], rows)
-            });
+            })
         }
         AudienceCommand::Show { slug } => {
             let v = client.get(&format!("/api/audiences/{}", q(&slug))).await?;
-            client.print(&v, describe_audience);
+            client.print(&v, describe_audience)
         }
         AudienceCommand::Update {
             slug,
@@ -215,30 +231,21 @@ pub async fn audience(client: &Client, cmd: AudienceCommand) -> Result<(), Clien
             filter,
             file,
         } => {
-            let mut body = json!({});
-            if let Some(n) = name {
-                body["name"] = n.into();
-            }
-            if let Some(d) = description {
-                body["description"] = d.into();
-            }
-            if let Some(f) = filter_text(filter, file) {
-                body["filter"] = f.into();
-            }
+            let body = UpdateAudience {
+                name,
+                description,
+                filter: filter_text(filter, file),
+            };
             let v = client
-                .call(
-                    Method::PUT,
-                    &format!("/api/audiences/{}", q(&slug)),
-                    Some(&body),
-                )
+                .put(&format!("/api/audiences/{}", q(&slug)), &body)
                 .await?;
-            client.print(&v, |v| {
+            client.print(&v, |a: &AudienceView| {
                 format!(
                     "Updated audience {} (re-evaluating every profile)\n{}",
-                    s(&v["slug"]),
-                    describe_audience(v)
+                    a.slug,
+                    describe_audience(a)
                 )
-            });
+            })
         }
         AudienceCommand::Members { slug, limit, after } => {
             let mut path = format!("/api/audiences/{}/members?limit={limit}", q(&slug));
@@ -246,24 +253,27 @@ pub async fn audience(client: &Client, cmd: AudienceCommand) -> Result<(), Clien
                 path.push_str(&format!("&after={}", q(&a)));
             }
             let v = client.get(&path).await?;
-            client.print(&v, |v| {
-                let rows = rows(&v["members"], |m| {
-                    vec![s(&m["profile_id"]), s(&m["entered_at"])]
-                });
+            client.print(&v, |page: &MembersPage| {
+                let rows = page
+                    .members
+                    .iter()
+                    .map(|m| vec![m.profile_id.clone(), s(&m.entered_at)])
+                    .collect();
                 let mut out = table(&["PROFILE", "ENTERED"], rows);
-                if !v["next"].is_null() {
-                    out.push_str(&format!("\nmore: --after {}", s(&v["next"])));
+                if let Some(next) = &page.next {
+                    out.push_str(&format!("\nmore: --after {next}"));
                 }
                 out
-            });
+            })
         }
         AudienceCommand::Delete { slug } => {
             client
                 .delete(&format!("/api/audiences/{}", q(&slug)))
                 .await?;
-            client.print(&json!({"deleted": slug}), |_| {
+            client.print_local(&Deleted { deleted: &slug }, || {
                 format!("Deleted audience {slug}")
             });
+            Ok(())
         }
         AudienceCommand::Changes { after, limit } => {
             let v = client
@@ -271,35 +281,38 @@ pub async fn audience(client: &Client, cmd: AudienceCommand) -> Result<(), Clien
                     "/api/audience-changes?after={after}&limit={limit}"
                 ))
                 .await?;
-            client.print(&v, |v| {
-                let rows = rows(&v["changes"], |c| {
-                    vec![
-                        s(&c["seq"]),
-                        s(&c["audience"]),
-                        s(&c["profile_id"]),
-                        s(&c["kind"]),
-                        s(&c["at"]),
-                    ]
-                });
+            client.print(&v, |page: &ChangesPage| {
+                let rows = page
+                    .changes
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            s(&c.seq),
+                            c.audience.clone(),
+                            c.profile_id.clone(),
+                            s(&c.kind),
+                            s(&c.at),
+                        ]
+                    })
+                    .collect();
                 table(&["SEQ", "AUDIENCE", "PROFILE", "CHANGE", "AT"], rows)
-            });
+            })
         }
     }
-    Ok(())
 }
 
-fn describe_audience(v: &Value) -> String {
+fn describe_audience(a: &AudienceView) -> String {
     let mut lines = vec![
-        format!("slug:        {}", s(&v["slug"])),
-        format!("id:          {}", s(&v["id"])),
-        format!("name:        {}", s(&v["name"])),
-        format!("description: {}", s(&v["description"])),
-        format!("filter:      {}", s(&v["filter"])),
+        format!("slug:        {}", a.slug),
+        format!("id:          {}", a.id),
+        format!("name:        {}", a.name),
+        format!("description: {}", a.description),
+        format!("filter:      {}", a.filter),
     ];
-    if !v["members"].is_null() {
-        lines.push(format!("members:     {}", s(&v["members"])));
+    if let Some(members) = a.members {
+        lines.push(format!("members:     {members}"));
     }
-    lines.push(format!("updated:     {}", s(&v["updated_at"])));
+    lines.push(format!("updated:     {}", s(&a.updated_at)));
     lines.join("\n")
 }
 
@@ -314,31 +327,25 @@ pub async fn profile(client: &Client, cmd: ProfileCommand) -> Result<(), ClientE
                     std::process::exit(2)
                 }
             };
-            let v = client.get(&path).await?;
-            client.print(&v, |v| {
-                serde_json::to_string_pretty(v).expect("JSON prints")
-            });
+            let v = client.get::<ProfileView>(&path).await?;
+            // People get the JSON too: a profile's fields are free-form.
+            client.print_json(&v);
+            Ok(())
         }
         ProfileCommand::Rebuild => {
-            let v = client.post("/api/profiles/rebuild", &json!({})).await?;
-            client.print(&v, |v| {
+            let v = client.post_empty("/api/profiles/rebuild").await?;
+            client.print(&v, |r: &Rebuild| {
                 format!(
                     "Rebuilding profiles from {} stored events (tributary profile rebuild-status)",
-                    s(&v["total"])
+                    r.total
                 )
-            });
+            })
         }
         ProfileCommand::RebuildStatus => {
             let v = client.get("/api/profiles/rebuild").await?;
-            client.print(&v, |v| {
-                format!(
-                    "{}: {} of {} events",
-                    s(&v["state"]),
-                    s(&v["processed"]),
-                    s(&v["total"])
-                )
-            });
+            client.print(&v, |r: &Rebuild| {
+                format!("{}: {} of {} events", r.state, r.processed, r.total)
+            })
         }
     }
-    Ok(())
 }

@@ -1,10 +1,15 @@
 //! The HTTP client the CLI commands share: server URL, bearer token, and error messages that
 //! repeat what the server said.
 
+use std::marker::PhantomData;
 use std::path::PathBuf;
 
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
+
+use crate::api::model::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -66,12 +71,13 @@ impl Client {
         })
     }
 
-    pub async fn call(
+    /// Sends `body` as JSON (none when `None`).
+    async fn call<T>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
+        body: Option<&impl Serialize>,
+    ) -> Result<Reply<T>, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
@@ -87,13 +93,13 @@ impl Client {
         self.finish(resp).await
     }
 
-    pub async fn send_text(
+    pub async fn send_text<T>(
         &self,
         method: Method,
         path: &str,
         content_type: &str,
         body: String,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Reply<T>, ClientError> {
         let url = format!("{}{}", self.base, path);
         let resp = self
             .http
@@ -110,51 +116,103 @@ impl Client {
         self.finish(resp).await
     }
 
-    async fn finish(&self, resp: reqwest::Response) -> Result<Value, ClientError> {
+    async fn finish<T>(&self, resp: reqwest::Response) -> Result<Reply<T>, ClientError> {
         let status = resp.status();
         let text = resp
             .text()
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let value: Value = if text.is_empty() {
+        let raw: Value = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         if status.is_success() {
-            return Ok(value);
+            return Ok(Reply {
+                raw,
+                typed: PhantomData,
+            });
         }
+        let (code, message) = match ErrorBody::deserialize(&raw) {
+            Ok(e) => (e.error, e.message),
+            Err(_) => ("error".to_owned(), raw.to_string()),
+        };
         Err(ClientError::Api {
             status,
-            code: value["error"].as_str().unwrap_or("error").to_owned(),
-            message: value["message"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| value.to_string()),
+            code,
+            message,
         })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.call(Method::GET, path, None).await
+    pub async fn get<T>(&self, path: &str) -> Result<Reply<T>, ClientError> {
+        self.call(Method::GET, path, None::<&()>).await
     }
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn post<T>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<Reply<T>, ClientError> {
         self.call(Method::POST, path, Some(body)).await
     }
-    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        self.call(Method::DELETE, path, None).await
+    /// A POST whose route reads no body (an action such as pause).
+    pub async fn post_empty<T>(&self, path: &str) -> Result<Reply<T>, ClientError> {
+        self.call(Method::POST, path, None::<&()>).await
+    }
+    pub async fn put<T>(&self, path: &str, body: &impl Serialize) -> Result<Reply<T>, ClientError> {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+    /// A DELETE, answered with 204 and no body.
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.call::<()>(Method::DELETE, path, None::<&()>)
+            .await
+            .map(drop)
     }
 
-    /// Prints `value` as JSON in `--json` mode, else through `human`.
-    pub fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
+    /// Prints the reply as the server sent it in `--json` mode, else `human` of its body.
+    pub fn print<T: DeserializeOwned>(
+        &self,
+        reply: &Reply<T>,
+        human: impl FnOnce(&T) -> String,
+    ) -> Result<(), ClientError> {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("JSON prints")
-            );
+            println!("{}", pretty(&reply.raw));
         } else {
-            println!("{}", human(value));
+            println!("{}", human(&reply.body()?));
+        }
+        Ok(())
+    }
+
+    /// Prints the reply as the server sent it, in either mode.
+    pub fn print_json<T>(&self, reply: &Reply<T>) {
+        println!("{}", pretty(&reply.raw));
+    }
+
+    /// Prints what the CLI itself has to say (there was no body to repeat): `value` in
+    /// `--json` mode, else `human`.
+    pub fn print_local(&self, value: &impl Serialize, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", pretty(value));
+        } else {
+            println!("{}", human());
         }
     }
+}
+
+/// A successful answer: the JSON the server sent, read as a `T` when a person is to see it.
+/// `--json` prints the JSON itself, so scripts see every field even of a newer server.
+pub struct Reply<T> {
+    raw: Value,
+    typed: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Reply<T> {
+    fn body(&self) -> Result<T, ClientError> {
+        T::deserialize(&self.raw).map_err(|e| ClientError::Protocol(format!("{e} in {}", self.raw)))
+    }
+}
+
+fn pretty(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("JSON prints")
 }
 
 /// Percent-encodes a query value.
@@ -196,23 +254,15 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out.join("\n")
 }
 
-/// One table row per element of the JSON array `list` (none when it is not an array).
-pub fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
-    list.as_array()
-        .map(|a| a.iter().map(row).collect())
-        .unwrap_or_default()
+/// The elements of `list` joined by `sep` (`None` when it is empty).
+pub fn joined(list: &[String], sep: &str) -> Option<String> {
+    (!list.is_empty()).then(|| list.join(sep))
 }
 
-/// The elements of the JSON array `list` as text, joined by `sep` (`None` when it is empty).
-pub fn joined(list: &Value, sep: &str) -> Option<String> {
-    list.as_array()
-        .filter(|a| !a.is_empty())
-        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(sep))
-}
-
-pub fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
+/// A value as a table cell or line shows it: its JSON, with strings bare and null as `-`.
+pub fn s(value: &impl Serialize) -> String {
+    match serde_json::to_value(value).expect("API values serialize") {
+        Value::String(s) => s,
         Value::Null => "-".into(),
         other => other.to_string(),
     }

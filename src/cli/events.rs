@@ -3,9 +3,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use super::client::{q, s, Client, ClientError};
+use crate::api::model::streams::{Collected, EventsPage};
 
 /// Prints a stream's events, newest first, one line each: seq, stored_at, compact fields.
 pub async fn events(
@@ -19,23 +18,19 @@ pub async fn events(
         path.push_str(&format!("&before={before}"));
     }
     let v = client.get(&path).await?;
-    client.print(&v, event_lines);
-    Ok(())
+    client.print(&v, event_lines)
 }
 
-fn event_lines(v: &Value) -> String {
-    let mut lines: Vec<String> = v["events"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .map(|e| format!("{}\t{}\t{}", s(&e["seq"]), s(&e["stored_at"]), e["fields"]))
-                .collect()
-        })
-        .unwrap_or_default();
+fn event_lines(page: &EventsPage) -> String {
+    let mut lines: Vec<String> = page
+        .events
+        .iter()
+        .map(|e| format!("{}\t{}\t{}", e.seq, s(&e.stored_at), s(&e.fields)))
+        .collect();
     if lines.is_empty() {
         lines.push("(no events)".into());
     }
-    if let Some(next) = v["next_before"].as_i64() {
+    if let Some(next) = page.next_before {
         lines.push(format!("(older events: --before {next})"));
     }
     lines.join("\n")
@@ -61,10 +56,9 @@ pub async fn collect(
             body,
         )
         .await?;
-    client.print(&v, |v| {
-        format!("Accepted {} events into {stream}", s(&v["accepted"]))
-    });
-    Ok(())
+    client.print(&v, |c: &Collected| {
+        format!("Accepted {} events into {stream}", c.accepted)
+    })
 }
 
 fn read_input(file: Option<&Path>) -> Result<(String, &'static str), String> {
@@ -109,16 +103,19 @@ mod tests {
 
     #[test]
     fn one_line_per_event() {
+        let page = |v| serde_json::from_value::<EventsPage>(v).unwrap();
         let v = json!({"events": [
-            {"seq": 9, "stored_at": "2026-01-02T03:04:05Z", "fields": {"a": 1, "b": "x"}},
-            {"seq": 8, "stored_at": "2026-01-02T03:04:04Z", "fields": {}}],
+            {"id": "e9", "seq": 9, "stored_at": "2026-01-02T03:04:05Z", "fields": {"a": 1, "b": "x"},
+             "_kinesis": null},
+            {"id": "e8", "seq": 8, "stored_at": "2026-01-02T03:04:04Z", "fields": {},
+             "_kinesis": null}],
             "next_before": 8});
         assert_eq!(
-            event_lines(&v),
+            event_lines(&page(v)),
             "9\t2026-01-02T03:04:05Z\t{\"a\":1,\"b\":\"x\"}\n8\t2026-01-02T03:04:04Z\t{}\n(older events: --before 8)"
         );
         assert_eq!(
-            event_lines(&json!({"events": [], "next_before": null})),
+            event_lines(&page(json!({"events": [], "next_before": null}))),
             "(no events)"
         );
     }

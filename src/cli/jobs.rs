@@ -1,9 +1,13 @@
 //! `tributary job …`: create, inspect, pause, resume and delete jobs.
 
 use clap::Subcommand;
-use serde_json::{json, Value};
 
-use super::client::{joined, q, rows, s, table, Client, ClientError};
+use super::auth::Deleted;
+use super::client::{joined, q, s, table, Client, ClientError};
+use crate::api::model::jobs::{
+    CreateJob, DeadLetterList, ExportConfig, ImportConfig, JobConfig, JobList, JobView,
+};
+use crate::store::StartPosition;
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -32,7 +36,7 @@ pub enum JobCommand {
         role_arn: Option<String>,
         /// Where shards without a checkpoint begin: trim_horizon, latest or an RFC 3339 time.
         #[arg(long, default_value = "trim_horizon", value_parser = start_position)]
-        start_position: Value,
+        start_position: StartPosition,
     },
     /// Create a job publishing audience entries and exits to a Kinesis stream.
     CreateExport {
@@ -102,17 +106,17 @@ pub enum JobCommand {
 /// `POST /api/jobs/{id}/pause|resume`, then the state the job is in.
 async fn change_state(client: &Client, id: &str, action: &str) -> Result<(), ClientError> {
     let path = format!("/api/jobs/{}/{action}", q(id));
-    let v = client.call(reqwest::Method::POST, &path, None).await?;
-    client.print(&v, |v| format!("Job {} is {}", s(&v["id"]), s(&v["state"])));
-    Ok(())
+    let v = client.post_empty(&path).await?;
+    client.print(&v, |j: &JobView| format!("Job {} is {}", j.id, s(&j.state)))
 }
 
-/// `--start-position` as the API wants it: a name, or `{"at_timestamp": RFC3339}`.
-fn start_position(text: &str) -> Result<Value, String> {
+/// `--start-position`: a name, or an RFC 3339 time.
+fn start_position(text: &str) -> Result<StartPosition, String> {
     match text {
-        "trim_horizon" | "latest" => Ok(json!(text)),
+        "trim_horizon" => Ok(StartPosition::TrimHorizon),
+        "latest" => Ok(StartPosition::Latest),
         other => chrono::DateTime::parse_from_rfc3339(other)
-            .map(|t| json!({ "at_timestamp": t.to_rfc3339() }))
+            .map(|t| StartPosition::AtTimestamp(t.with_timezone(&chrono::Utc)))
             .map_err(|_| {
                 format!("{other:?} is not trim_horizon, latest or an RFC 3339 time like 2026-01-02T03:04:05Z")
             }),
@@ -131,23 +135,14 @@ pub async fn run(client: &Client, cmd: JobCommand) -> Result<(), ClientError> {
             role_arn,
             start_position,
         } => {
-            let body = json!({
-                "type": "kinesis_import",
-                "label": label,
-                "description": description,
-                "authorization": auth,
-                "config": {
-                    "stream": stream,
-                    "region": region,
-                    "kinesis_stream": kinesis_stream,
-                    "role_arn": role_arn,
-                    "start_position": start_position,
-                },
+            let config = JobConfig::KinesisImport(ImportConfig {
+                stream,
+                region,
+                role_arn,
+                kinesis_stream,
+                start_position,
             });
-            let v = client.post("/api/jobs", &body).await?;
-            client.print(&v, |v| {
-                format!("Created job {}\n{}", s(&v["id"]), describe(v))
-            });
+            create(client, label, description, auth, config).await?;
         }
         JobCommand::CreateExport {
             auth,
@@ -161,150 +156,167 @@ pub async fn run(client: &Client, cmd: JobCommand) -> Result<(), ClientError> {
             export_fields,
             existing_users,
         } => {
-            let body = json!({
-                "type": "kinesis_export",
-                "label": label,
-                "description": description,
-                "authorization": auth,
-                "config": {
-                    "audiences": audiences,
-                    "region": region,
-                    "kinesis_stream": kinesis_stream,
-                    "role_arn": role_arn,
-                    "user_identifier_field": user_identifier_field,
-                    "export_fields": export_fields,
-                    "existing_users": existing_users,
-                },
+            let config = JobConfig::KinesisExport(ExportConfig {
+                audiences,
+                region,
+                role_arn,
+                kinesis_stream,
+                user_identifier_field,
+                export_fields,
+                existing_users,
             });
-            let v = client.post("/api/jobs", &body).await?;
-            client.print(&v, |v| {
-                format!("Created job {}\n{}", s(&v["id"]), describe(v))
-            });
+            create(client, label, description, auth, config).await?;
         }
         JobCommand::List => {
             let v = client.get("/api/jobs").await?;
-            client.print(&v, list_table);
+            client.print(&v, list_table)?;
         }
         JobCommand::Show { id } => {
             let v = client.get(&format!("/api/jobs/{}", q(&id))).await?;
-            client.print(&v, describe);
+            client.print(&v, describe)?;
         }
         JobCommand::Pause { id } => change_state(client, &id, "pause").await?,
         JobCommand::Resume { id } => change_state(client, &id, "resume").await?,
         JobCommand::Delete { id } => {
             client.delete(&format!("/api/jobs/{}", q(&id))).await?;
-            client.print(&json!({ "deleted": id }), |_| format!("Deleted job {id}"));
+            client.print_local(&Deleted { deleted: &id }, || format!("Deleted job {id}"));
         }
         JobCommand::DeadLetters { id, limit } => {
             let v = client
                 .get(&format!("/api/jobs/{}/dead-letters?limit={limit}", q(&id)))
                 .await?;
-            client.print(&v, dead_letters_table);
+            client.print(&v, dead_letters_table)?;
         }
     }
     Ok(())
 }
 
-fn list_table(v: &Value) -> String {
-    let rows = rows(&v["jobs"], |j| {
-        vec![
-            s(&j["id"]),
-            s(&j["label"]),
-            s(&j["type"]),
-            s(&j["state"]),
-            s(&j["status"]["events_out"]),
-            s(&j["status"]["dead_letters"]),
-        ]
-    });
+async fn create(
+    client: &Client,
+    label: String,
+    description: String,
+    authorization: String,
+    config: JobConfig,
+) -> Result<(), ClientError> {
+    let body = CreateJob {
+        label,
+        description,
+        authorization,
+        config,
+    };
+    let v = client.post("/api/jobs", &body).await?;
+    client.print(&v, |j: &JobView| {
+        format!("Created job {}\n{}", j.id, describe(j))
+    })
+}
+
+fn list_table(list: &JobList) -> String {
+    let rows = list
+        .jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.clone(),
+                j.label.clone(),
+                j.config.job_type().as_str().to_owned(),
+                s(&j.state),
+                s(&j.status.events_out),
+                s(&j.status.dead_letters),
+            ]
+        })
+        .collect();
     table(
         &["ID", "LABEL", "TYPE", "STATE", "EVENTS", "DEAD LETTERS"],
         rows,
     )
 }
 
+/// ` as ROLE` when a role is assumed.
+fn as_role(role_arn: &Option<String>) -> String {
+    role_arn
+        .as_deref()
+        .map(|r| format!(" as {r}"))
+        .unwrap_or_default()
+}
+
 /// A job for people: what it does, where it stands, one line per shard.
-fn describe(v: &Value) -> String {
-    let c = &v["config"];
-    let st = &v["status"];
+fn describe(j: &JobView) -> String {
+    let st = &j.status;
     let mut lines = vec![
-        format!("id:            {}", s(&v["id"])),
-        format!("label:         {}", s(&v["label"])),
-        format!("type:          {}", s(&v["type"])),
-        format!("state:         {}", s(&v["state"])),
+        format!("id:            {}", j.id),
+        format!("label:         {}", j.label),
+        format!("type:          {}", j.config.job_type().as_str()),
+        format!("state:         {}", s(&j.state)),
     ];
-    if !v["description"].as_str().unwrap_or("").is_empty() {
-        lines.push(format!("description:   {}", s(&v["description"])));
+    if !j.description.is_empty() {
+        lines.push(format!("description:   {}", j.description));
     }
-    lines.push(format!("authorization: {}", s(&v["authorization"])));
-    if v["type"] == "kinesis_import" {
-        lines.push(format!(
-            "reads:         {} in {}{}",
-            s(&c["kinesis_stream"]),
-            s(&c["region"]),
-            c["role_arn"]
-                .as_str()
-                .map(|r| format!(" as {r}"))
-                .unwrap_or_default()
-        ));
-        lines.push(format!("writes:        event stream {}", s(&c["stream"])));
-        lines.push(format!(
-            "starts at:     {}",
-            start_text(&c["start_position"])
-        ));
-    } else {
-        lines.push(format!(
-            "publishes:     audiences {} to {} in {}{}",
-            joined(&c["audiences"], ", ").unwrap_or_default(),
-            s(&c["kinesis_stream"]),
-            s(&c["region"]),
-            c["role_arn"]
-                .as_str()
-                .map(|r| format!(" as {r}"))
-                .unwrap_or_default()
-        ));
-        lines.push(format!(
-            "keyed by:      {}",
-            c["user_identifier_field"]
-                .as_str()
-                .unwrap_or("the profile id")
-        ));
-        lines.push(format!(
-            "fields:        {}",
-            joined(&c["export_fields"], ", ").unwrap_or_else(|| "all".into())
-        ));
-        if let Some(b) = st["backfill"].as_object() {
+    lines.push(format!("authorization: {}", j.authorization));
+    match &j.config {
+        JobConfig::KinesisImport(c) => {
             lines.push(format!(
-                "backfill:      {} of {} sent{}",
-                s(&b["sent"]),
-                s(&b["total"]),
-                if b["done"] == true { ", done" } else { "" }
+                "reads:         {} in {}{}",
+                c.kinesis_stream,
+                c.region,
+                as_role(&c.role_arn)
             ));
+            lines.push(format!("writes:        event stream {}", c.stream));
+            lines.push(format!("starts at:     {}", start_text(&c.start_position)));
+        }
+        JobConfig::KinesisExport(c) => {
+            lines.push(format!(
+                "publishes:     audiences {} to {} in {}{}",
+                joined(&c.audiences, ", ").unwrap_or_default(),
+                c.kinesis_stream,
+                c.region,
+                as_role(&c.role_arn)
+            ));
+            lines.push(format!(
+                "keyed by:      {}",
+                c.user_identifier_field
+                    .as_deref()
+                    .unwrap_or("the profile id")
+            ));
+            lines.push(format!(
+                "fields:        {}",
+                joined(&c.export_fields, ", ").unwrap_or_else(|| "all".into())
+            ));
+            if let Some(Some(b)) = &st.backfill {
+                lines.push(format!(
+                    "backfill:      {} of {} sent{}",
+                    b.sent,
+                    b.total,
+                    if b.done { ", done" } else { "" }
+                ));
+            }
         }
     }
     lines.push(format!(
         "totals:        {} records in, {} events out, {} dead letters",
-        s(&st["records_in"]),
-        s(&st["events_out"]),
-        s(&st["dead_letters"])
+        st.records_in, st.events_out, st.dead_letters
     ));
-    lines.push(format!("created:       {}", s(&v["created_at"])));
-    lines.push(format!("updated:       {}", s(&v["updated_at"])));
-    if let Some(err) = v["last_error"].as_str() {
+    lines.push(format!("created:       {}", s(&j.created_at)));
+    lines.push(format!("updated:       {}", s(&j.updated_at)));
+    if let Some(err) = &j.last_error {
         lines.push(format!("last error:    {err}"));
     }
-    if v["type"] != "kinesis_import" {
+    if !matches!(j.config, JobConfig::KinesisImport(_)) {
         return lines.join("\n");
     }
-    let rows = rows(&st["shards"], |sh| {
-        vec![
-            s(&sh["shard_id"]),
-            joined(&sh["parent_shard_ids"], ",").unwrap_or_else(|| "-".into()),
-            s(&sh["state"]),
-            s(&sh["records"]),
-            s(&sh["millis_behind_latest"]),
-            s(&sh["checkpoint"]),
-        ]
-    });
+    let rows = st
+        .shards
+        .iter()
+        .map(|sh| {
+            vec![
+                sh.shard_id.clone(),
+                joined(&sh.parent_shard_ids, ",").unwrap_or_else(|| "-".into()),
+                s(&sh.state),
+                s(&sh.records),
+                s(&sh.millis_behind_latest),
+                s(&sh.checkpoint),
+            ]
+        })
+        .collect();
     lines.push(String::new());
     lines.push(table(
         &[
@@ -320,36 +332,42 @@ fn describe(v: &Value) -> String {
     lines.join("\n")
 }
 
-fn start_text(v: &Value) -> String {
-    match v.get("at_timestamp") {
-        Some(t) => s(t),
-        None => s(v),
+fn start_text(start: &StartPosition) -> String {
+    match start {
+        StartPosition::AtTimestamp(t) => s(t),
+        other => s(other),
     }
 }
 
-fn dead_letters_table(v: &Value) -> String {
-    let rows = rows(&v["dead_letters"], |d| {
-        vec![
-            s(&d["shard_id"]),
-            s(&d["sequence_number"]),
-            s(&d["sub_sequence_number"]),
-            s(&d["position"]),
-            s(&d["reason"]),
-        ]
-    });
+fn dead_letters_table(list: &DeadLetterList) -> String {
+    let rows = list
+        .dead_letters
+        .iter()
+        .map(|d| {
+            vec![
+                d.shard_id.clone(),
+                d.sequence_number.clone(),
+                s(&d.sub_sequence_number),
+                s(&d.position),
+                d.reason.clone(),
+            ]
+        })
+        .collect();
     table(&["SHARD", "SEQUENCE", "SUB", "POS", "REASON"], rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn start_positions() {
-        assert_eq!(start_position("latest").unwrap(), json!("latest"));
+        assert_eq!(start_position("latest").unwrap(), StartPosition::Latest);
+        let at = "2026-01-02T03:04:05Z".parse().unwrap();
         assert_eq!(
-            start_position("2026-01-02T03:04:05Z").unwrap(),
-            json!({"at_timestamp": "2026-01-02T03:04:05+00:00"})
+            start_position("2026-01-02T05:04:05+02:00").unwrap(),
+            StartPosition::AtTimestamp(at)
         );
         assert!(start_position("yesterday").is_err());
     }
@@ -360,11 +378,11 @@ mod tests {
             "description": "", "authorization": "a", "last_error": "access denied",
             "config": {"stream": "web", "region": "us-east-1", "kinesis_stream": "clicks",
                        "role_arn": null, "start_position": "latest"},
-            "created_at": "t0", "updated_at": "t1",
-            "status": {"records_in": 3, "events_out": 2, "dead_letters": 1, "shards": [
+            "created_at": "2026-01-02T03:04:05Z", "updated_at": "2026-01-02T03:04:06Z",
+            "status": {"state": "failed", "last_error": "access denied", "records_in": 3, "events_out": 2, "dead_letters": 1, "shards": [
                 {"shard_id": "shardId-1", "parent_shard_ids": ["shardId-0"], "state": "reading",
                  "records": 3, "millis_behind_latest": 0, "checkpoint": "4959"}]}});
-        let text = describe(&v);
+        let text = describe(&serde_json::from_value(v).unwrap());
         assert!(
             text.contains("reads:         clicks in us-east-1\n"),
             "{text}"

@@ -34,14 +34,17 @@ use crate::store::{
     ExportRound, Job, Membership, NewDeadLetter, OutboxStore, Profile, ProfileStore, StoreError,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
     /// Audience slugs whose entries and exits are published.
     pub audiences: Vec<String>,
+    /// The Kinesis stream's AWS region, like `us-east-1`.
     pub region: String,
+    /// A role to assume (with the authorization as source) to reach the stream.
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// The Kinesis data stream to write.
     pub kinesis_stream: String,
     /// The profile field whose value is the partition key; the profile id when unset or absent.
     #[serde(default)]
@@ -194,8 +197,12 @@ pub async fn starting_point(
 
 /// The job's work, until it is cancelled (`Ok`) or fails for good (`Err`: the job's
 /// `last_error`). [`super::JobManager`] records the failure.
-pub async fn run(ctx: JobContext, job: Job, cancel: CancellationToken) -> Result<(), JobError> {
-    let config = ExportConfig::parse(&job.config).map_err(JobError::InvalidConfig)?;
+pub async fn run(
+    ctx: JobContext,
+    job: Job,
+    config: ExportConfig,
+    cancel: CancellationToken,
+) -> Result<(), JobError> {
     Exporter::start(&ctx, &job, config, &cancel).await
 }
 

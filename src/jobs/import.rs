@@ -11,17 +11,21 @@ use crate::kinesis::consumer::{ConsumerConfig, ConsumerHandles};
 use crate::store::Job;
 pub use crate::store::StartPosition;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportConfig {
     /// The Tributary event stream the events go to.
     pub stream: String,
+    /// The Kinesis stream's AWS region, like `us-east-1`.
     pub region: String,
+    /// A role to assume (with the authorization as source) to reach the stream.
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// The Kinesis data stream to read.
     pub kinesis_stream: String,
     /// Used only for shards without a checkpoint.
     #[serde(default)]
+    #[schema(value_type = super::config::StartPositionSchema)]
     pub start_position: StartPosition,
 }
 
@@ -108,8 +112,12 @@ pub fn validate_event_stream_name(name: &str) -> Result<(), String> {
 
 /// The job's work, until it is cancelled (`Ok`) or fails for good (`Err`: the job's
 /// `last_error`). [`super::JobManager`] records the failure.
-pub async fn run(ctx: JobContext, job: Job, cancel: CancellationToken) -> Result<(), JobError> {
-    let config = ImportConfig::parse(&job.config).map_err(JobError::InvalidConfig)?;
+pub async fn run(
+    ctx: JobContext,
+    job: Job,
+    config: ImportConfig,
+    cancel: CancellationToken,
+) -> Result<(), JobError> {
     let handles = ConsumerHandles {
         store: ctx.store.clone(),
         aws: ctx.aws,

@@ -4,6 +4,7 @@
 //! manager holds only the tasks of jobs running in this process. On start the server resumes
 //! every job the store says is `running`, from its checkpoints.
 
+pub mod config;
 pub mod export;
 pub mod import;
 
@@ -17,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::{AwsAccess, AwsError};
 use crate::kinesis::consumer::ConsumeError;
 use crate::metrics::Metrics;
-use crate::store::{ControlStore, DynStore, Job, JobState, JobType, StoreError};
+use crate::store::{ControlStore, DynStore, Job, JobState, StoreError};
+use config::JobConfig;
 pub use import::FieldError;
 
 /// How long a stopping job may take to reach a consistent point (finish the batch it is
@@ -43,7 +45,7 @@ pub struct JobContext {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("the job's configuration is invalid ({0}); delete it and create it again")]
-    InvalidConfig(#[source] FieldError),
+    InvalidConfig(#[source] serde_json::Error),
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error(transparent)]
@@ -76,11 +78,18 @@ impl JobManager {
         }
         let cancel = CancellationToken::new();
         let ctx = self.context.clone();
+        let (job_copy, stop) = (job.clone(), cancel.clone());
+        // The one place a job's type decides what runs.
         let work: std::pin::Pin<
             Box<dyn std::future::Future<Output = Result<(), JobError>> + Send>,
-        > = match job.job_type {
-            JobType::KinesisImport => Box::pin(import::run(ctx, job.clone(), cancel.clone())),
-            JobType::KinesisExport => Box::pin(export::run(ctx, job.clone(), cancel.clone())),
+        > = match JobConfig::of(job) {
+            Ok(JobConfig::KinesisImport(config)) => {
+                Box::pin(import::run(ctx, job_copy, config, stop))
+            }
+            Ok(JobConfig::KinesisExport(config)) => {
+                Box::pin(export::run(ctx, job_copy, config, stop))
+            }
+            Err(e) => Box::pin(std::future::ready(Err(JobError::InvalidConfig(e)))),
         };
         let control: Arc<dyn ControlStore> = self.context.store.clone();
         let handle = tokio::spawn(supervise(control, job.id.clone(), work));

@@ -10,7 +10,9 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
-    #[error("store URL {0:?} is not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE")]
+    #[error(
+        "store URL {0:?} is not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE"
+    )]
     UnsupportedUrl(String),
     /// The database failed (I/O, a lock, a dropped connection): usually worth retrying.
     #[error("database error: {source}")]

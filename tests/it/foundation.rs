@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::{
-    create_stream, free_port, id_of, kinesis_client, Moto, TestServer, MOTO_ACCOUNT_ID,
+    create_stream, free_port, id_of, kinesis_client, peer_path, Moto, TestServer, MOTO_ACCOUNT_ID,
     TEST_API_TOKEN, TEST_REGION,
 };
 
@@ -474,6 +474,47 @@ async fn api_routes_need_the_token_but_health_and_metrics_do_not() {
     assert!(
         text.contains("status=\"401\""),
         "the 401s above are counted:\n{text}"
+    );
+}
+
+/// The OpenAPI document is served without a token, and the reference validator
+/// (openapi-spec-validator, in the peers' venv) accepts it.
+#[tokio::test]
+async fn the_openapi_document_is_public_and_valid() {
+    use std::io::Write;
+
+    let server = offline_server().await;
+    let resp = server
+        .client()
+        .get(server.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("openapi.json");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: Value = resp.json().await.expect("openapi.json is JSON");
+    assert!(doc["paths"]["/api/jobs"]["post"].is_object(), "{doc}");
+
+    let mut child = Command::new(peer_path("venv/bin/python"))
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the venv's python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(doc.to_string().as_bytes())
+        .expect("document to the validator");
+    let out = child.wait_with_output().expect("validator output");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator rejects the document:\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -27,8 +27,8 @@
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 
@@ -41,27 +41,61 @@ const FAVICON_SVG: &str = include_str!("assets/favicon.svg");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+const TAG: &str = "ui";
+
 /// `/` and `/ui/…`: the UI's static files, outside the `/api` token layer.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(page))
-        .route("/ui", get(page))
-        .route("/ui/", get(page))
-        .route(
-            "/ui/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/ui/app.css",
-            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
-        )
-        .route(
-            "/ui/favicon.svg",
-            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(root))
+        .routes(routes!(ui))
+        .routes(routes!(ui_dir))
+        .routes(routes!(app_js))
+        .routes(routes!(app_css))
+        .routes(routes!(favicon))
 }
 
-async fn page() -> Response {
+// The page has three addresses; the OpenAPI document names each, hence one handler each.
+
+/// The web UI's page.
+#[utoipa::path(get, path = "/", tag = TAG,
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+async fn root() -> Response {
+    page()
+}
+
+/// The web UI's page.
+#[utoipa::path(get, path = "/ui", tag = TAG,
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+async fn ui() -> Response {
+    page()
+}
+
+/// The web UI's page.
+#[utoipa::path(get, path = "/ui/", tag = TAG,
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+async fn ui_dir() -> Response {
+    page()
+}
+
+#[utoipa::path(get, path = "/ui/app.js", tag = TAG,
+    responses((status = 200, description = "The UI's script", content_type = "text/javascript", body = String)))]
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+#[utoipa::path(get, path = "/ui/app.css", tag = TAG,
+    responses((status = 200, description = "The UI's stylesheet", content_type = "text/css", body = String)))]
+async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+#[utoipa::path(get, path = "/ui/favicon.svg", tag = TAG,
+    responses((status = 200, description = "The UI's icon", content_type = "image/svg+xml", body = String)))]
+async fn favicon() -> Response {
+    asset("image/svg+xml", FAVICON_SVG)
+}
+
+fn page() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 

@@ -1,0 +1,111 @@
+//! `/api/streams/{name}/mapping` (events → profile fields) and `/api/schema`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tributary_lang::{FieldDef, Mapping};
+use utoipa::ToSchema;
+
+use crate::cdp::registry::SchemaEntry;
+use crate::store::StreamMapping;
+
+/// The JSON forms `PUT /api/streams/{name}/mapping` takes besides plain text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum MappingJson {
+    /// The mapping text as a JSON string.
+    Text(String),
+    /// `{"mapping": text}`; `{"text": text}` is taken too.
+    Object {
+        #[serde(alias = "text")]
+        mapping: String,
+    },
+}
+
+/// A stream's mapping: its text and what it parses to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MappingView {
+    pub stream: String,
+    pub text: String,
+    /// The profile type (`INTO`).
+    pub into: String,
+    /// The identity fields (`BY a OR b`), in order of preference.
+    pub by: Vec<String>,
+    pub alias: Option<String>,
+    pub fields: Vec<MappingField>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl MappingView {
+    pub fn new(stored: &StreamMapping, mapping: &Mapping) -> Self {
+        Self {
+            stream: stored.stream.clone(),
+            text: stored.text.clone(),
+            into: mapping.into.clone(),
+            by: mapping.identities.clone(),
+            alias: mapping.alias.clone(),
+            fields: mapping.fields.iter().map(MappingField::from).collect(),
+            updated_at: stored.updated_at,
+        }
+    }
+}
+
+/// One SELECT item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MappingField {
+    pub name: String,
+    /// The declared KIND, e.g. `string`, `int`, `[]string`, `map[string]int`.
+    pub kind: String,
+    /// `latest`, `first`, `count`, `sum`, `min`, `max` or `set`.
+    pub aggregate: String,
+    /// `LATEST`, `OLDEST`, `SUM`, `COUNT`, `MIN`, `MAX` or `SET`.
+    pub merge_op: String,
+    pub short_desc: Option<String>,
+    /// Where the item starts in the text.
+    pub line: u32,
+    pub column: u32,
+}
+
+impl From<&FieldDef> for MappingField {
+    fn from(f: &FieldDef) -> Self {
+        Self {
+            name: f.name.clone(),
+            kind: f.kind.name().to_owned(),
+            aggregate: format!("{:?}", f.aggregate).to_lowercase(),
+            merge_op: f.merge_op.name().to_owned(),
+            short_desc: f.short_desc.clone(),
+            line: f.span.line,
+            column: f.span.column,
+        }
+    }
+}
+
+/// `GET /api/schema`: every profile field the mappings define.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProfileSchema {
+    pub fields: Vec<SchemaField>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SchemaField {
+    pub name: String,
+    pub kind: String,
+    pub merge_op: String,
+    /// The streams whose mappings write it.
+    pub streams: Vec<String>,
+    pub short_desc: Option<String>,
+    /// Whether it identifies profiles (`BY`) in some mapping.
+    pub identity: bool,
+}
+
+impl From<SchemaEntry> for SchemaField {
+    fn from(e: SchemaEntry) -> Self {
+        Self {
+            name: e.name,
+            kind: e.kind.name().to_owned(),
+            merge_op: e.merge_op.to_owned(),
+            streams: e.streams,
+            short_desc: e.short_desc,
+            identity: e.identity,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `/api/profiles`: profiles by identifier or id, and rebuilding them from the event log.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::cdp::RebuildStatus;
+
+/// `GET /api/profiles`: `field` and `value` together find one profile; neither lists a page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FindQuery {
+    /// An identity field (a mapping's `BY` field), e.g. `email`.
+    pub field: Option<String>,
+    /// The identifier to look up in `field`.
+    pub value: Option<String>,
+    /// Page size when listing (default 50, 1–1000).
+    pub limit: Option<u32>,
+    /// List after this profile id: the `next` of the previous page.
+    pub after: Option<String>,
+}
+
+/// A profile with its identifiers, fields and audiences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProfileView {
+    pub id: String,
+    /// Identifier values by identity field.
+    pub identities: BTreeMap<String, Vec<String>>,
+    /// The profile's fields, as the mappings define them.
+    #[schema(value_type = Object)]
+    pub fields: Value,
+    /// The slugs of the audiences it is in, sorted.
+    pub audiences: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of profiles in id order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProfilePage {
+    pub profiles: Vec<ProfileView>,
+    /// Every profile, not only this page's.
+    pub total: u64,
+    /// The `after` of the next page; null on the last.
+    pub next: Option<String>,
+}
+
+/// What `GET /api/profiles` answers: one profile (by identifier) or a page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProfileLookup {
+    One(ProfileView),
+    Page(ProfilePage),
+}
+
+/// Progress of a profile rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Rebuild {
+    /// `idle` (never rebuilt), `running` or `done`.
+    #[schema(example = "running")]
+    pub state: String,
+    pub processed: u64,
+    pub total: u64,
+}
+
+impl From<RebuildStatus> for Rebuild {
+    fn from(s: RebuildStatus) -> Self {
+        Self {
+            state: s.state.to_owned(),
+            processed: s.processed,
+            total: s.total,
+        }
+    }
+}
