@@ -126,7 +126,8 @@ async fn create(
     let view = AudienceView {
         parsed: Some(parsed_json(&parsed)?),
         ..AudienceView::new(&audience, Some(0))
-    };
+    }
+    .with_filter_facts(&parsed);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -137,7 +138,13 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<AudienceList>> {
     Ok(Json(AudienceList {
         audiences: all
             .iter()
-            .map(|(a, n)| AudienceView::new(a, Some(*n)))
+            .map(|(a, n)| {
+                let view = AudienceView::new(a, Some(*n));
+                match tributary_lang::parse_filter(&a.filter) {
+                    Ok(f) => view.with_filter_facts(&f),
+                    Err(_) => view,
+                }
+            })
             .collect(),
     }))
 }
@@ -159,6 +166,7 @@ async fn show(
         .ok_or_else(|| ApiError::not_found(format!("audience {slug:?} not found")))?;
     let mut view = AudienceView::new(a, Some(*n));
     if let Ok(f) = tributary_lang::parse_filter(&a.filter) {
+        view = view.with_filter_facts(&f);
         view.parsed = Some(parsed_json(&f)?);
         view.fields_read = Some(f.fields_read().into_iter().collect());
         view.time_relative = Some(f.is_time_relative());
@@ -198,10 +206,13 @@ async fn update(
         .await
         .map_err(cdp_error)?;
     tracing::info!(%slug, "audience changed; re-evaluating every profile");
-    Ok(Json(AudienceView {
-        parsed: Some(parsed_json(&parsed)?),
-        ..AudienceView::new(&a, None)
-    }))
+    Ok(Json(
+        AudienceView {
+            parsed: Some(parsed_json(&parsed)?),
+            ..AudienceView::new(&a, None)
+        }
+        .with_filter_facts(&parsed),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/audiences/{slug}", tag = TAG,
@@ -276,4 +287,46 @@ async fn changes(
         changes: page.iter().map(AudienceChangeView::from).collect(),
         next: page.last().map(|c| c.seq),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::api::tests::app;
+
+    /// FilterQL's `WITH` pairs come back as the audience's metadata, and its ignored `LIMIT`
+    /// as a note, wherever the audience is shown.
+    #[tokio::test]
+    async fn filterql_metadata_and_notes_are_returned() {
+        let app = app().await;
+        let filter =
+            "FILTER visits > 3 FROM user LIMIT 100 WITH name = \"Big spenders\", public = false";
+        let (status, created) = app
+            .post("/api/audiences", json!({"slug": "big", "filter": filter}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let metadata = json!({"name": "Big spenders", "public": false});
+        assert_eq!(created["metadata"], metadata);
+        let note = created["notes"][0].as_str().unwrap_or_default();
+        assert!(note.contains("LIMIT"), "{created}");
+        let (_, shown) = app.get("/api/audiences/big").await;
+        assert_eq!(shown["metadata"], metadata);
+        let (_, list) = app.get("/api/audiences").await;
+        assert_eq!(list["audiences"][0]["metadata"], metadata);
+
+        // A filter without them shows neither key, as before.
+        let (_, plain) = app
+            .post(
+                "/api/audiences",
+                json!({"slug": "plain", "filter": "visits > 3"}),
+            )
+            .await;
+        assert!(
+            plain.get("metadata").is_none() && plain.get("notes").is_none(),
+            "{plain}"
+        );
+        assert!(plain["parsed"].get("metadata").is_none(), "{plain}");
+    }
 }

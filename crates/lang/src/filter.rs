@@ -45,8 +45,10 @@ pub struct Filter {
     /// The audience's name (`ALIAS engaged_users`).
     pub alias: Option<String>,
     /// `WITH key = literal, …`, in the order written (see [`Filter::metadata`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metadata: Vec<(String, Literal)>,
     /// What was accepted but has no effect (see [`Filter::notes`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Note>,
 }
 

@@ -63,6 +63,14 @@ pub struct AudienceView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub time_relative: Option<bool>,
+    /// The filter's `WITH key = value, …` pairs (FilterQL metadata), when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, required = false)]
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    /// What the filter says that has no effect here (e.g. FilterQL's `LIMIT`), when anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub notes: Option<Vec<String>>,
 }
 
 impl AudienceView {
@@ -80,7 +88,18 @@ impl AudienceView {
             parsed: None,
             fields_read: None,
             time_relative: None,
+            metadata: None,
+            notes: None,
         }
+    }
+
+    /// Adds what the parsed filter carries besides its condition: `WITH` metadata and notes.
+    pub fn with_filter_facts(mut self, filter: &tributary_lang::Filter) -> Self {
+        let metadata = filter.metadata_json();
+        self.metadata = (!metadata.is_empty()).then_some(metadata);
+        let notes: Vec<String> = filter.notes().iter().map(|n| n.message.clone()).collect();
+        self.notes = (!notes.is_empty()).then_some(notes);
+        self
     }
 }
 

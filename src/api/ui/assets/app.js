@@ -1210,8 +1210,23 @@ ALIAS ${name}
         { label: 'Slug', cell: (a) => h('span', { class: 'mono' }, a.slug) },
         { label: 'Members', num: true, cell: (a) => fmtNum(memberCount(a)) },
         { label: 'Description', cell: (a) => a.description || '' },
+        { label: 'Metadata', cell: (a) => h('span', { class: 'mono' }, metadataText(a.metadata)) },
       ], listOf(res.data, 'audiences'), { name: 'audiences', href: (a) => `#/audiences/${encodeURIComponent(a.slug)}`, empty: 'No audiences yet.' }));
     });
+  }
+
+  // A filter's `WITH key = value, …` pairs, as written back.
+  const metadataText = (m) => Object.entries(m || {}).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ');
+
+  // The filter's WITH metadata and its notes (what it says that has no effect here).
+  function filterFacts(a) {
+    const meta = Object.entries(a.metadata || {});
+    const notes = a.notes || [];
+    if (!meta.length && !notes.length) return [];
+    return [
+      meta.length ? h('dl', { class: 'props', id: 'aud-metadata' }, ...meta.flatMap(([k, v]) => [h('dt', {}, k), h('dd', { class: 'mono' }, JSON.stringify(v))])) : null,
+      ...notes.map((n) => h('p', { class: 'hint', 'data-note': 'filter' }, `Note: ${n}`)),
+    ];
   }
 
   const FILTER_TEMPLATE = `FILTER AND (
@@ -1230,6 +1245,7 @@ ALIAS engaged_users
     const descIn = input({ id: 'aud-description', name: 'description' });
     const filter = h('textarea', { id: 'aud-filter', name: 'filter', spellcheck: 'false', rows: 12, value: isNew ? FILTER_TEMPLATE : '', readonly: !isNew });
     const filterErr = h('div', { id: 'aud-filter-lang-error' });
+    const factsSlot = h('div', { 'aria-live': 'polite' });
     const result = h('div', { 'aria-live': 'polite' });
     const countSlot = h('div', { class: 'stat', id: 'aud-count' }, h('div', { class: 'value' }, '—'), h('div', { class: 'name' }, 'Members'));
     const membersSlot = h('div', {});
@@ -1244,6 +1260,7 @@ ALIAS engaged_users
         h('div', { class: 'hint', id: 'aud-filter-hint' }, 'FilterQL: AND/OR/NOT, = != < > , IN, CONTAINS, LIKE, EXISTS, BETWEEN, relative dates like "now-30d", INCLUDE other_audience.'),
         filter, h('div', { class: 'field-error', id: 'aud-filter-error', 'data-error-for': 'filter' })),
       filterErr,
+      factsSlot,
       h('div', { class: 'form-actions' }, h('button', { type: 'submit', id: 'aud-save' }, isNew ? 'Create audience' : 'Save filter')),
       result);
     filter.dataset.field = 'filter';
@@ -1271,6 +1288,7 @@ ALIAS engaged_users
         return;
       }
       if (isNew) { location.hash = `#/audiences/${encodeURIComponent(res.data.slug || body.slug)}`; return; }
+      replace(factsSlot, ...filterFacts(res.data));
       replace(result, h('div', { class: 'ok-box', role: 'status', 'data-saved': 'audience' }, 'Saved; every profile is being re-evaluated.'));
     });
     if (isNew) { slugIn.focus(); return; }
@@ -1294,6 +1312,7 @@ ALIAS engaged_users
         descIn.value = a.description || '';
         filter.readOnly = false;
         filter.value = typeof a.filter === 'string' ? a.filter : firstKey(a, ['filter_text', 'source', 'text']) || JSON.stringify(a.filter, null, 2) || '';
+        replace(factsSlot, ...filterFacts(a));
       }
       const members = mem.ok ? listOf(mem.data, 'members') : [];
       let count = memberCount(a);
