@@ -63,7 +63,7 @@ fn mapping_text(body: String) -> ApiResult<String> {
             (MappingJson = "application/json"),
         )),
     responses(
-        (status = 200, description = "Set; its parsed fields", body = MappingView),
+        (status = 200, description = "Set; its parsed fields, and `unapplied_events` (with a `hint` when > 0)", body = MappingView),
         (status = 400, description = "`invalid_mapping` (the message says where) or `invalid_request`", body = ErrorBody),
     ))]
 async fn set(
@@ -81,7 +81,10 @@ async fn set(
     match state.cdp.set_mapping(&name, &text).await {
         Ok((mapping, stored)) => {
             tracing::info!(stream = %name, "mapping set");
-            Ok(Json(MappingView::new(&stored, &mapping)))
+            let unapplied = state.cdp.passed_events(&name).await?;
+            Ok(Json(
+                MappingView::new(&stored, &mapping).with_unapplied(unapplied),
+            ))
         }
         Err(CdpError::Store(e)) => Err(e.into()),
         Err(e) => Err(ApiError::bad_request("invalid_mapping", e.to_string())),
@@ -179,5 +182,48 @@ INTO user BY email";
         assert_eq!(schema["fields"][0]["identity"], true);
         assert_eq!(schema["fields"][1]["kind"], "int");
         assert_eq!(schema["fields"][1]["streams"][0], "web");
+    }
+
+    /// A mapping set after events were stored says how many it is not applied to, and how to
+    /// apply it to them.
+    #[tokio::test]
+    async fn put_names_the_stored_events_the_mapping_is_not_applied_to() {
+        let app = app().await;
+        let put = || {
+            app.send(
+                Method::PUT,
+                "/api/streams/web/mapping",
+                MAPPING.into(),
+                true,
+            )
+        };
+        let (status, first) = put().await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        assert_eq!(first["unapplied_events"], 0);
+        assert!(first.get("hint").is_none(), "{first}");
+
+        let events = r#"[{"email": "a@x.io"}, {"email": "b@x.io"}]"#;
+        let (status, _) = app
+            .send(Method::POST, "/api/collect/other", events.into(), true)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, _) = app
+            .send(Method::POST, "/api/collect/web", events.into(), true)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        // Not yet processed: the mapping will reach them.
+        assert_eq!(put().await.1["unapplied_events"], 0);
+        // Processed (under the mapping before): a new one does not reach them.
+        app.state.cdp.step(1000).await.unwrap();
+        let (_, again) = put().await;
+        assert_eq!(again["unapplied_events"], 2, "{again}");
+        let hint = again["hint"].as_str().unwrap_or_default();
+        assert!(hint.contains("POST /api/profiles/rebuild"), "{again}");
+        assert!(app
+            .get("/api/streams/web/mapping")
+            .await
+            .1
+            .get("unapplied_events")
+            .is_none());
     }
 }

@@ -316,6 +316,29 @@ impl Cdp {
     }
 }
 
+impl Cdp {
+    /// Events of `stream` the processor has already passed: a mapping set now is not applied
+    /// to them until a rebuild (`POST /api/profiles/rebuild`).
+    pub async fn passed_events(&self, stream: &str) -> StoreResult<u64> {
+        let stores = &self.inner.stores;
+        let stored = stores
+            .events
+            .list_streams()
+            .await?
+            .into_iter()
+            .find(|s| s.name == stream)
+            .map_or(0, |s| s.events);
+        let waiting = stores
+            .profiles
+            .processor_lag()
+            .await?
+            .into_iter()
+            .find(|(name, _)| name == stream)
+            .map_or(0, |(_, n)| n);
+        Ok(stored.saturating_sub(waiting))
+    }
+}
+
 /// Events not yet applied by the profile processor, per stream (streams with none are left
 /// out). For `GET /api/streams`.
 pub async fn lag(profiles: &dyn ProfileStore) -> StoreResult<Vec<(String, u64)>> {

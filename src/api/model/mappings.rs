@@ -33,6 +33,15 @@ pub struct MappingView {
     pub alias: Option<String>,
     pub fields: Vec<MappingField>,
     pub updated_at: DateTime<Utc>,
+    /// In the answer to `PUT`: events of the stream stored before this mapping was set, which
+    /// it is not applied to (profiles keep what they were) until a rebuild.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub unapplied_events: Option<u64>,
+    /// With `unapplied_events` > 0: what to do about them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub hint: Option<String>,
 }
 
 impl MappingView {
@@ -45,6 +54,24 @@ impl MappingView {
             alias: mapping.alias.clone(),
             fields: mapping.fields.iter().map(MappingField::from).collect(),
             updated_at: stored.updated_at,
+            unapplied_events: None,
+            hint: None,
+        }
+    }
+
+    /// The answer to `PUT`: with how many stored events the new mapping is not applied to.
+    pub fn with_unapplied(self, events: u64) -> Self {
+        let hint = (events > 0).then(|| {
+            format!(
+                "{events} event{} of stream {:?} were stored before this mapping and are not in the profiles under it; POST /api/profiles/rebuild rebuilds every profile from the stored events",
+                if events == 1 { "" } else { "s" },
+                self.stream
+            )
+        });
+        Self {
+            unapplied_events: Some(events),
+            hint,
+            ..self
         }
     }
 }

@@ -1097,7 +1097,11 @@ ALIAS ${name}
       const res = await api('PUT', `/api/streams/${encodeURIComponent(name)}/mapping`, editor.value, { text: true });
       if (!res.ok) { showLangError(mapErr, editor, res); return; }
       const fields = listOf(res.data, 'fields');
-      replace(mapResult, h('div', { class: 'ok-box', role: 'status', 'data-saved': 'mapping' }, 'Mapping saved.'), fields.length ? fieldsTable(fields, 'Profile fields from this mapping') : null);
+      // Events stored before the mapping keep what earlier mappings made until a rebuild.
+      const unapplied = res.data.hint ? h('div', { class: 'warn-box', role: 'status', 'data-unapplied': res.data.unapplied_events },
+        h('p', {}, res.data.hint),
+        h('button', { type: 'button', class: 'secondary', id: 'rebuild-unapplied', onClick: rebuild }, `Rebuild now to apply it to those ${fmtNum(res.data.unapplied_events)} events`)) : null;
+      replace(mapResult, h('div', { class: 'ok-box', role: 'status', 'data-saved': 'mapping' }, 'Mapping saved.'), unapplied, fields.length ? fieldsTable(fields, 'Profile fields from this mapping') : null);
     });
   }
 
