@@ -286,7 +286,8 @@ try {
       await page.getByLabel('Slug').fill('ui_shoppers');
       await page.getByLabel('Name').fill('Shoppers');
       const filter = page.getByLabel('Filter');
-      await filter.fill('FILTER AND (\n    visit_count >= 1,\n    EXISTS email\n    EXISTS user_id\n)\nFROM user\nALIAS ui_shoppers\n');
+      // A comparison without its value (arguments on separate lines need no commas: FilterQL).
+      await filter.fill('FILTER AND (\n    visit_count >= ,\n    EXISTS email\n    EXISTS user_id\n)\nFROM user\nALIAS ui_shoppers\n');
       await page.getByRole('button', { name: 'Create audience' }).click();
       await page.locator('.lang-error').waitFor();
       await filter.fill('FILTER AND (\n    visit_count >= 1,\n    EXISTS email,\n)\nFROM user\nALIAS ui_shoppers\n');
