@@ -4,7 +4,7 @@ use std::io::Read;
 
 use clap::{Subcommand, ValueEnum};
 
-use super::client::{q, s, table, Client, ClientError};
+use super::client::{labelled, q, s, table, Client, ClientError};
 use crate::api::model::authorizations::{
     AuthMethod, AuthorizationList, AuthorizationView, CreateAuthorization, CredentialsView,
     Verified,
@@ -154,27 +154,27 @@ pub struct Deleted<'a> {
 }
 
 fn describe(a: &AuthorizationView) -> String {
-    let mut lines = vec![
-        format!("id:          {}", a.id),
-        format!("label:       {}", a.label),
-        format!("description: {}", a.description),
-        format!("method:      {}", s(&a.credentials.method())),
+    let mut rows = vec![
+        ("id", a.id.clone()),
+        ("label", a.label.clone()),
+        ("description", a.description.clone()),
+        ("method", s(&a.credentials.method())),
     ];
     match &a.credentials {
         CredentialsView::AwsKeys { access_key_id, .. } => {
-            lines.push(format!("access key:  {access_key_id}"));
-            lines.push("secret key:  ****".into());
+            rows.push(("access key", access_key_id.clone()));
+            rows.push(("secret key", "****".into()));
         }
         CredentialsView::AwsRole {
             role_arn,
             external_id,
         } => {
-            lines.push(format!("role ARN:    {role_arn}"));
-            lines.push(format!("external ID: {external_id}"));
+            rows.push(("role ARN", role_arn.clone()));
+            rows.push(("external ID", external_id.clone()));
         }
     }
-    lines.push(format!("created:     {}", s(&a.created_at)));
-    lines.join("\n")
+    rows.push(("created", s(&a.created_at)));
+    labelled(&rows)
 }
 
 fn read_secret_from_stdin() -> String {

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use reqwest::Method;
 
 use super::auth::Deleted;
-use super::client::{joined, q, s, table, Client, ClientError};
+use super::client::{count, joined, labelled, q, s, table, Client, ClientError};
 use crate::api::model::audiences::{
     AudienceList, AudienceView, ChangesPage, CreateAudience, MembersPage, UpdateAudience,
 };
@@ -302,18 +302,48 @@ pub async fn audience(client: &Client, cmd: AudienceCommand) -> Result<(), Clien
 }
 
 fn describe_audience(a: &AudienceView) -> String {
-    let mut lines = vec![
-        format!("slug:        {}", a.slug),
-        format!("id:          {}", a.id),
-        format!("name:        {}", a.name),
-        format!("description: {}", a.description),
-        format!("filter:      {}", a.filter),
+    let mut rows = vec![
+        ("slug", a.slug.clone()),
+        ("id", a.id.clone()),
+        ("name", a.name.clone()),
+        ("description", a.description.clone()),
+        ("filter", a.filter.clone()),
     ];
     if let Some(members) = a.members {
-        lines.push(format!("members:     {members}"));
+        rows.push(("members", members.to_string()));
     }
-    lines.push(format!("updated:     {}", s(&a.updated_at)));
-    lines.join("\n")
+    rows.push(("updated", s(&a.updated_at)));
+    labelled(&rows)
+}
+
+/// A profile for people: who it is, its audiences, then its fields (free-form) as a table.
+fn describe_profile(p: &ProfileView) -> String {
+    let identities: Vec<String> = p
+        .identities
+        .iter()
+        .flat_map(|(field, values)| values.iter().map(move |v| format!("{field}={v}")))
+        .collect();
+    let head = labelled(&[
+        ("id", p.id.clone()),
+        (
+            "identities",
+            joined(&identities, ", ").unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "audiences",
+            joined(&p.audiences, ", ").unwrap_or_else(|| "-".into()),
+        ),
+        ("created", s(&p.created_at)),
+        ("updated", s(&p.updated_at)),
+    ]);
+    let fields = p
+        .fields
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| vec![name.clone(), s(value)])
+        .collect();
+    format!("{head}\n\n{}", table(&["FIELD", "VALUE"], fields))
 }
 
 pub async fn profile(client: &Client, cmd: ProfileCommand) -> Result<(), ClientError> {
@@ -327,25 +357,51 @@ pub async fn profile(client: &Client, cmd: ProfileCommand) -> Result<(), ClientE
                     std::process::exit(2)
                 }
             };
-            let v = client.get::<ProfileView>(&path).await?;
-            // People get the JSON too: a profile's fields are free-form.
-            client.print_json(&v);
-            Ok(())
+            let v = client.get(&path).await?;
+            client.print(&v, describe_profile)
         }
         ProfileCommand::Rebuild => {
             let v = client.post_empty("/api/profiles/rebuild").await?;
             client.print(&v, |r: &Rebuild| {
                 format!(
-                    "Rebuilding profiles from {} stored events (tributary profile rebuild-status)",
-                    r.total
+                    "Rebuilding profiles from {} (tributary profile rebuild-status)",
+                    count(r.total, "stored event")
                 )
             })
         }
         ProfileCommand::RebuildStatus => {
             let v = client.get("/api/profiles/rebuild").await?;
             client.print(&v, |r: &Rebuild| {
-                format!("{}: {} of {} events", r.state, r.processed, r.total)
+                format!(
+                    "{}: {} of {}",
+                    r.state,
+                    r.processed,
+                    count(r.total, "event")
+                )
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_profile_reads_as_fields_and_a_table() {
+        let v = json!({"id": "p1", "identities": {"email": ["a@x.io"], "user_id": ["u7"]},
+            "fields": {"email": "a@x.io", "visits": 3, "pages_seen": ["/", "/docs"]},
+            "audiences": [], "created_at": "2026-01-02T03:04:05Z",
+            "updated_at": "2026-01-02T03:04:06Z"});
+        let text = describe_profile(&serde_json::from_value(v).unwrap());
+        assert!(text.starts_with("id:         p1\n"), "{text}");
+        assert!(
+            text.contains("identities: email=a@x.io, user_id=u7\naudiences:  -\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nFIELD       VALUE\n"), "{text}");
+        assert!(text.contains("\npages_seen  [\"/\",\"/docs\"]"), "{text}");
+        assert!(text.contains("\nvisits      3"), "{text}");
     }
 }
