@@ -37,11 +37,18 @@ pub struct ServerArgs {
         long,
         global = true,
         env = "TRIBUTARY_SERVER",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:7878"
     )]
     pub server: String,
     /// The server's data directory, to read its api-token file when TRIBUTARY_API_TOKEN is unset.
-    #[arg(long, global = true, env = "TRIBUTARY_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    #[arg(
+        long,
+        global = true,
+        env = "TRIBUTARY_DATA_DIR",
+        hide_env_values = true,
+        default_value = crate::config::DEFAULT_DATA_DIR
+    )]
     pub data_dir: PathBuf,
     /// Print raw JSON (for scripts) instead of a readable summary.
     #[arg(long, global = true)]

@@ -12,6 +12,10 @@ use crate::store::StartPosition;
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Create a job importing a Kinesis stream into a Tributary event stream.
+    #[command(after_help = "\
+Example:
+  tributary job create-import --auth 0193a5e0-1b2c-7d3e-8f4a-5b6c7d8e9f01 --label 'web events' \\
+      --stream web_events --region us-east-1 --kinesis-stream clickstream")]
     CreateImport {
         /// Authorization id (see `tributary auth list`).
         #[arg(long)]
@@ -39,6 +43,11 @@ pub enum JobCommand {
         start_position: StartPosition,
     },
     /// Create a job publishing audience entries and exits to a Kinesis stream.
+    #[command(after_help = "\
+Example:
+  tributary job create-export --auth 0193a5e0-1b2c-7d3e-8f4a-5b6c7d8e9f01 --label 'vip triggers' \\
+      --audience vip --region us-east-1 --kinesis-stream cdp-triggers \\
+      --user-identifier-field email --existing-users")]
     CreateExport {
         /// Authorization id (see `tributary auth list`).
         #[arg(long)]
@@ -72,32 +81,50 @@ pub enum JobCommand {
         existing_users: bool,
     },
     /// List jobs with their state and totals.
+    #[command(after_help = "\
+Example:
+  tributary job list")]
     List,
     /// Show a job: state, totals, shards and last error.
+    #[command(after_help = "\
+Example:
+  tributary job show 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d")]
     Show {
         /// Job id.
         id: String,
     },
     /// Pause a job (it resumes from its checkpoints).
+    #[command(after_help = "\
+Example:
+  tributary job pause 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d")]
     Pause {
         /// Job id.
         id: String,
     },
     /// Resume a paused job, or retry a failed one.
+    #[command(after_help = "\
+Example:
+  tributary job resume 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d")]
     Resume {
         /// Job id.
         id: String,
     },
     /// Stop and delete a job with its checkpoints and dead letters (its events stay).
+    #[command(after_help = "\
+Example:
+  tributary job delete 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d")]
     Delete {
         /// Job id.
         id: String,
     },
     /// Show what a job could not decode.
+    #[command(after_help = "\
+Example:
+  tributary job dead-letters 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d --limit 10")]
     DeadLetters {
         /// Job id.
         id: String,
-        /// At most this many (1–1000).
+        /// At most this many dead letters, newest first (1–1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
