@@ -54,28 +54,39 @@ pub struct TlsFiles {
 /// What the `serve` command was given on the command line or in the environment.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Where Tributary keeps its database, API token and master key.
-    #[arg(long, env = "TRIBUTARY_DATA_DIR")]
+    /// Where Tributary keeps its database, API token and master key [default: ./tributary-data]
+    #[arg(long, env = "TRIBUTARY_DATA_DIR", hide_env_values = true)]
     pub data_dir: Option<PathBuf>,
-    /// Address the HTTP API and web UI listen on.
-    #[arg(long, env = "TRIBUTARY_LISTEN")]
+    /// Address (HOST:PORT) the HTTP API and web UI listen on [default: 127.0.0.1:7878]
+    #[arg(long, env = "TRIBUTARY_LISTEN", hide_env_values = true)]
     pub listen: Option<String>,
-    /// Store URL: `sqlite://PATH` (default: DATA_DIR/tributary.db).
-    #[arg(long, env = "TRIBUTARY_STORE")]
+    /// Store URL: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// [default: sqlite://DATA_DIR/tributary.db]
+    #[arg(long, env = "TRIBUTARY_STORE", hide_env_values = true)]
     pub store: Option<String>,
     /// Optional TOML file with the same settings (data_dir, listen, store, api_token,
     /// master_key, tls_cert, tls_key, log_format).
-    #[arg(long, env = "TRIBUTARY_CONFIG")]
+    #[arg(long, env = "TRIBUTARY_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
-    #[arg(long, env = "TRIBUTARY_TLS_CERT", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "TRIBUTARY_TLS_CERT",
+        hide_env_values = true,
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, env = "TRIBUTARY_TLS_KEY", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "TRIBUTARY_TLS_KEY",
+        hide_env_values = true,
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Log lines as human text or as one JSON object per line (for log collectors)
-    /// [default: text].
-    #[arg(long, env = "TRIBUTARY_LOG_FORMAT", value_enum)]
+    /// [default: text]
+    #[arg(long, env = "TRIBUTARY_LOG_FORMAT", hide_env_values = true, value_enum)]
     pub log_format: Option<LogFormat>,
 }
 

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use clap::{Subcommand, ValueEnum};
 
-use super::client::{q, s, table, Client, ClientError};
+use super::client::{labelled, q, s, table, Client, ClientError};
 use crate::api::model::authorizations::{
     AuthMethod, AuthorizationList, AuthorizationView, CreateAuthorization, CredentialsView,
     Verified,
@@ -13,40 +13,73 @@ use crate::api::model::aws::KinesisStreams;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum MethodArg {
+    /// An IAM user's access key pair.
     AwsKeys,
+    /// A role Tributary assumes, with an external ID, from its own AWS identity.
     AwsRole,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     /// Store AWS credentials (keys, or a role Tributary assumes with an external ID).
+    #[command(after_help = "\
+Examples:
+  tributary auth add --label prod --access-key-id AKIAIOSFODNN7EXAMPLE --secret-access-key -
+  tributary auth add --label delegated --method aws-role \\
+      --role-arn arn:aws:iam::123456789012:role/Tributary")]
     Add {
+        /// A name for the authorization.
         #[arg(long)]
         label: String,
+        /// What it is for.
         #[arg(long, default_value = "")]
         description: String,
+        /// How Tributary reaches AWS: an access key pair, or a role it assumes.
         #[arg(long, value_enum, default_value = "aws-keys")]
         method: MethodArg,
+        /// The access key ID (with --method aws-keys).
         #[arg(long)]
         access_key_id: Option<String>,
         /// The secret key; `-` reads it from standard input (keeps it out of shell history).
         #[arg(long, env = "TRIBUTARY_SECRET_ACCESS_KEY", hide_env_values = true)]
         secret_access_key: Option<String>,
+        /// The ARN of the role to assume (with --method aws-role).
         #[arg(long)]
         role_arn: Option<String>,
-        /// Generated when omitted.
+        /// The external ID the role's trust policy requires (with --method aws-role; generated
+        /// when omitted).
         #[arg(long)]
         external_id: Option<String>,
     },
     /// List authorizations.
+    #[command(after_help = "\
+Example:
+  tributary auth list")]
     List,
     /// Show one authorization (never its secret).
-    Show { id: String },
-    /// Delete an authorization no job uses.
-    Remove { id: String },
-    /// Check the credentials with STS GetCallerIdentity.
-    Verify {
+    #[command(after_help = "\
+Example:
+  tributary auth show 0193a5e0-1b2c-7d3e-8f4a-5b6c7d8e9f01")]
+    Show {
+        /// Authorization id (see `tributary auth list`).
         id: String,
+    },
+    /// Delete an authorization no job uses.
+    #[command(after_help = "\
+Example:
+  tributary auth remove 0193a5e0-1b2c-7d3e-8f4a-5b6c7d8e9f01")]
+    Remove {
+        /// Authorization id (see `tributary auth list`).
+        id: String,
+    },
+    /// Check the credentials with STS GetCallerIdentity.
+    #[command(after_help = "\
+Example:
+  tributary auth verify 0193a5e0-1b2c-7d3e-8f4a-5b6c7d8e9f01 --region eu-west-1")]
+    Verify {
+        /// Authorization id (see `tributary auth list`).
+        id: String,
+        /// The AWS region whose STS endpoint is asked.
         #[arg(long, default_value = "us-east-1")]
         region: String,
     },
@@ -154,27 +187,27 @@ pub struct Deleted<'a> {
 }
 
 fn describe(a: &AuthorizationView) -> String {
-    let mut lines = vec![
-        format!("id:          {}", a.id),
-        format!("label:       {}", a.label),
-        format!("description: {}", a.description),
-        format!("method:      {}", s(&a.credentials.method())),
+    let mut rows = vec![
+        ("id", a.id.clone()),
+        ("label", a.label.clone()),
+        ("description", a.description.clone()),
+        ("method", s(&a.credentials.method())),
     ];
     match &a.credentials {
         CredentialsView::AwsKeys { access_key_id, .. } => {
-            lines.push(format!("access key:  {access_key_id}"));
-            lines.push("secret key:  ****".into());
+            rows.push(("access key", access_key_id.clone()));
+            rows.push(("secret key", "****".into()));
         }
         CredentialsView::AwsRole {
             role_arn,
             external_id,
         } => {
-            lines.push(format!("role ARN:    {role_arn}"));
-            lines.push(format!("external ID: {external_id}"));
+            rows.push(("role ARN", role_arn.clone()));
+            rows.push(("external ID", external_id.clone()));
         }
     }
-    lines.push(format!("created:     {}", s(&a.created_at)));
-    lines.join("\n")
+    rows.push(("created", s(&a.created_at)));
+    labelled(&rows)
 }
 
 fn read_secret_from_stdin() -> String {

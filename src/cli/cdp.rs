@@ -7,7 +7,7 @@ use clap::Subcommand;
 use reqwest::Method;
 
 use super::auth::Deleted;
-use super::client::{joined, q, s, table, Client, ClientError};
+use super::client::{count, joined, labelled, q, s, table, Client, ClientError};
 use crate::api::model::audiences::{
     AudienceList, AudienceView, ChangesPage, CreateAudience, MembersPage, UpdateAudience,
 };
@@ -17,20 +17,45 @@ use crate::api::model::profiles::{ProfileView, Rebuild};
 #[derive(Debug, Subcommand)]
 pub enum MappingCommand {
     /// Set a stream's mapping from a file (`-` reads standard input).
-    Set { stream: String, file: PathBuf },
+    #[command(after_help = "\
+Examples:
+  tributary mapping set web_events web_events.map
+  cat web_events.map | tributary mapping set web_events -")]
+    Set {
+        /// The event stream the mapping reads.
+        stream: String,
+        /// The file holding the mapping (`-` reads standard input).
+        file: PathBuf,
+    },
     /// Show a stream's mapping and its fields.
-    Show { stream: String },
+    #[command(after_help = "\
+Example:
+  tributary mapping show web_events")]
+    Show {
+        /// The event stream.
+        stream: String,
+    },
     /// Every profile field the mappings define.
+    #[command(after_help = "\
+Example:
+  tributary mapping schema")]
     Schema,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AudienceCommand {
     /// Create an audience from a filter (inline with --filter, or from --file).
+    #[command(after_help = "\
+Examples:
+  tributary audience create big_spenders --name 'Big spenders' --filter 'total_spent >= 300'
+  tributary audience create regulars --file regulars.filter")]
     Create {
+        /// Its identifier in commands and export jobs: 1–64 characters of a-z, 0-9, _ and -.
         slug: String,
+        /// A display name [default: the slug].
         #[arg(long)]
         name: Option<String>,
+        /// What the audience is for.
         #[arg(long, default_value = "")]
         description: String,
         /// The filter text, e.g. 'visits > 3 AND EXISTS email'.
@@ -41,24 +66,48 @@ pub enum AudienceCommand {
         file: Option<PathBuf>,
     },
     /// List audiences with their member counts.
+    #[command(after_help = "\
+Example:
+  tributary audience list")]
     List,
     /// Show one audience.
-    Show { slug: String },
-    /// Change an audience's filter (everyone is re-evaluated), name or description.
-    Update {
+    #[command(after_help = "\
+Example:
+  tributary audience show big_spenders")]
+    Show {
+        /// The audience's slug.
         slug: String,
+    },
+    /// Change an audience's filter (everyone is re-evaluated), name or description.
+    #[command(after_help = "\
+Examples:
+  tributary audience update big_spenders --filter 'total_spent >= 500'
+  tributary audience update big_spenders --name 'Top spenders'")]
+    Update {
+        /// The audience's slug.
+        slug: String,
+        /// A new display name.
         #[arg(long)]
         name: Option<String>,
+        /// A new description.
         #[arg(long)]
         description: Option<String>,
+        /// A new filter text.
         #[arg(long, conflicts_with = "file")]
         filter: Option<String>,
+        /// A file holding the new filter (`-` reads standard input).
         #[arg(long)]
         file: Option<PathBuf>,
     },
     /// List members (profile ids), a page at a time.
+    #[command(after_help = "\
+Examples:
+  tributary audience members big_spenders --limit 20
+  tributary audience members big_spenders --after 0193a601-2d3e-7f40-8a1b-2c3d4e5f6a7b")]
     Members {
+        /// The audience's slug.
         slug: String,
+        /// At most this many members (1–1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
         /// The cursor printed at the end of the previous page.
@@ -66,11 +115,23 @@ pub enum AudienceCommand {
         after: Option<String>,
     },
     /// Delete an audience no other audience INCLUDEs.
-    Delete { slug: String },
+    #[command(after_help = "\
+Example:
+  tributary audience delete big_spenders")]
+    Delete {
+        /// The audience's slug.
+        slug: String,
+    },
     /// Show the audience-change outbox (entries and exits), oldest first.
+    #[command(after_help = "\
+Examples:
+  tributary audience changes --limit 20
+  tributary audience changes --after 4812")]
     Changes {
+        /// Only changes after this sequence number (the last SEQ of the previous page).
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// At most this many changes (1–1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -79,17 +140,30 @@ pub enum AudienceCommand {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     /// Show the profile holding an identifier (`--field email --value a@b.c`) or with an id.
+    #[command(after_help = "\
+Examples:
+  tributary profile get --field email --value user7@example.com
+  tributary profile get --id 0193a601-2d3e-7f40-8a1b-2c3d4e5f6a7b")]
     Get {
+        /// An identity field (a mapping's BY field), with --value.
         #[arg(long, requires = "value", conflicts_with = "id")]
         field: Option<String>,
+        /// The identifier to look up in --field.
         #[arg(long, requires = "field")]
         value: Option<String>,
+        /// A profile id.
         #[arg(long)]
         id: Option<String>,
     },
     /// Rebuild every profile from the stored events (after a mapping change).
+    #[command(after_help = "\
+Example:
+  tributary profile rebuild")]
     Rebuild,
     /// Show the progress of a rebuild.
+    #[command(after_help = "\
+Example:
+  tributary profile rebuild-status")]
     RebuildStatus,
 }
 
@@ -302,18 +376,48 @@ pub async fn audience(client: &Client, cmd: AudienceCommand) -> Result<(), Clien
 }
 
 fn describe_audience(a: &AudienceView) -> String {
-    let mut lines = vec![
-        format!("slug:        {}", a.slug),
-        format!("id:          {}", a.id),
-        format!("name:        {}", a.name),
-        format!("description: {}", a.description),
-        format!("filter:      {}", a.filter),
+    let mut rows = vec![
+        ("slug", a.slug.clone()),
+        ("id", a.id.clone()),
+        ("name", a.name.clone()),
+        ("description", a.description.clone()),
+        ("filter", a.filter.clone()),
     ];
     if let Some(members) = a.members {
-        lines.push(format!("members:     {members}"));
+        rows.push(("members", members.to_string()));
     }
-    lines.push(format!("updated:     {}", s(&a.updated_at)));
-    lines.join("\n")
+    rows.push(("updated", s(&a.updated_at)));
+    labelled(&rows)
+}
+
+/// A profile for people: who it is, its audiences, then its fields (free-form) as a table.
+fn describe_profile(p: &ProfileView) -> String {
+    let identities: Vec<String> = p
+        .identities
+        .iter()
+        .flat_map(|(field, values)| values.iter().map(move |v| format!("{field}={v}")))
+        .collect();
+    let head = labelled(&[
+        ("id", p.id.clone()),
+        (
+            "identities",
+            joined(&identities, ", ").unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "audiences",
+            joined(&p.audiences, ", ").unwrap_or_else(|| "-".into()),
+        ),
+        ("created", s(&p.created_at)),
+        ("updated", s(&p.updated_at)),
+    ]);
+    let fields = p
+        .fields
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| vec![name.clone(), s(value)])
+        .collect();
+    format!("{head}\n\n{}", table(&["FIELD", "VALUE"], fields))
 }
 
 pub async fn profile(client: &Client, cmd: ProfileCommand) -> Result<(), ClientError> {
@@ -327,25 +431,51 @@ pub async fn profile(client: &Client, cmd: ProfileCommand) -> Result<(), ClientE
                     std::process::exit(2)
                 }
             };
-            let v = client.get::<ProfileView>(&path).await?;
-            // People get the JSON too: a profile's fields are free-form.
-            client.print_json(&v);
-            Ok(())
+            let v = client.get(&path).await?;
+            client.print(&v, describe_profile)
         }
         ProfileCommand::Rebuild => {
             let v = client.post_empty("/api/profiles/rebuild").await?;
             client.print(&v, |r: &Rebuild| {
                 format!(
-                    "Rebuilding profiles from {} stored events (tributary profile rebuild-status)",
-                    r.total
+                    "Rebuilding profiles from {} (tributary profile rebuild-status)",
+                    count(r.total, "stored event")
                 )
             })
         }
         ProfileCommand::RebuildStatus => {
             let v = client.get("/api/profiles/rebuild").await?;
             client.print(&v, |r: &Rebuild| {
-                format!("{}: {} of {} events", r.state, r.processed, r.total)
+                format!(
+                    "{}: {} of {}",
+                    r.state,
+                    r.processed,
+                    count(r.total, "event")
+                )
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_profile_reads_as_fields_and_a_table() {
+        let v = json!({"id": "p1", "identities": {"email": ["a@x.io"], "user_id": ["u7"]},
+            "fields": {"email": "a@x.io", "visits": 3, "pages_seen": ["/", "/docs"]},
+            "audiences": [], "created_at": "2026-01-02T03:04:05Z",
+            "updated_at": "2026-01-02T03:04:06Z"});
+        let text = describe_profile(&serde_json::from_value(v).unwrap());
+        assert!(text.starts_with("id:         p1\n"), "{text}");
+        assert!(
+            text.contains("identities: email=a@x.io, user_id=u7\naudiences:  -\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nFIELD       VALUE\n"), "{text}");
+        assert!(text.contains("\npages_seen  [\"/\",\"/docs\"]"), "{text}");
+        assert!(text.contains("\nvisits      3"), "{text}");
     }
 }

@@ -15,8 +15,10 @@ use crate::api::model::ErrorBody;
 pub enum ClientError {
     #[error("no API token: set TRIBUTARY_API_TOKEN, or pass --data-dir pointing at the server's data directory (it holds api-token)")]
     NoToken,
-    #[error("cannot reach the Tributary server at {url}: {source}; is `tributary serve` running? (set --server or TRIBUTARY_SERVER)")]
-    Unreachable { url: String, source: reqwest::Error },
+    /// Holds the cause as text, not as a `source`: `main` prints an error with its cause chain,
+    /// and reqwest's chain says "error sending request for url (…)" three ways.
+    #[error("cannot reach the Tributary server at {url} ({reason}): start `tributary serve`, or pass --server with the URL of a running server")]
+    Unreachable { url: String, reason: String },
     #[error("{status}: {message} ({code})")]
     Api {
         status: StatusCode,
@@ -35,11 +37,18 @@ pub struct ServerArgs {
         long,
         global = true,
         env = "TRIBUTARY_SERVER",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:7878"
     )]
     pub server: String,
     /// The server's data directory, to read its api-token file when TRIBUTARY_API_TOKEN is unset.
-    #[arg(long, global = true, env = "TRIBUTARY_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    #[arg(
+        long,
+        global = true,
+        env = "TRIBUTARY_DATA_DIR",
+        hide_env_values = true,
+        default_value = crate::config::DEFAULT_DATA_DIR
+    )]
     pub data_dir: PathBuf,
     /// Print raw JSON (for scripts) instead of a readable summary.
     #[arg(long, global = true)]
@@ -83,13 +92,7 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         self.finish(resp).await
     }
 
@@ -109,11 +112,15 @@ impl Client {
             .body(body)
             .send()
             .await
-            .map_err(|source| ClientError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         self.finish(resp).await
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: reason(error),
+        }
     }
 
     async fn finish<T>(&self, resp: reqwest::Response) -> Result<Reply<T>, ClientError> {
@@ -182,11 +189,6 @@ impl Client {
         Ok(())
     }
 
-    /// Prints the reply as the server sent it, in either mode.
-    pub fn print_json<T>(&self, reply: &Reply<T>) {
-        println!("{}", pretty(&reply.raw));
-    }
-
     /// Prints what the CLI itself has to say (there was no body to repeat): `value` in
     /// `--json` mode, else `human`.
     pub fn print_local(&self, value: &impl Serialize, human: impl FnOnce() -> String) {
@@ -208,6 +210,22 @@ pub struct Reply<T> {
 impl<T: DeserializeOwned> Reply<T> {
     fn body(&self) -> Result<T, ClientError> {
         T::deserialize(&self.raw).map_err(|e| ClientError::Protocol(format!("{e} in {}", self.raw)))
+    }
+}
+
+/// The innermost cause of a failed request, which is the specific one ("connection refused");
+/// the outer ones only repeat that a request failed.
+fn reason(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "timed out".into();
+    }
+    let mut innermost: &dyn std::error::Error = error;
+    while let Some(cause) = innermost.source() {
+        innermost = cause;
+    }
+    match innermost.downcast_ref::<std::io::Error>() {
+        Some(io) => io.kind().to_string(),
+        None => innermost.to_string(),
     }
 }
 
@@ -254,6 +272,22 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out.join("\n")
 }
 
+/// Labelled lines for people, the values aligned: `label:  value`.
+pub fn labelled(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0) + 1;
+    rows.iter()
+        .map(|(label, value)| format!("{:<width$} {value}", format!("{label}:")))
+        .map(|line| line.trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `n` with a regular noun, plural unless `n` is 1: "1 dead letter", "2 dead letters".
+pub fn count(n: u64, noun: &str) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{n} {noun}{s}")
+}
+
 /// The elements of `list` joined by `sep` (`None` when it is empty).
 pub fn joined(list: &[String], sep: &str) -> Option<String> {
     (!list.is_empty()).then(|| list.join(sep))
@@ -265,5 +299,51 @@ pub fn s(value: &impl Serialize) -> String {
         Value::String(s) => s,
         Value::Null => "-".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(count(0, "dead letter"), "0 dead letters");
+        assert_eq!(count(1, "dead letter"), "1 dead letter");
+        assert_eq!(count(2, "event"), "2 events");
+    }
+
+    #[test]
+    fn labelled_lines_align_their_values() {
+        let rows = [("id", "j1".to_owned()), ("last error", "denied".to_owned())];
+        assert_eq!(labelled(&rows), "id:         j1\nlast error: denied");
+    }
+
+    /// `main` prints an error with its cause chain (`{:#}` renders that chain without the
+    /// backtrace): the server being down must read as one sentence, not one failure thrice.
+    #[tokio::test]
+    async fn an_unreachable_server_is_one_sentence_saying_what_to_do() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(crate::secrets::API_TOKEN_FILE), "token").unwrap();
+        let client = Client::new(&ServerArgs {
+            server: format!("http://127.0.0.1:{port}/"),
+            data_dir: dir.path().to_owned(),
+            json: false,
+        })
+        .unwrap();
+        let Err(err) = client.get::<Value>("/api/jobs").await else {
+            panic!("a closed port answered");
+        };
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(err)),
+            format!(
+                "cannot reach the Tributary server at http://127.0.0.1:{port} (connection refused): \
+                 start `tributary serve`, or pass --server with the URL of a running server"
+            )
+        );
     }
 }

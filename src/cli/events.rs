@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::client::{q, s, Client, ClientError};
+use super::client::{count, q, s, Client, ClientError};
 use crate::api::model::streams::{Collected, EventsPage};
 
 /// Prints a stream's events, newest first, one line each: seq, stored_at, compact fields.
@@ -57,7 +57,10 @@ pub async fn collect(
         )
         .await?;
     client.print(&v, |c: &Collected| {
-        format!("Accepted {} events into {stream}", c.accepted)
+        format!(
+            "Accepted {} into {stream}",
+            count(c.accepted as u64, "event")
+        )
     })
 }
 

@@ -3,15 +3,19 @@
 use clap::Subcommand;
 
 use super::auth::Deleted;
-use super::client::{joined, q, s, table, Client, ClientError};
+use super::client::{count, joined, labelled, q, s, table, Client, ClientError};
 use crate::api::model::jobs::{
-    CreateJob, DeadLetterList, ExportConfig, ImportConfig, JobConfig, JobList, JobView,
+    CreateJob, DeadLetterList, ExportConfig, ImportConfig, JobConfig, JobList, JobStatus, JobView,
 };
 use crate::store::StartPosition;
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Create a job importing a Kinesis stream into a Tributary event stream.
+    #[command(after_help = "\
+Example:
+  tributary job create-import --auth 0193a5e0-1b2c-7d3e-8f4a-5b6c7d8e9f01 --label 'web events' \\
+      --stream web_events --region us-east-1 --kinesis-stream clickstream")]
     CreateImport {
         /// Authorization id (see `tributary auth list`).
         #[arg(long)]
@@ -39,6 +43,11 @@ pub enum JobCommand {
         start_position: StartPosition,
     },
     /// Create a job publishing audience entries and exits to a Kinesis stream.
+    #[command(after_help = "\
+Example:
+  tributary job create-export --auth 0193a5e0-1b2c-7d3e-8f4a-5b6c7d8e9f01 --label 'vip triggers' \\
+      --audience vip --region us-east-1 --kinesis-stream cdp-triggers \\
+      --user-identifier-field email --existing-users")]
     CreateExport {
         /// Authorization id (see `tributary auth list`).
         #[arg(long)]
@@ -72,32 +81,50 @@ pub enum JobCommand {
         existing_users: bool,
     },
     /// List jobs with their state and totals.
+    #[command(after_help = "\
+Example:
+  tributary job list")]
     List,
     /// Show a job: state, totals, shards and last error.
+    #[command(after_help = "\
+Example:
+  tributary job show 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d")]
     Show {
         /// Job id.
         id: String,
     },
     /// Pause a job (it resumes from its checkpoints).
+    #[command(after_help = "\
+Example:
+  tributary job pause 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d")]
     Pause {
         /// Job id.
         id: String,
     },
     /// Resume a paused job, or retry a failed one.
+    #[command(after_help = "\
+Example:
+  tributary job resume 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d")]
     Resume {
         /// Job id.
         id: String,
     },
     /// Stop and delete a job with its checkpoints and dead letters (its events stay).
+    #[command(after_help = "\
+Example:
+  tributary job delete 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d")]
     Delete {
         /// Job id.
         id: String,
     },
     /// Show what a job could not decode.
+    #[command(after_help = "\
+Example:
+  tributary job dead-letters 0193a5f2-7c41-7d2e-9b1a-5e6f7a8b9c0d --limit 10")]
     DeadLetters {
         /// Job id.
         id: String,
-        /// At most this many (1–1000).
+        /// At most this many dead letters, newest first (1–1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -220,14 +247,30 @@ fn list_table(list: &JobList) -> String {
                 j.label.clone(),
                 j.config.job_type().as_str().to_owned(),
                 s(&j.state),
-                s(&j.status.events_out),
-                s(&j.status.dead_letters),
+                totals(j),
             ]
         })
         .collect();
-    table(
-        &["ID", "LABEL", "TYPE", "STATE", "EVENTS", "DEAD LETTERS"],
-        rows,
+    table(&["ID", "LABEL", "TYPE", "STATE", "TOTALS"], rows)
+}
+
+/// A job's totals in the words of its direction. The status fields are named for imports; an
+/// export counts audience changes read in `records_in` and Kinesis records sent in `events_out`.
+fn totals(j: &JobView) -> String {
+    let st = &j.status;
+    let (taken, given) = match j.config {
+        JobConfig::KinesisImport(_) => (
+            format!("{} in", count(st.records_in, "record")),
+            format!("{} out", count(st.events_out, "event")),
+        ),
+        JobConfig::KinesisExport(_) => (
+            format!("{} read", count(st.records_in, "change")),
+            format!("{} sent", count(st.events_out, "record")),
+        ),
+    };
+    format!(
+        "{taken}, {given}, {}",
+        count(st.dead_letters, "dead letter")
     )
 }
 
@@ -239,70 +282,68 @@ fn as_role(role_arn: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// A job for people: what it does, where it stands, one line per shard.
+/// A job for people: what it does, where it stands, and (imports) one line per shard.
 fn describe(j: &JobView) -> String {
     let st = &j.status;
-    let mut lines = vec![
-        format!("id:            {}", j.id),
-        format!("label:         {}", j.label),
-        format!("type:          {}", j.config.job_type().as_str()),
-        format!("state:         {}", s(&j.state)),
+    let mut rows = vec![
+        ("id", j.id.clone()),
+        ("label", j.label.clone()),
+        ("type", j.config.job_type().as_str().to_owned()),
+        ("state", s(&j.state)),
     ];
     if !j.description.is_empty() {
-        lines.push(format!("description:   {}", j.description));
+        rows.push(("description", j.description.clone()));
     }
-    lines.push(format!("authorization: {}", j.authorization));
+    rows.push(("authorization", j.authorization.clone()));
     match &j.config {
         JobConfig::KinesisImport(c) => {
-            lines.push(format!(
-                "reads:         {} in {}{}",
+            let reads = format!(
+                "{} in {}{}",
                 c.kinesis_stream,
                 c.region,
                 as_role(&c.role_arn)
-            ));
-            lines.push(format!("writes:        event stream {}", c.stream));
-            lines.push(format!("starts at:     {}", start_text(&c.start_position)));
+            );
+            rows.push(("reads", reads));
+            rows.push(("writes", format!("event stream {}", c.stream)));
+            rows.push(("starts at", start_text(&c.start_position)));
         }
         JobConfig::KinesisExport(c) => {
-            lines.push(format!(
-                "publishes:     audiences {} to {} in {}{}",
-                joined(&c.audiences, ", ").unwrap_or_default(),
+            let audiences = joined(&c.audiences, ", ").unwrap_or_default();
+            let publishes = format!(
+                "audiences {audiences} to {} in {}{}",
                 c.kinesis_stream,
                 c.region,
                 as_role(&c.role_arn)
-            ));
-            lines.push(format!(
-                "keyed by:      {}",
-                c.user_identifier_field
-                    .as_deref()
-                    .unwrap_or("the profile id")
-            ));
-            lines.push(format!(
-                "fields:        {}",
-                joined(&c.export_fields, ", ").unwrap_or_else(|| "all".into())
-            ));
+            );
+            rows.push(("publishes", publishes));
+            let key = c
+                .user_identifier_field
+                .as_deref()
+                .unwrap_or("the profile id");
+            rows.push(("keyed by", key.to_owned()));
+            let fields = joined(&c.export_fields, ", ").unwrap_or_else(|| "all".into());
+            rows.push(("fields", fields));
             if let Some(Some(b)) = &st.backfill {
-                lines.push(format!(
-                    "backfill:      {} of {} sent{}",
-                    b.sent,
-                    b.total,
-                    if b.done { ", done" } else { "" }
-                ));
+                let done = if b.done { ", done" } else { "" };
+                rows.push(("backfill", format!("{} of {} sent{done}", b.sent, b.total)));
             }
         }
     }
-    lines.push(format!(
-        "totals:        {} records in, {} events out, {} dead letters",
-        st.records_in, st.events_out, st.dead_letters
-    ));
-    lines.push(format!("created:       {}", s(&j.created_at)));
-    lines.push(format!("updated:       {}", s(&j.updated_at)));
+    rows.push(("totals", totals(j)));
+    rows.push(("created", s(&j.created_at)));
+    rows.push(("updated", s(&j.updated_at)));
     if let Some(err) = &j.last_error {
-        lines.push(format!("last error:    {err}"));
+        rows.push(("last error", err.clone()));
     }
-    if !matches!(j.config, JobConfig::KinesisImport(_)) {
-        return lines.join("\n");
+    let mut out = labelled(&rows);
+    if let JobConfig::KinesisImport(_) = j.config {
+        out.push_str("\n\n");
+        out.push_str(&shards_table(st));
     }
+    out
+}
+
+fn shards_table(st: &JobStatus) -> String {
     let rows = st
         .shards
         .iter()
@@ -317,19 +358,15 @@ fn describe(j: &JobView) -> String {
             ]
         })
         .collect();
-    lines.push(String::new());
-    lines.push(table(
-        &[
-            "SHARD",
-            "PARENTS",
-            "STATE",
-            "RECORDS",
-            "BEHIND MS",
-            "CHECKPOINT",
-        ],
-        rows,
-    ));
-    lines.join("\n")
+    let headers = [
+        "SHARD",
+        "PARENTS",
+        "STATE",
+        "RECORDS",
+        "BEHIND MS",
+        "CHECKPOINT",
+    ];
+    table(&headers, rows)
 }
 
 fn start_text(start: &StartPosition) -> String {
@@ -388,10 +425,36 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("3 records in, 2 events out, 1 dead letters"),
+            text.contains("3 records in, 2 events out, 1 dead letter\n"),
             "{text}"
         );
         assert!(text.contains("last error:    access denied"), "{text}");
         assert!(text.contains("shardId-1  shardId-0  reading"), "{text}");
+    }
+
+    #[test]
+    fn export_jobs_are_described_in_export_words() {
+        let v = json!({"id": "x", "label": "vip triggers", "type": "kinesis_export",
+            "state": "running", "description": "", "authorization": "a", "last_error": null,
+            "config": {"audiences": ["vip", "churned"], "region": "us-east-1",
+                       "kinesis_stream": "cdp-triggers", "user_identifier_field": "email"},
+            "created_at": "2026-01-02T03:04:05Z", "updated_at": "2026-01-02T03:04:06Z",
+            "status": {"state": "running", "last_error": null, "records_in": 1,
+                       "events_out": 2, "dead_letters": 0, "shards": [],
+                       "backfill": {"total": 1, "sent": 1, "done": true}}});
+        let job: JobView = serde_json::from_value(v).unwrap();
+        let text = describe(&job);
+        assert!(
+            text.contains("publishes:     audiences vip, churned to cdp-triggers in us-east-1\n"),
+            "{text}"
+        );
+        assert!(text.contains("keyed by:      email\n"), "{text}");
+        assert!(
+            text.contains("totals:        1 change read, 2 records sent, 0 dead letters\n"),
+            "{text}"
+        );
+        assert!(!text.contains("SHARD"), "{text}");
+        let list = list_table(&JobList { jobs: vec![job] });
+        assert!(list.contains("1 change read, 2 records sent"), "{list}");
     }
 }
