@@ -17,6 +17,10 @@
 //!
 //! Prints records/s, CPU seconds per million records (getrusage, all threads), a CPU breakdown,
 //! peak RSS (VmHWM, reset after setup) and a `RESULT pipeline …` line for `bench/import.sh`.
+//!
+//! `BENCH_STORE=postgres://USER@HOST/DB` runs the same against PostgreSQL (an empty database)
+//! instead, and also reports the CPU the server's processes used meanwhile (read from
+//! `/proc`, so the server must run on this machine).
 
 #[path = "../bench/records.rs"]
 mod records;
@@ -29,8 +33,8 @@ use tributary::kinesis::api::KinesisRecord;
 use tributary::kinesis::consumer::batch::{decode_page, Origin};
 use tributary::store::sqlite::SqliteStore;
 use tributary::store::{
-    Authorization, ControlStore, Credentials, ImportStore, Job, JobState, JobTotals, JobType,
-    ShardBatch, ShardCheckpoint, ShardState, StartPosition,
+    Authorization, Credentials, DynStore, Job, JobState, JobTotals, JobType, ShardBatch,
+    ShardCheckpoint, ShardState, StartPosition,
 };
 
 const JOB_ID: &str = "bench-job";
@@ -81,7 +85,7 @@ struct ShardStats {
 }
 
 async fn run_shard(
-    store: Arc<SqliteStore>,
+    store: DynStore,
     pool: Arc<Vec<Vec<u8>>>,
     shard: usize,
     total: u64,
@@ -166,8 +170,16 @@ fn main() {
         .expect("tokio runtime");
     rt.block_on(async move {
         let dir = tempfile::Builder::new().prefix("tributary-pipeline-bench-").tempdir().expect("temp dir");
-        let db = dir.path().join("tributary.db");
-        let store = Arc::new(SqliteStore::open(&db).await.expect("open store"));
+        let store_url = std::env::var("BENCH_STORE").ok();
+        let store: DynStore = match &store_url {
+            Some(url) => tributary::store::open(url).await.expect("open BENCH_STORE"),
+            None => Arc::new(
+                SqliteStore::open(&dir.path().join("tributary.db"))
+                    .await
+                    .expect("open store"),
+            ),
+        };
+        let backend = if store_url.is_some() { "PostgreSQL" } else { "SQLite" };
         let now = Utc::now();
         store
             .insert_authorization(Authorization {
@@ -236,6 +248,7 @@ fn main() {
         let peak_reset = records::reset_peak_rss();
         let rss_before = records::status_mib("VmRSS");
         let cpu0 = records::process_cpu_seconds();
+        let server_cpu0 = postgres_cpu_seconds();
         let t0 = Instant::now();
         let mut tasks = Vec::new();
         for s in 0..shards {
@@ -254,6 +267,7 @@ fn main() {
         }
         let wall = t0.elapsed().as_secs_f64();
         let cpu = records::process_cpu_seconds() - cpu0;
+        let server_cpu = postgres_cpu_seconds() - server_cpu0;
         let peak = records::status_mib("VmHWM");
 
         let job = store.get_job(JOB_ID).await.expect("job");
@@ -268,7 +282,7 @@ fn main() {
         let scale = 1e6 / total.records as f64;
         let rest = cpu - total.build_cpu - total.decode_cpu;
         println!(
-            "pipeline: {} records of {:.0} B JSON, {} pages of ≤{} on {} shards → decode_page → SqliteStore::commit_shard_batch ({} cores)",
+            "pipeline: {} records of {:.0} B JSON, {} pages of ≤{} on {} shards → decode_page → commit_shard_batch on {backend} ({} cores)",
             total.records, avg_len, total.pages, batch, shards, cores
         );
         println!("  wall               {wall:>9.2} s");
@@ -301,7 +315,14 @@ fn main() {
             shards,
             shards
         );
-        println!("  database           {db_mib:>9.1} MiB on disk");
+        if store_url.is_some() {
+            println!(
+                "  PostgreSQL server  {server_cpu:>9.2} s CPU = {:.2} s per million records (its processes, from /proc)",
+                server_cpu / (total.records as f64 / 1e6)
+            );
+        } else {
+            println!("  database           {db_mib:>9.1} MiB on disk");
+        }
         println!(
             "RESULT pipeline records={} wall_s={wall:.3} records_per_s={rate:.0} cpu_s={cpu:.3} cpu_s_per_m={per_m:.3} peak_rss_mib={peak:.1}",
             total.records
@@ -309,4 +330,26 @@ fn main() {
         drop(store);
         drop(dir);
     });
+}
+
+/// CPU seconds used so far by every process named `postgres` on this machine (the server and
+/// its backends), from `/proc/PID/stat`; 0 when there is none.
+fn postgres_cpu_seconds() -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (name, rest) = stat.split_once(" (")?.1.split_once(") ")?;
+            (name == "postgres").then_some(())?;
+            // Fields after the name: state is the 3rd field of the line; utime and stime the
+            // 14th and 15th.
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks_per_second)
+        })
+        .sum()
 }
