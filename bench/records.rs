@@ -1,5 +1,5 @@
-//! Shared by the benchmarks (`benches/pipeline.rs` and `bench/kinesis_bench.rs`, both include this
-//! file with `#[path]`): the synthetic ~1 KiB JSON record, and process measurements read from
+//! Shared by the benchmarks (`benches/pipeline.rs`, `benches/cdp.rs` and `bench/kinesis_bench.rs`
+//! include this file with `#[path]`): the synthetic ~1 KiB JSON record, and process measurements read from
 //! `/proc` and `getrusage(2)` without extra dependencies.
 
 #![allow(dead_code)]
@@ -167,4 +167,26 @@ pub fn status_mib(field: &str) -> f64 {
 /// Resets `VmHWM` to the current RSS (Linux ≥ 4.0), so a later peak covers only what follows.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// CPU seconds used so far by every process named `postgres` on this machine (the server and
+/// its backends), from `/proc/PID/stat`; 0 when there is none.
+pub fn postgres_cpu_seconds() -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (name, rest) = stat.split_once(" (")?.1.split_once(") ")?;
+            (name == "postgres").then_some(())?;
+            // Fields after the name: state is the 3rd field of the line; utime and stime the
+            // 14th and 15th.
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks_per_second)
+        })
+        .sum()
 }

@@ -5,12 +5,17 @@
 //! cargo bench --bench cdp                      # 1,000,000 profiles, 500,000 events, 100 audiences
 //! CDP_BENCH_PROFILES=100000 CDP_BENCH_EVENTS=100000 cargo bench --bench cdp
 //! ```
+//! `BENCH_STORE=postgres://USER@HOST/DB` (an empty database) runs it on PostgreSQL instead and
+//! also reports the server processes' CPU.
+//!
 //! Phase 1 loads the profiles (one event per new person, through the processor too); phase 2
 //! is the measured steady state: events for random existing people (2% carry a second
 //! identifier that links two people, so merges happen), every audience live.
 
 mod support;
 use support::{cpu_seconds, vm_hwm_mib};
+#[path = "../bench/records.rs"]
+mod records;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -138,11 +143,18 @@ async fn main() {
     let events = env("CDP_BENCH_EVENTS", 500_000);
     let n_audiences = env("CDP_BENCH_AUDIENCES", 100) as usize;
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: DynStore = Arc::new(
-        SqliteStore::open(&dir.path().join("bench.db"))
-            .await
-            .expect("store"),
-    );
+    let store_url = std::env::var("BENCH_STORE").ok();
+    let store: DynStore = match &store_url {
+        Some(url) => tributary::store::open(url).await.expect("open BENCH_STORE"),
+        None => Arc::new(
+            SqliteStore::open(&dir.path().join("bench.db"))
+                .await
+                .expect("store"),
+        ),
+    };
+    if let Some(url) = &store_url {
+        println!("cdp bench on PostgreSQL ({url})");
+    }
     let cdp = Cdp::new(store.clone().into(), Metrics::new());
     cdp.set_mapping("web", MAPPING).await.expect("mapping");
     for a in audiences(n_audiences) {
@@ -195,15 +207,26 @@ async fn main() {
         }
     }
     println!("  steady: draining");
-    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let (t, cpu, server_cpu) = (
+        Instant::now(),
+        cpu_seconds(),
+        records::postgres_cpu_seconds(),
+    );
     let n = cdp.drain().await.expect("drain");
     let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let server_cpu = records::postgres_cpu_seconds() - server_cpu;
     println!(
         "  steady: {n} events in {secs:.1}s = {:.0} events/s; {cpu:.1} CPU s = {:.0} events per CPU s ({} profiles after merges)",
         n as f64 / secs,
         n as f64 / cpu,
         store.count_profiles().await.expect("count")
     );
+    if store_url.is_some() {
+        println!(
+            "  steady: PostgreSQL server {server_cpu:.1} CPU s = {:.0} µs per event (its processes, from /proc)",
+            server_cpu * 1e6 / n.max(1) as f64
+        );
+    }
     let (mut changes, mut by_family) = (0usize, [0usize; 10]);
     let mut after = steady_from;
     loop {
@@ -223,6 +246,9 @@ async fn main() {
         changes as f64 / events.max(1) as f64
     );
     println!("  peak RSS (VmHWM): {:.0} MiB", vm_hwm_mib());
+    if store_url.is_some() {
+        return;
+    }
     let conn = rusqlite::Connection::open(tributary::store::sqlite::cdp_path(
         &dir.path().join("bench.db"),
     ))

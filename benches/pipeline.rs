@@ -248,7 +248,7 @@ fn main() {
         let peak_reset = records::reset_peak_rss();
         let rss_before = records::status_mib("VmRSS");
         let cpu0 = records::process_cpu_seconds();
-        let server_cpu0 = postgres_cpu_seconds();
+        let server_cpu0 = records::postgres_cpu_seconds();
         let t0 = Instant::now();
         let mut tasks = Vec::new();
         for s in 0..shards {
@@ -267,7 +267,7 @@ fn main() {
         }
         let wall = t0.elapsed().as_secs_f64();
         let cpu = records::process_cpu_seconds() - cpu0;
-        let server_cpu = postgres_cpu_seconds() - server_cpu0;
+        let server_cpu = records::postgres_cpu_seconds() - server_cpu0;
         let peak = records::status_mib("VmHWM");
 
         let job = store.get_job(JOB_ID).await.expect("job");
@@ -330,26 +330,4 @@ fn main() {
         drop(store);
         drop(dir);
     });
-}
-
-/// CPU seconds used so far by every process named `postgres` on this machine (the server and
-/// its backends), from `/proc/PID/stat`; 0 when there is none.
-fn postgres_cpu_seconds() -> f64 {
-    let ticks_per_second = 100.0; // USER_HZ on Linux
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
-        .filter_map(|stat| {
-            let (name, rest) = stat.split_once(" (")?.1.split_once(") ")?;
-            (name == "postgres").then_some(())?;
-            // Fields after the name: state is the 3rd field of the line; utime and stime the
-            // 14th and 15th.
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / ticks_per_second)
-        })
-        .sum()
 }
