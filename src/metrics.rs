@@ -99,7 +99,7 @@ impl Metrics {
         );
         let cluster_leases_held = IntGauge::new(
             "cluster_leases_held",
-            "Leases (shards, export jobs, the processor) this node holds",
+            "Leases (import shards, export jobs, the processor) this node holds",
         )
         .expect("valid metric");
         registry

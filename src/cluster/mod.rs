@@ -1,7 +1,7 @@
 //! Several nodes on one store: which node does which piece of work.
 //!
 //! A [`Membership`] hands out [`Claim`]s on named pieces of work (`processor`, `export/JOB`,
-//! `import/JOB`). Alone (SQLite, tests) every claim is granted at once, unfenced, and never
+//! `import/JOB/SHARD`). Alone (SQLite, tests) every claim is granted at once, unfenced, and never
 //! revoked, so a single node behaves as if there were no cluster. In a cluster a claim is a
 //! lease in the store ([`LeaseStore`]): granted only to the node that rendezvous hashing
 //! ([`hrw`]) picks among the live nodes, renewed in the background, and cancelled when the
@@ -23,6 +23,9 @@ use crate::store::{Fence, Lease, LeaseStore, NodeInfo, StoreResult};
 /// The lease of the profile processor.
 pub const PROCESSOR: &str = "processor";
 
+/// The longest pause between two heartbeats of a node (see [`Cluster::tick_interval`]).
+const MAX_TICK: Duration = Duration::from_secs(1);
+
 /// How long a node waits between claim attempts when nothing tells it to try sooner.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
@@ -31,9 +34,9 @@ pub fn export_lease(job_id: &str) -> String {
     format!("export/{job_id}")
 }
 
-/// The lease of an import job.
-pub fn import_lease(job_id: &str) -> String {
-    format!("import/{job_id}")
+/// The lease of one shard of an import job.
+pub fn shard_lease(job_id: &str, shard_id: &str) -> String {
+    format!("import/{job_id}/{shard_id}")
 }
 
 /// This node's view of the cluster; cheap to clone.
@@ -87,7 +90,11 @@ impl Drop for Claim {
             .cluster_leases_held
             .set(cluster.held_count() as i64);
         if let (Some(held), Ok(rt)) = (held, tokio::runtime::Handle::try_current()) {
-            rt.spawn(async move { cluster.release(&held.lease).await });
+            let releasing = cluster.clone();
+            let task = rt.spawn(async move { releasing.release(&held.lease).await });
+            let mut releases = cluster.releases.lock().expect("releases lock");
+            releases.retain(|t| !t.is_finished());
+            releases.push(task);
         }
     }
 }
@@ -102,6 +109,8 @@ struct Cluster {
     /// Bumped whenever the set of live nodes changes.
     changed: watch::Sender<u64>,
     stop: CancellationToken,
+    /// Hand-backs of dropped claims under way: shutdown waits for them before the process exits.
+    releases: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -137,8 +146,8 @@ impl Membership {
     }
 
     /// Joins the nodes sharing `store`: announces this node, learns who is alive, and keeps
-    /// both up to date (and this node's leases renewed) every third of `ttl` until
-    /// [`Membership::shutdown`].
+    /// both up to date (every second, or third of `ttl` if shorter) and this node's leases
+    /// renewed (every third of `ttl`) until [`Membership::shutdown`].
     pub async fn cluster(
         store: Arc<dyn LeaseStore>,
         node: NodeInfo,
@@ -153,6 +162,7 @@ impl Membership {
             state: Mutex::default(),
             changed: watch::Sender::new(0),
             stop: CancellationToken::new(),
+            releases: Mutex::default(),
         });
         cluster.tick().await?;
         tokio::spawn(cluster.clone().keep_up());
@@ -254,6 +264,10 @@ impl Membership {
         }
         for h in held {
             cluster.release(&h.lease).await;
+        }
+        let pending = std::mem::take(&mut *cluster.releases.lock().expect("releases lock"));
+        for task in pending {
+            let _ = task.await;
         }
         cluster.metrics.cluster_leases_held.set(0);
         if let Err(e) = cluster.store.remove_node(&cluster.node.id).await {
@@ -366,7 +380,7 @@ impl Cluster {
     /// Heartbeats, learns who is alive and renews or hands over this node's leases, every
     /// third of the lease timeout, until stopped.
     async fn keep_up(self: Arc<Self>) {
-        let every = self.ttl / 3;
+        let every = self.tick_interval();
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -379,11 +393,18 @@ impl Cluster {
         }
     }
 
+    /// How often a node heartbeats and looks at who is alive: a third of the lease timeout,
+    /// at most a second, so nodes notice soon when one joins or leaves. Leases are renewed
+    /// only every third of the timeout (see [`Cluster::tick`]).
+    fn tick_interval(&self) -> Duration {
+        (self.ttl / 3).min(MAX_TICK)
+    }
+
     /// One round of [`Cluster::keep_up`].
     async fn tick(&self) -> StoreResult<()> {
         self.store.heartbeat(&self.node).await?;
         let live = live_nodes(&self.store.list_nodes().await?, self.ttl);
-        let names: Vec<(String, u64)> = {
+        let names: Vec<(String, u64, Instant)> = {
             let mut state = self.state.lock().expect("cluster state lock");
             if state.live != live {
                 tracing::info!(nodes = ?live, "live nodes changed");
@@ -394,12 +415,17 @@ impl Cluster {
                 .held
                 .iter()
                 .filter(|(_, h)| !h.handing_over)
-                .map(|(name, h)| (name.clone(), h.id))
+                .map(|(name, h)| (name.clone(), h.id, h.renewed))
                 .collect()
         };
-        for (name, id) in names {
+        // Renewed when the next tick would come later than a third of the timeout after the
+        // last renewal.
+        let renew_after = (self.ttl / 3).saturating_sub(self.tick_interval());
+        for (name, id, renewed) in names {
             let renewal = if hrw::winner(&live, &name).is_some_and(|w| w != self.node.id) {
                 Renewal::HandOver
+            } else if renewed.elapsed() < renew_after {
+                continue;
             } else {
                 match self.store.acquire(&name, &self.node.id, self.ttl).await? {
                     Some(lease) => Renewal::Kept(lease),
