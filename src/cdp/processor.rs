@@ -307,12 +307,22 @@ impl Cdp {
     /// their identifiers (the identity rows, those profiles and their memberships).
     async fn load(&self, cursor: i64, limit: u32) -> Result<Option<Loaded>, CdpError> {
         let store = self.stores();
-        let mappings = self.mappings().await?;
-        // Events of streams without a mapping are skipped unparsed; the cursor still passes them.
-        let page = store
-            .events
-            .events_after(cursor, limit, mappings.streams())
-            .await?;
+        let (mappings, page) = loop {
+            let mappings = self.mappings().await?;
+            // Events of streams without a mapping are skipped unparsed; the cursor still
+            // passes them.
+            let page = store
+                .events
+                .events_after(cursor, limit, mappings.streams())
+                .await?;
+            // With several nodes a mapping may have been set through another one before these
+            // events were stored: read after the events, the store shows it if so.
+            if self.inner.clustered && !mappings.made_from(&store.catalog.list_mappings().await?) {
+                self.forget_catalog();
+                continue;
+            }
+            break (mappings, page);
+        };
         let Some(last_seq) = page.last_seq else {
             return Ok(None);
         };
