@@ -322,3 +322,92 @@ async fn keyed_records_for(kinesis: &aws_sdk_kinesis::Client) -> u64 {
     put_records(kinesis, "clicks", &records).await;
     records.len() as u64
 }
+
+const MAPPING: &str = "SELECT
+    email(email) AS email KIND string,
+    count(*)     AS visits KIND int,
+    sum(amount)  AS spent KIND number,
+FROM web
+INTO user BY email
+ALIAS web";
+
+#[tokio::test]
+async fn mappings_audiences_and_rebuilds_asked_of_any_node_reach_the_processor() {
+    let db = Database::create().await;
+    let nodes = vec![
+        node_with_timeout(&db, "http://127.0.0.1:9", "60").await,
+        node_with_timeout(&db, "http://127.0.0.1:9", "60").await,
+    ];
+    let ids = vec![node_id(&nodes[0]).await, node_id(&nodes[1]).await];
+    let processor = wait_for(WAIT, "a node runs the processor", || async {
+        lease(&nodes[0], "processor")
+            .await
+            .filter(|l| held_by(l, &ids))
+    })
+    .await;
+    // Everything is asked of the node that does not run the processor.
+    let runs = ids
+        .iter()
+        .position(|id| processor["owner"] == id.as_str())
+        .unwrap();
+    let (runs, asked) = (&nodes[runs], &nodes[1 - runs]);
+
+    let resp = asked
+        .client()
+        .put(asked.url("/api/streams/web/mapping"))
+        .header("Authorization", asked.bearer())
+        .header("Content-Type", "text/plain")
+        .body(MAPPING)
+        .send()
+        .await
+        .expect("PUT mapping");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = asked
+        .post(
+            "/api/audiences",
+            &json!({"slug": "buyers", "name": "Buyers", "filter": "spent >= 10"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = asked
+        .post(
+            "/api/collect/web",
+            &json!([
+                {"email": "ann@example.com", "amount": 4},
+                {"email": "ann@example.com", "amount": 7},
+                {"email": "bob@example.com", "amount": 1},
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let ann = wait_for(
+        WAIT,
+        "ann's profile, with her audience, on the other node",
+        || async {
+            let (status, body) = runs
+                .get("/api/profiles?field=email&value=ann@example.com")
+                .await;
+            (status == StatusCode::OK && body["audiences"] == json!(["buyers"])).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(ann["fields"]["visits"], 2);
+
+    // A rebuild asked of the node without the processor is carried out by the one with it.
+    let (status, body) = asked.post("/api/profiles/rebuild", &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_until(WAIT, "the rebuild is done", || async {
+        let (_, status) = asked.get("/api/profiles/rebuild").await;
+        status["state"] == "done" && status["processed"] == 3
+    })
+    .await;
+    let (status, ann) = asked
+        .get("/api/profiles?field=email&value=ann@example.com")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ann["fields"]["spent"].as_f64(), Some(11.0));
+    assert_eq!(ann["audiences"], json!(["buyers"]));
+
+    drop(nodes);
+    db.drop_it().await;
+}
