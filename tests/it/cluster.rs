@@ -77,6 +77,28 @@ async fn node_with_timeout(db: &Database, kinesis: &str, lease_timeout: &str) ->
         .await
 }
 
+/// Like `wait_for`, but a timeout shows every node's log: what the cluster did matters.
+async fn wait_on<T, F, Fut>(nodes: &[TestServer], what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if std::time::Instant::now() >= deadline {
+            let logs: Vec<String> = nodes.iter().map(TestServer::logs).collect();
+            panic!(
+                "timed out after {WAIT:?} waiting for {what}\n{}",
+                logs.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn cluster(server: &TestServer) -> Value {
     let (status, body) = server.get("/api/cluster").await;
     assert_eq!(status, StatusCode::OK, "GET /api/cluster: {body}");
@@ -339,7 +361,7 @@ async fn mappings_audiences_and_rebuilds_asked_of_any_node_reach_the_processor()
         node_with_timeout(&db, "http://127.0.0.1:9", "60").await,
     ];
     let ids = vec![node_id(&nodes[0]).await, node_id(&nodes[1]).await];
-    let processor = wait_for(WAIT, "a node runs the processor", || async {
+    let processor = wait_on(&nodes, "a node runs the processor", || async {
         lease(&nodes[0], "processor")
             .await
             .filter(|l| held_by(l, &ids))
