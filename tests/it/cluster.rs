@@ -6,6 +6,7 @@
 //! Needs a PostgreSQL server where the user may create databases:
 //! `TRIBUTARY_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`).
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -430,6 +431,133 @@ async fn mappings_audiences_and_rebuilds_asked_of_any_node_reach_the_processor()
     assert_eq!(ann["fields"]["spent"].as_f64(), Some(11.0));
     assert_eq!(ann["audiences"], json!(["buyers"]));
 
+    drop(nodes);
+    db.drop_it().await;
+}
+
+const VIP_MAPPING: &str = "SELECT
+    user_id AS user_id KIND string,
+    tier    AS tier    KIND string,
+FROM web
+INTO user BY user_id
+ALIAS web";
+
+/// Distinct `(profile id, event)` of the records in Kinesis stream `stream`.
+async fn exported(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> HashSet<(String, String)> {
+    read_all(kinesis, stream)
+        .await
+        .into_iter()
+        .map(|(_, _, _, data)| {
+            let v: Value = serde_json::from_slice(&data).expect("a JSON record");
+            (
+                v["meta"]["profile_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                v["data"]["segment_events"][0]["event"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_export_job_moves_off_a_killed_node_and_sends_every_change() {
+    let db = Database::create().await;
+    let kinesalite = Kinesalite::start().await;
+    let endpoint = kinesalite.endpoint();
+    let kinesis = kinesis_client(&endpoint);
+    create_stream(&kinesis, "out", 2).await;
+    let mut nodes = vec![node(&db, &endpoint).await, node(&db, &endpoint).await];
+    let mut ids = vec![node_id(&nodes[0]).await, node_id(&nodes[1]).await];
+
+    let resp = nodes[0]
+        .client()
+        .put(nodes[0].url("/api/streams/web/mapping"))
+        .header("Authorization", nodes[0].bearer())
+        .header("Content-Type", "text/plain")
+        .body(VIP_MAPPING)
+        .send()
+        .await
+        .expect("PUT mapping");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = nodes[0]
+        .post(
+            "/api/audiences",
+            &json!({"slug": "vip", "name": "VIP", "filter": "tier = \"vip\""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let auth = create_keys_auth(&nodes[1], "kinesalite", "AKIAKINESALITE000001", "secret").await;
+    let (status, job) = nodes[1]
+        .post(
+            "/api/jobs",
+            &json!({
+                "type": "kinesis_export",
+                "label": "vip out",
+                "description": "",
+                "authorization": auth,
+                "config": {"audiences": ["vip"], "kinesis_stream": "out", "region": TEST_REGION,
+                           "user_identifier_field": "user_id", "export_fields": ["user_id"]},
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let lease_name = format!("export/{}", id_of(&job));
+    let first = wait_on(&nodes, "a node runs the export", || async {
+        lease(&nodes[0], &lease_name)
+            .await
+            .filter(|l| held_by(l, &ids))
+    })
+    .await;
+
+    let collect = |server: &TestServer, from: usize, to: usize| {
+        let events: Vec<Value> = (from..to)
+            .map(|i| json!({"user_id": format!("u{i}"), "tier": "vip"}))
+            .collect();
+        let server_url = server.url("/api/collect/web");
+        let (client, bearer) = (server.client(), server.bearer());
+        async move {
+            let resp = client
+                .post(server_url)
+                .header("Authorization", bearer)
+                .json(&events)
+                .send()
+                .await
+                .expect("collect");
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        }
+    };
+    collect(&nodes[0], 0, 200).await;
+    wait_until(WAIT, "the first records are exported", || async {
+        !exported(&kinesis, "out").await.is_empty()
+    })
+    .await;
+
+    // Kill the node running the export; the other takes it (and the processor) over.
+    let holder = ids
+        .iter()
+        .position(|id| first["owner"] == id.as_str())
+        .unwrap();
+    ids.remove(holder);
+    nodes.remove(holder).kill();
+    let survivor = &nodes[0];
+    let second = wait_on(&nodes, "the survivor runs the export", || async {
+        lease(survivor, &lease_name)
+            .await
+            .filter(|l| held_by(l, &ids))
+    })
+    .await;
+    assert!(second["token"].as_i64() > first["token"].as_i64());
+    collect(survivor, 200, 300).await;
+
+    wait_until(WAIT, "every entry is exported", || async {
+        let out = exported(&kinesis, "out").await;
+        out.len() == 300 && out.iter().all(|(_, event)| event == "enter")
+    })
+    .await;
     drop(nodes);
     db.drop_it().await;
 }
