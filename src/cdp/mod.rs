@@ -28,6 +28,10 @@ use crate::store::{
 };
 pub use registry::MappingRegistry;
 
+/// Processor state key prefix of an audience re-evaluation requested through a node not
+/// running the processor (`reevaluate-request:SLUG`); that node turns it into a restart.
+const REEVALUATE_REQUEST_KEY: &str = "reevaluate-request:";
+
 /// Processor state key of a rebuild requested through a node not running the processor.
 const REBUILD_KEY: &str = "rebuild:requested";
 
@@ -209,6 +213,28 @@ impl Cdp {
                 self.reset_for_rebuild().await?;
             }
         }
+        let requests = profiles.processor_state(REEVALUATE_REQUEST_KEY).await?;
+        if !requests.is_empty() {
+            // Under the write turn, so no re-evaluation page of ours overwrites the restart.
+            let _guard = self.write_turn().await;
+            let mut state = Vec::with_capacity(requests.len() * 2);
+            for (key, _) in requests {
+                if let Some(slug) = key.strip_prefix(REEVALUATE_REQUEST_KEY) {
+                    state.push((
+                        format!("{}{slug}", processor::REEVALUATE_KEY),
+                        Some(String::new()),
+                    ));
+                }
+                state.push((key, None));
+            }
+            profiles
+                .commit_profile_batch(Arc::new(crate::store::ProfileBatch {
+                    state,
+                    fence: self.fence(),
+                    ..Default::default()
+                }))
+                .await?;
+        }
         for (key, _) in profiles.processor_state(processor::REEVALUATE_KEY).await? {
             let Some(slug) = key.strip_prefix(processor::REEVALUATE_KEY) else {
                 continue;
@@ -362,14 +388,18 @@ impl Cdp {
     /// Records that `slug` must be re-evaluated for everyone, from the start (committed, so a
     /// crash cannot skip it).
     async fn mark_for_reevaluation(&self, slug: &str) -> StoreResult<()> {
+        // Another node's processor may be re-evaluating `slug` now and would write its resume
+        // point over a restart mark: only ask it, and it restarts (see `start_requested`).
+        let key = if self.defers_to_cluster() {
+            REEVALUATE_REQUEST_KEY
+        } else {
+            processor::REEVALUATE_KEY
+        };
         self.inner
             .stores
             .profiles
             .commit_profile_batch(Arc::new(crate::store::ProfileBatch {
-                state: vec![(
-                    format!("{}{slug}", processor::REEVALUATE_KEY),
-                    Some(String::new()),
-                )],
+                state: vec![(format!("{key}{slug}"), Some(String::new()))],
                 ..Default::default()
             }))
             .await
