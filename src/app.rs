@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::aws::{AwsAccess, AwsConnector};
 use crate::cdp::Cdp;
+use crate::cluster::Membership;
 use crate::jobs::{JobContext, JobManager};
 use crate::metrics::Metrics;
 use crate::secrets::{ApiToken, MasterKey};
@@ -24,6 +25,8 @@ pub struct AppState {
     pub jobs: JobManager,
     /// Mappings, the profile processor and audiences (one shared handle).
     pub cdp: Cdp,
+    /// This node's place among the nodes sharing the store (alone: [`Membership::solo`]).
+    pub membership: Membership,
 }
 
 impl AppState {
@@ -35,14 +38,39 @@ impl AppState {
         aws: AwsConnector,
         metrics: Metrics,
     ) -> Self {
+        Self::with_membership(
+            store,
+            master_key,
+            api_token,
+            aws,
+            metrics,
+            Membership::solo(),
+        )
+    }
+
+    /// [`AppState::new`] for a node that shares its store with others.
+    pub fn with_membership(
+        store: DynStore,
+        master_key: MasterKey,
+        api_token: ApiToken,
+        aws: AwsConnector,
+        metrics: Metrics,
+        membership: Membership,
+    ) -> Self {
         let access = AwsAccess::new(store.clone(), master_key.clone(), aws.clone());
         let jobs = JobManager::new(JobContext {
             store: store.clone(),
             aws: access.clone(),
             metrics: metrics.clone(),
+            membership: membership.clone(),
         });
         AppState {
-            cdp: Cdp::new(store.clone().into(), metrics.clone()),
+            cdp: Cdp::with_cluster(
+                store.clone().into(),
+                metrics.clone(),
+                membership.is_clustered(),
+            ),
+            membership,
             store,
             master_key,
             api_token: Arc::new(api_token),

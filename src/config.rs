@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 pub const DEFAULT_DATA_DIR: &str = "./tributary-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Seconds a node's leases outlive its last renewal (several nodes on PostgreSQL only): how
+/// long the work of a node that died waits before another node takes it over.
+pub const DEFAULT_LEASE_TIMEOUT_SECS: u64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -65,7 +68,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TRIBUTARY_STORE", hide_env_values = true)]
     pub store: Option<String>,
     /// Optional TOML file with the same settings (data_dir, listen, store, api_token,
-    /// master_key, tls_cert, tls_key, log_format).
+    /// master_key, tls_cert, tls_key, log_format, lease_timeout).
     #[arg(long, env = "TRIBUTARY_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
@@ -88,6 +91,10 @@ pub struct ServeArgs {
     /// [default: text]
     #[arg(long, env = "TRIBUTARY_LOG_FORMAT", hide_env_values = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Several nodes on one PostgreSQL store: seconds after which the work of a node that
+    /// stopped renewing its leases moves to the others [default: 10].
+    #[arg(long, env = "TRIBUTARY_LEASE_TIMEOUT", hide_env_values = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_timeout: Option<u64>,
 }
 
 /// The optional TOML file. Unknown keys are rejected so typos do not pass silently.
@@ -102,6 +109,7 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     log_format: Option<LogFormat>,
+    lease_timeout: Option<u64>,
 }
 
 /// Fully resolved settings of a running server.
@@ -117,6 +125,10 @@ pub struct Settings {
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsFiles>,
     pub log_format: LogFormat,
+    /// How long a node's leases outlive its last renewal (see [`DEFAULT_LEASE_TIMEOUT_SECS`]).
+    pub lease_timeout: std::time::Duration,
+    /// `TRIBUTARY_NODE_ID`: this node's id in a cluster; a new UUID per process when absent.
+    pub node_id: Option<String>,
 }
 
 impl Settings {
@@ -160,6 +172,12 @@ impl Settings {
             master_key: non_empty_env("TRIBUTARY_MASTER_KEY").or(file.master_key),
             tls,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            lease_timeout: std::time::Duration::from_secs(
+                args.lease_timeout
+                    .or(file.lease_timeout)
+                    .unwrap_or(DEFAULT_LEASE_TIMEOUT_SECS),
+            ),
+            node_id: non_empty_env("TRIBUTARY_NODE_ID"),
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod audiences;
 pub mod aws;
 pub mod cdp;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod jobs;
 pub mod kinesis;
@@ -28,7 +29,7 @@ mod layers {
     const LAYERS: &[&[&str]] = &[
         &["config", "metrics", "secrets"],
         &["store"],
-        &["audiences", "aws"],
+        &["audiences", "aws", "cluster"],
         &["cdp", "kinesis"],
         &["jobs"],
         &["app"],

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub cdp_batch_seconds: Histogram,
     pub cdp_processor_lag: IntGaugeVec,
     pub cdp_processor_lag_total: IntGauge,
+    // Several nodes on one store (crate::cluster)
+    pub cluster_leases_held: IntGauge,
+    pub cluster_lease_changes: IntCounterVec,
 }
 
 impl Metrics {
@@ -89,9 +92,24 @@ impl Metrics {
         registry
             .register(Box::new(batch_commit_seconds.clone()))
             .expect("unique metric");
+        let cluster_lease_changes = counter(
+            "cluster_lease_changes_total",
+            "Leases this node acquired, lost to another node or released",
+            &["change"],
+        );
+        let cluster_leases_held = IntGauge::new(
+            "cluster_leases_held",
+            "Leases (import shards, export jobs, the processor) this node holds",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cluster_leases_held.clone()))
+            .expect("unique metric");
         let cdp = CdpMetrics::register(&registry);
         let export = ExportMetrics::register(&registry);
         Self {
+            cluster_leases_held,
+            cluster_lease_changes,
             export,
             cdp_events_processed: cdp.events_processed,
             cdp_events_mapped: cdp.events_mapped,

@@ -9,10 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::aws::AwsConnector;
+use crate::cdp::Cdp;
+use crate::cluster::{Membership, PROCESSOR};
 use crate::config::{Settings, TlsFiles};
 use crate::metrics::Metrics;
 use crate::secrets::{ApiToken, MasterKey, SecretError};
-use crate::store::StoreError;
+use crate::store::{DynStore, NodeInfo, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -51,14 +53,6 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let master_key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
     let api_token = ApiToken::load_or_create(settings.api_token.as_deref(), &settings.data_dir)?;
     let store = crate::store::open(&settings.store_url).await?;
-    let state = AppState::new(
-        store,
-        master_key,
-        api_token,
-        AwsConnector::from_environment().await,
-        Metrics::new(),
-    );
-
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -66,6 +60,16 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Http)?;
+    let metrics = Metrics::new();
+    let membership = join_cluster(&settings, &store, addr, &metrics).await?;
+    let state = AppState::with_membership(
+        store,
+        master_key,
+        api_token,
+        AwsConnector::from_environment().await,
+        metrics,
+        membership.clone(),
+    );
 
     announce(&settings, &state.api_token, addr);
 
@@ -82,7 +86,17 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
 
     // The profile processor: events → profiles → audience changes, until shutdown.
     let processor_stop = CancellationToken::new();
-    let processor = tokio::spawn(state.cdp.clone().run(processor_stop.clone()));
+    let processor = tokio::spawn(run_processor(
+        state.cdp.clone(),
+        membership.clone(),
+        processor_stop.clone(),
+    ));
+    // With several nodes: follow job states and catalog changes made through other nodes.
+    let follow_stop = CancellationToken::new();
+    if membership.is_clustered() {
+        tokio::spawn(state.jobs.clone().follow_store(follow_stop.clone()));
+        tokio::spawn(state.cdp.clone().follow_cluster(follow_stop.clone()));
+    }
 
     let app = crate::api::router(state.clone());
     match &settings.tls {
@@ -93,11 +107,70 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         Some(tls) => serve_https(listener, app, tls, shutdown.clone()).await?,
     }
     // Jobs stop after the API so no request starts one mid-shutdown.
+    follow_stop.cancel();
     state.jobs.stop_all().await;
     processor_stop.cancel();
     let _ = processor.await;
+    // Last: the work is stopped, so the leases go back and other nodes take it at once.
+    membership.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Alone on SQLite; with a PostgreSQL store, one node of those sharing it (see
+/// [`crate::cluster`]).
+async fn join_cluster(
+    settings: &Settings,
+    store: &DynStore,
+    addr: std::net::SocketAddr,
+    metrics: &Metrics,
+) -> Result<Membership, ServeError> {
+    if !crate::store::is_shared(&settings.store_url) {
+        return Ok(Membership::solo());
+    }
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let node = NodeInfo {
+        id: settings
+            .node_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        address: format!("{scheme}://{addr}"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: chrono::Utc::now(),
+        last_heartbeat: chrono::Utc::now(),
+    };
+    tracing::info!(node = %node.id, lease_timeout = ?settings.lease_timeout, "joining the nodes that share the store");
+    Ok(Membership::cluster(store.clone(), node, settings.lease_timeout, metrics.clone()).await?)
+}
+
+/// Runs the profile processor whenever this node holds its claim (always, alone), until
+/// `stop`; its batches carry the claim's fence.
+async fn run_processor(cdp: Cdp, membership: Membership, stop: CancellationToken) {
+    loop {
+        let claim = tokio::select! {
+            _ = stop.cancelled() => return,
+            claim = membership.claim_when_possible(PROCESSOR) => claim,
+        };
+        let run = stop.child_token();
+        let processing = cdp.clone().run_fenced(claim.fence().cloned(), run.clone());
+        tokio::pin!(processing);
+        tokio::select! {
+            _ = &mut processing => {}
+            _ = claim.token().cancelled() => {
+                // Stops between batches; a batch in flight is refused by its fence.
+                run.cancel();
+                processing.await;
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+        tracing::info!("the profile processor moved to another node");
+    }
 }
 
 /// HTTPS with rustls on the bound listener, stopping like the plain server on `shutdown`.

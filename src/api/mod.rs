@@ -6,6 +6,7 @@
 pub mod audiences;
 pub mod authorizations;
 pub mod aws;
+pub mod cluster;
 pub mod error;
 pub mod extract;
 mod health;
@@ -60,7 +61,8 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             .merge(streams::router())
             .merge(mapping::router())
             .merge(profiles::router())
-            .merge(audiences::router()),
+            .merge(audiences::router())
+            .merge(cluster::router()),
     )
 }
 

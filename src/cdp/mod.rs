@@ -17,15 +17,26 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
 use tributary_lang::{dates, parse_mapping, Mapping, ParseError};
 
 use crate::audiences::{AudienceError, AudienceSet};
 use crate::metrics::Metrics;
 use crate::store::{
-    Audience, CatalogStore, DynStore, EventLog, OutboxStore, ProfileStore, StoreError, StoreResult,
-    StoredEvent, StreamMapping,
+    Audience, CatalogStore, DynStore, EventLog, Fence, OutboxStore, ProfileStore, StoreError,
+    StoreResult, StoredEvent, StreamMapping,
 };
 pub use registry::MappingRegistry;
+
+/// Processor state key prefix of an audience re-evaluation requested through a node not
+/// running the processor (`reevaluate-request:SLUG`); that node turns it into a restart.
+const REEVALUATE_REQUEST_KEY: &str = "reevaluate-request:";
+
+/// Processor state key of a rebuild requested through a node not running the processor.
+const REBUILD_KEY: &str = "rebuild:requested";
+
+/// How often, with several nodes, mappings and audiences are re-read from the store.
+const CATALOG_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Top-level event fields read, in order, as the event's time (for `latest`/`first` and
 /// relative dates in mappings); else the Kinesis arrival time, else when it was stored.
@@ -93,6 +104,13 @@ struct Inner {
     audiences: RwLock<Option<Arc<AudienceSet>>>,
     /// Wakes the processor early (new events, a rebuild).
     wake: Notify,
+    /// With several nodes: the processor's lease while this node holds it, carried by every
+    /// profile batch it commits (`None` alone: nothing to fence).
+    fence: RwLock<Option<Fence>>,
+    /// The processor runs on this node now (see [`Cdp::run_fenced`]).
+    processing: std::sync::atomic::AtomicBool,
+    /// Shares its store with other nodes (see [`Cdp::follow_cluster`]).
+    clustered: bool,
 }
 
 impl Cdp {
@@ -110,6 +128,12 @@ impl Cdp {
     }
 
     pub fn new(stores: CdpStores, metrics: Metrics) -> Self {
+        Self::with_cluster(stores, metrics, false)
+    }
+
+    /// [`Cdp::new`]; `clustered`: other nodes share the store, and the node running the
+    /// processor does the profile writes requested through any node.
+    pub fn with_cluster(stores: CdpStores, metrics: Metrics, clustered: bool) -> Self {
         Cdp {
             inner: Arc::new(Inner {
                 stores,
@@ -119,6 +143,9 @@ impl Cdp {
                 mappings: RwLock::new(None),
                 audiences: RwLock::new(None),
                 wake: Notify::new(),
+                fence: RwLock::new(None),
+                processing: Default::default(),
+                clustered,
             }),
         }
     }
@@ -129,6 +156,111 @@ impl Cdp {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The fence the processor's writes carry (see [`Cdp::run_fenced`]).
+    pub(crate) fn fence(&self) -> Option<Fence> {
+        self.inner.fence.read().expect("lock").clone()
+    }
+
+    /// Runs the processor (see [`Cdp::run`]) with every batch it commits fenced by `fence`:
+    /// with several nodes, only the node holding the processor's lease writes profiles.
+    pub async fn run_fenced(self, fence: Option<Fence>, shutdown: CancellationToken) {
+        // Kept after the run: a write still in flight then carries the old fence, which the
+        // store refuses once another node holds the lease.
+        *self.inner.fence.write().expect("lock") = fence;
+        self.inner.processing.store(true, Ordering::SeqCst);
+        self.clone().run(shutdown).await;
+        self.inner.processing.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether this node runs the processor now.
+    pub(crate) fn is_processing(&self) -> bool {
+        self.inner.processing.load(Ordering::SeqCst)
+    }
+
+    /// With several nodes, on every node until `shutdown`: mappings and audiences may change
+    /// through another node, so the caches are dropped every [`CATALOG_REFRESH`]; on the node
+    /// running the processor, re-evaluations and rebuilds requested through any node start.
+    pub async fn follow_cluster(self, shutdown: CancellationToken) {
+        let running = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(CATALOG_REFRESH) => {}
+            }
+            self.forget_catalog();
+            if !self.is_processing() {
+                continue;
+            }
+            if let Err(e) = self.start_requested(&running).await {
+                tracing::warn!(error = %e, "cannot read re-evaluations and rebuilds requested through other nodes");
+            }
+        }
+    }
+
+    /// Starts what other nodes asked the processor for: a rebuild, and re-evaluations not
+    /// already running here (`running`: their slugs).
+    async fn start_requested(
+        &self,
+        running: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    ) -> Result<(), CdpError> {
+        let profiles = &self.inner.stores.profiles;
+        if !profiles.processor_state(REBUILD_KEY).await?.is_empty() {
+            let _guard = self.write_turn().await;
+            // Rechecked under the lock: another pass may have done it.
+            if !profiles.processor_state(REBUILD_KEY).await?.is_empty() {
+                self.reset_for_rebuild().await?;
+            }
+        }
+        let requests = profiles.processor_state(REEVALUATE_REQUEST_KEY).await?;
+        if !requests.is_empty() {
+            // Under the write turn, so no re-evaluation page of ours overwrites the restart.
+            let _guard = self.write_turn().await;
+            let mut state = Vec::with_capacity(requests.len() * 2);
+            for (key, _) in requests {
+                if let Some(slug) = key.strip_prefix(REEVALUATE_REQUEST_KEY) {
+                    state.push((
+                        format!("{}{slug}", processor::REEVALUATE_KEY),
+                        Some(String::new()),
+                    ));
+                }
+                state.push((key, None));
+            }
+            profiles
+                .commit_profile_batch(Arc::new(crate::store::ProfileBatch {
+                    state,
+                    fence: self.fence(),
+                    ..Default::default()
+                }))
+                .await?;
+        }
+        for (key, _) in profiles.processor_state(processor::REEVALUATE_KEY).await? {
+            let Some(slug) = key.strip_prefix(processor::REEVALUATE_KEY) else {
+                continue;
+            };
+            if !running.lock().expect("lock").insert(slug.to_owned()) {
+                continue;
+            }
+            let (cdp, slug, running) = (self.clone(), slug.to_owned(), running.clone());
+            tokio::spawn(async move {
+                if let Err(e) = cdp.reevaluate_persisted(&slug).await {
+                    tracing::error!(error = %e, audience = %slug, "re-evaluating an audience failed; it is retried");
+                }
+                running.lock().expect("lock").remove(&slug);
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether another node's processor does the profile writes this node's API asks for.
+    fn defers_to_cluster(&self) -> bool {
+        self.inner.clustered && !self.is_processing()
+    }
+
+    fn forget_catalog(&self) {
+        *self.inner.mappings.write().expect("lock") = None;
+        self.forget_audiences();
     }
 
     /// Asks the processor to look for new events now rather than at its next poll.
@@ -256,20 +388,28 @@ impl Cdp {
     /// Records that `slug` must be re-evaluated for everyone, from the start (committed, so a
     /// crash cannot skip it).
     async fn mark_for_reevaluation(&self, slug: &str) -> StoreResult<()> {
+        // Another node's processor may be re-evaluating `slug` now and would write its resume
+        // point over a restart mark: only ask it, and it restarts (see `start_requested`).
+        let key = if self.defers_to_cluster() {
+            REEVALUATE_REQUEST_KEY
+        } else {
+            processor::REEVALUATE_KEY
+        };
         self.inner
             .stores
             .profiles
             .commit_profile_batch(Arc::new(crate::store::ProfileBatch {
-                state: vec![(
-                    format!("{}{slug}", processor::REEVALUATE_KEY),
-                    Some(String::new()),
-                )],
+                state: vec![(format!("{key}{slug}"), Some(String::new()))],
                 ..Default::default()
             }))
             .await
     }
 
     fn spawn_reevaluation(&self, slug: String) {
+        if self.defers_to_cluster() {
+            // Marked in the store: the processor's node starts it (see `follow_cluster`).
+            return;
+        }
         let cdp = self.clone();
         tokio::spawn(async move {
             if let Err(e) = cdp.reevaluate_persisted(&slug).await {
@@ -283,12 +423,46 @@ impl Cdp {
     /// Starts rebuilding every profile from the stored events (see
     /// [`ProfileStore::reset_profiles`]); the processor does the work.
     pub async fn start_rebuild(&self) -> StoreResult<RebuildStatus> {
+        if self.defers_to_cluster() {
+            // Requested in the store; the processor's node resets the profiles.
+            self.inner
+                .stores
+                .profiles
+                .commit_profile_batch(Arc::new(crate::store::ProfileBatch {
+                    state: vec![(REBUILD_KEY.to_owned(), Some(String::new()))],
+                    ..Default::default()
+                }))
+                .await?;
+            return Ok(RebuildStatus {
+                state: "running",
+                processed: 0,
+                total: 0,
+            });
+        }
         {
             let _guard = self.write_turn().await;
-            self.inner.stores.profiles.reset_profiles().await?;
+            self.reset_for_rebuild().await?;
         }
         self.wake();
         self.rebuild_status().await
+    }
+
+    /// Resets the profiles for a rebuild and clears a pending request for one (the caller
+    /// holds the write turn).
+    async fn reset_for_rebuild(&self) -> StoreResult<()> {
+        let profiles = &self.inner.stores.profiles;
+        profiles.reset_profiles().await?;
+        if self.inner.clustered {
+            profiles
+                .commit_profile_batch(Arc::new(crate::store::ProfileBatch {
+                    state: vec![(REBUILD_KEY.to_owned(), None)],
+                    fence: self.fence(),
+                    ..Default::default()
+                }))
+                .await?;
+        }
+        self.wake();
+        Ok(())
     }
 
     pub async fn rebuild_status(&self) -> StoreResult<RebuildStatus> {

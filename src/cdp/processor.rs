@@ -23,7 +23,7 @@ use super::{event_time, Cdp, CdpError};
 use crate::audiences::engine::{record_changes, MemberTimes};
 use crate::audiences::AudienceSet;
 use crate::store::{
-    ChangeKind, IdentityRow, MemberList, Profile, ProfileBatch, ProfileWrite, StoreResult,
+    ChangeKind, Fence, IdentityRow, MemberList, Profile, ProfileBatch, ProfileWrite, StoreResult,
 };
 
 /// Events per processor transaction.
@@ -65,6 +65,8 @@ struct Loaded {
     mapped: Vec<(Arc<Mapping>, MappedEvent, DateTime<Utc>)>,
     rows: Vec<IdentityRow>,
     profiles: Vec<(Profile, MemberList)>,
+    /// The processor's lease when read; the batch commits only while it still holds.
+    fence: Option<Fence>,
 }
 
 /// A batch computed and ready to commit.
@@ -305,12 +307,22 @@ impl Cdp {
     /// their identifiers (the identity rows, those profiles and their memberships).
     async fn load(&self, cursor: i64, limit: u32) -> Result<Option<Loaded>, CdpError> {
         let store = self.stores();
-        let mappings = self.mappings().await?;
-        // Events of streams without a mapping are skipped unparsed; the cursor still passes them.
-        let page = store
-            .events
-            .events_after(cursor, limit, mappings.streams())
-            .await?;
+        let (mappings, page) = loop {
+            let mappings = self.mappings().await?;
+            // Events of streams without a mapping are skipped unparsed; the cursor still
+            // passes them.
+            let page = store
+                .events
+                .events_after(cursor, limit, mappings.streams())
+                .await?;
+            // With several nodes a mapping may have been set through another one before these
+            // events were stored: read after the events, the store shows it if so.
+            if self.inner.clustered && !mappings.made_from(&store.catalog.list_mappings().await?) {
+                self.forget_catalog();
+                continue;
+            }
+            break (mappings, page);
+        };
         let Some(last_seq) = page.last_seq else {
             return Ok(None);
         };
@@ -358,6 +370,7 @@ impl Cdp {
             mapped,
             rows,
             profiles,
+            fence: self.fence(),
         }))
     }
 
@@ -396,6 +409,10 @@ impl Cdp {
         let mut changes = 0u64;
         loop {
             let _guard = self.write_turn().await;
+            if self.defers_to_cluster() {
+                // The processor moved to another node, which carries on from the mark.
+                return Ok(changes);
+            }
             let store = self.stores();
             let pending = store.profiles.processor_state(&key).await?;
             let Some((_, after)) = pending.into_iter().find(|(k, _)| *k == key) else {
@@ -421,6 +438,7 @@ impl Cdp {
                         .profiles
                         .commit_profile_batch(Arc::new(ProfileBatch {
                             state: vec![(key.clone(), None)],
+                            fence: self.fence(),
                             ..Default::default()
                         }))
                         .await?;
@@ -514,6 +532,7 @@ impl Cdp {
         let now = Utc::now();
         let mut batch = ProfileBatch {
             state,
+            fence: self.fence(),
             ..Default::default()
         };
         for (p, list) in &page {
@@ -664,6 +683,7 @@ fn compute(
         mapped,
         rows: stored_rows,
         profiles: stored_profiles,
+        fence,
     } = loaded;
     // Where each identifier points now: the newest batch that (re)pointed it, else the store;
     // then every later batch's merges.
@@ -737,6 +757,7 @@ fn compute(
         identities: resolved.identities,
         redirects: resolved.merges.clone(),
         cursor: Some(last_seq),
+        fence,
         ..Default::default()
     };
     let none = MemberTimes::default();
@@ -1063,6 +1084,64 @@ mod tests {
             (last[0].audience_slug.as_str(), last[0].kind),
             ("buyers", ChangeKind::Exit)
         );
+    }
+
+    /// Polls `done` until it holds, for at most ten seconds.
+    async fn within<F, Fut>(what: &str, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done().await {
+            assert!(Instant::now() < deadline, "{what} did not happen in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn with_several_nodes_the_processors_node_does_what_another_node_is_asked() {
+        let (setup, _dir) = cdp().await;
+        let runs = Cdp::with_cluster(setup.stores().clone(), Metrics::new(), true);
+        let other = Cdp::with_cluster(setup.stores().clone(), Metrics::new(), true);
+        send(
+            &setup,
+            "web",
+            (0..10)
+                .map(|i| json!({"email": format!("p{i}@x.io"), "amount": i}))
+                .collect(),
+        )
+        .await;
+        let stop = CancellationToken::new();
+        tokio::spawn(runs.clone().run_fenced(None, stop.clone()));
+        tokio::spawn(runs.clone().follow_cluster(stop.clone()));
+        let profiles = setup.stores().profiles.clone();
+        within("the events are applied", || async {
+            profiles.count_profiles().await.unwrap() == 10
+        })
+        .await;
+
+        // An audience made through the other node: re-evaluated by the processor's node.
+        other
+            .create_audience(audience("all", "EXISTS visits"))
+            .await
+            .unwrap();
+        let catalog = setup.stores().catalog.clone();
+        within("the processor's node evaluates everyone", || async {
+            catalog.list_audiences().await.unwrap()[0].1 == 10
+        })
+        .await;
+
+        // A rebuild asked of the other node: it only asks; the processor's node resets.
+        let asked = other.start_rebuild().await.unwrap();
+        assert_eq!(asked.state, "running");
+        within("the processor's node rebuilds", || async {
+            let status = runs.rebuild_status().await.unwrap();
+            (status.state, status.processed) == ("done", 10)
+        })
+        .await;
+        assert_eq!(profiles.count_profiles().await.unwrap(), 10);
+        stop.cancel();
     }
 
     #[tokio::test]

@@ -24,12 +24,25 @@ pub struct SchemaEntry {
 #[derive(Debug, Default)]
 pub struct MappingRegistry {
     by_stream: HashMap<String, Arc<Mapping>>,
+    /// Each stored mapping's stream and when it last changed, in stream order: tells whether
+    /// the store still holds what this registry was made from.
+    stamp: Vec<(String, crate::store::Timestamp)>,
+}
+
+fn stamp_of(rows: &[StreamMapping]) -> Vec<(String, crate::store::Timestamp)> {
+    let mut stamp: Vec<_> = rows
+        .iter()
+        .map(|r| (r.stream.clone(), r.updated_at))
+        .collect();
+    stamp.sort();
+    stamp
 }
 
 impl MappingRegistry {
     /// Stored mappings that no longer parse are skipped (logged): their events make no
     /// profile changes until the mapping is fixed.
     pub fn new(rows: Vec<StreamMapping>) -> Self {
+        let stamp = stamp_of(&rows);
         let mut by_stream = HashMap::new();
         for row in rows {
             match parse_mapping(&row.text) {
@@ -41,7 +54,12 @@ impl MappingRegistry {
                 }
             }
         }
-        MappingRegistry { by_stream }
+        MappingRegistry { by_stream, stamp }
+    }
+
+    /// Whether `rows` (the stored mappings) are the ones this registry was made from.
+    pub fn made_from(&self, rows: &[StreamMapping]) -> bool {
+        stamp_of(rows) == self.stamp
     }
 
     pub fn get(&self, stream: &str) -> Option<&Arc<Mapping>> {

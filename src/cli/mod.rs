@@ -143,9 +143,13 @@ Secrets, read from the environment (or as api_token and master_key in the --conf
   TRIBUTARY_API_TOKEN   The bearer token clients must send [default: generated into DATA_DIR/api-token]
   TRIBUTARY_MASTER_KEY  64 hex characters that encrypt stored AWS secrets [default: generated into
                         DATA_DIR/master.key]
+Several nodes on one PostgreSQL store share both, and each has its own:
+  TRIBUTARY_NODE_ID     This node's id among them [default: a new UUID at every start]
 
 Examples:
   tributary serve
+  tributary serve --store postgres://tributary@db.internal/tributary --listen 0.0.0.0:7878 \\
+      --tls-cert /etc/tributary/cert.pem --tls-key /etc/tributary/key.pem
   TRIBUTARY_MASTER_KEY=$(cat /run/secrets/master-key) tributary serve --data-dir /var/lib/tributary \\
       --listen 0.0.0.0:7878 --log-format json";
 

@@ -31,7 +31,8 @@ use crate::kinesis::producer::limits::{partition_key, MAX_RECORD_BYTES};
 use crate::kinesis::producer::{PendingRecord, SendOutcome, Sender};
 use crate::store::{
     AudienceChange, BackfillProgress, CatalogStore, ChangeKind, DynStore, ExportProgress,
-    ExportRound, Job, Membership, NewDeadLetter, OutboxStore, Profile, ProfileStore, StoreError,
+    ExportRound, Fence, Job, Membership, NewDeadLetter, OutboxStore, Profile, ProfileStore,
+    StoreError,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -165,6 +166,16 @@ pub async fn starting_point(
     job_id: &str,
     config: &ExportConfig,
 ) -> Result<ExportProgress, StoreError> {
+    fenced_starting_point(stores, job_id, config, None).await
+}
+
+/// [`starting_point`] for the running job, its first round carrying the job's `fence`.
+async fn fenced_starting_point(
+    stores: &ExportStores,
+    job_id: &str,
+    config: &ExportConfig,
+    fence: Option<&Fence>,
+) -> Result<ExportProgress, StoreError> {
     if let Some(progress) = stores.outbox.get_export_progress(job_id).await? {
         return Ok(progress);
     }
@@ -186,6 +197,7 @@ pub async fn starting_point(
     };
     let first = ExportRound {
         progress: progress.clone(),
+        fence: fence.cloned(),
         ..Default::default()
     };
     stores
@@ -201,9 +213,10 @@ pub async fn run(
     ctx: JobContext,
     job: Job,
     config: ExportConfig,
+    fence: Option<Fence>,
     cancel: CancellationToken,
 ) -> Result<(), JobError> {
-    Exporter::start(&ctx, &job, config, &cancel).await
+    Exporter::start(&ctx, &job, config, fence, &cancel).await
 }
 
 /// The store roles an export job uses: audiences by slug, profiles for the records' fields,
@@ -231,6 +244,8 @@ struct Exporter {
     config: ExportConfig,
     sender: Sender,
     progress: ExportProgress,
+    /// Carried by every round: the job's lease with several nodes (see `crate::cluster`).
+    fence: Option<Fence>,
     wanted: HashSet<String>,
     /// Audience slug → id, for the records' `segment_events`.
     audience_ids: HashMap<String, String>,
@@ -254,6 +269,7 @@ impl Exporter {
         ctx: &JobContext,
         job: &Job,
         config: ExportConfig,
+        fence: Option<Fence>,
         cancel: &CancellationToken,
     ) -> Result<(), JobError> {
         let sdk = loop {
@@ -282,7 +298,7 @@ impl Exporter {
             .iter()
             .map(|(a, _)| (a.slug.clone(), a.id.clone()))
             .collect();
-        let progress = starting_point(&stores, &job.id, &config).await?;
+        let progress = fenced_starting_point(&stores, &job.id, &config, fence.as_ref()).await?;
         let mut exporter = Exporter {
             stores,
             job_id: job.id.clone(),
@@ -299,6 +315,7 @@ impl Exporter {
             },
             config,
             progress,
+            fence,
         };
         exporter.run(cancel, &ctx.metrics.export).await
     }
@@ -372,7 +389,7 @@ impl Exporter {
                 changes_read: items.len() as u64,
                 records_sent: record_count,
                 dead_letters,
-                fence: None,
+                fence: self.fence.clone(),
             };
             self.stores
                 .outbox

@@ -122,6 +122,7 @@ pub async fn run(
         store: ctx.store.clone(),
         aws: ctx.aws,
         metrics: ctx.metrics,
+        membership: ctx.membership,
     };
     let consumer_config = ConsumerConfig {
         job_id: job.id,

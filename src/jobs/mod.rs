@@ -3,6 +3,12 @@
 //! A job's durable state lives in the store (`running`, `paused`, `failed` + `last_error`); the
 //! manager holds only the tasks of jobs running in this process. On start the server resumes
 //! every job the store says is `running`, from its checkpoints.
+//!
+//! Work is done only under a claim ([`crate::cluster`]): alone that is always; with several
+//! nodes on one store, one node at a time runs an export job or reads a shard of an import
+//! job, its writes fenced, and every node follows the jobs' states in the store
+//! ([`JobManager::follow_store`]) so a pause, resume or delete made through any node's API
+//! reaches the nodes doing the work.
 
 pub mod config;
 pub mod export;
@@ -16,11 +22,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsAccess, AwsError};
+use crate::cluster::{export_lease, Membership};
 use crate::kinesis::consumer::ConsumeError;
 use crate::metrics::Metrics;
 use crate::store::{ControlStore, DynStore, Job, JobState, StoreError};
 use config::JobConfig;
 pub use import::FieldError;
+
+/// How often, with several nodes, each node compares the jobs it runs with the store's states.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a stopping job may take to reach a consistent point (finish the batch it is
 /// committing) before it is abandoned. Its last checkpoint still holds: nothing is lost.
@@ -32,12 +42,13 @@ struct Running {
 }
 
 /// What jobs use: the store (each job takes the roles it needs), AWS access as a user's
-/// authorization, and metrics.
+/// authorization, metrics, and the claims that say which work this node does.
 #[derive(Clone)]
 pub struct JobContext {
     pub store: DynStore,
     pub aws: AwsAccess,
     pub metrics: Metrics,
+    pub membership: Membership,
 }
 
 /// Why a job stopped for good. Its text is the job's `last_error`, for the person who reads
@@ -61,6 +72,8 @@ pub struct JobManager {
     running: Arc<Mutex<HashMap<String, Running>>>,
 }
 
+type JobWork = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>> + Send>>;
+
 impl JobManager {
     pub fn new(context: JobContext) -> Self {
         Self {
@@ -77,20 +90,7 @@ impl JobManager {
             return;
         }
         let cancel = CancellationToken::new();
-        let ctx = self.context.clone();
-        let (job_copy, stop) = (job.clone(), cancel.clone());
-        // The one place a job's type decides what runs.
-        let work: std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), JobError>> + Send>,
-        > = match JobConfig::of(job) {
-            Ok(JobConfig::KinesisImport(config)) => {
-                Box::pin(import::run(ctx, job_copy, config, stop))
-            }
-            Ok(JobConfig::KinesisExport(config)) => {
-                Box::pin(export::run(ctx, job_copy, config, stop))
-            }
-            Err(e) => Box::pin(std::future::ready(Err(JobError::InvalidConfig(e)))),
-        };
+        let work = job_work(self.context.clone(), job.clone(), cancel.clone());
         let control: Arc<dyn ControlStore> = self.context.store.clone();
         let handle = tokio::spawn(supervise(control, job.id.clone(), work));
         tracing::info!(job = %job.id, label = %job.label, kind = job.job_type.as_str(), "job started");
@@ -133,6 +133,47 @@ impl JobManager {
             .is_some_and(|r| !r.handle.is_finished())
     }
 
+    /// With several nodes: every [`FOLLOW_EVERY`], starts the jobs the store says are running
+    /// and stops the others, until `shutdown` (alone the API's calls keep them in step).
+    pub async fn follow_store(self, shutdown: CancellationToken) {
+        if !self.context.membership.is_clustered() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+            }
+            if let Err(e) = self.follow_once().await {
+                tracing::warn!(error = %e, "cannot read the jobs' states; retrying");
+            }
+        }
+    }
+
+    async fn follow_once(&self) -> Result<(), StoreError> {
+        let jobs = self.context.store.list_jobs().await?;
+        let wanted: HashMap<&str, &Job> = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Running)
+            .map(|j| (j.id.as_str(), j))
+            .collect();
+        let unwanted: Vec<String> = self
+            .running
+            .lock()
+            .expect("job map lock")
+            .keys()
+            .filter(|id| !wanted.contains_key(id.as_str()))
+            .cloned()
+            .collect();
+        for id in unwanted {
+            self.stop(&id).await;
+        }
+        for job in wanted.values() {
+            self.start(job);
+        }
+        Ok(())
+    }
+
     /// Resumes every job the store marks as running.
     pub async fn resume_all(&self) -> Result<usize, StoreError> {
         let jobs = self.context.store.list_jobs().await?;
@@ -142,6 +183,67 @@ impl JobManager {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// A job's work, until `cancel`. The one place a job's type decides what runs.
+fn job_work(ctx: JobContext, job: Job, cancel: CancellationToken) -> JobWork {
+    match JobConfig::of(&job) {
+        // The consumer claims each shard on its own (see `crate::kinesis::consumer`).
+        Ok(JobConfig::KinesisImport(config)) => Box::pin(import::run(ctx, job, config, cancel)),
+        // One node at a time runs an export job.
+        Ok(JobConfig::KinesisExport(config)) => {
+            Box::pin(export_when_claimed(ctx, job, config, cancel))
+        }
+        Err(e) => Box::pin(std::future::ready(Err(JobError::InvalidConfig(e)))),
+    }
+}
+
+/// Runs an export job whenever this node holds its claim, until `cancel`. A lost claim (the
+/// lease moved to another node) stops the work at a consistent point and waits for the next
+/// claim; it is not the job's failure, and neither is a write refused for it.
+async fn export_when_claimed(
+    ctx: JobContext,
+    job: Job,
+    config: export::ExportConfig,
+    cancel: CancellationToken,
+) -> Result<(), JobError> {
+    let lease = export_lease(&job.id);
+    loop {
+        let claim = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            claim = ctx.membership.claim_when_possible(&lease) => claim,
+        };
+        let stop = cancel.child_token();
+        let work = export::run(
+            ctx.clone(),
+            job.clone(),
+            config.clone(),
+            claim.fence().cloned(),
+            stop.clone(),
+        );
+        tokio::pin!(work);
+        let result = tokio::select! {
+            result = &mut work => result,
+            _ = claim.token().cancelled() => {
+                stop.cancel();
+                work.await
+            }
+        };
+        if cancel.is_cancelled() {
+            return result;
+        }
+        let lost =
+            claim.is_lost() || matches!(result, Err(JobError::Store(StoreError::LeaseLost { .. })));
+        if !lost {
+            return result;
+        }
+        match result {
+            Ok(()) => tracing::info!(job = %job.id, "export job moved to another node"),
+            Err(e) => {
+                tracing::info!(job = %job.id, error = %e, "export job moved to another node mid-write")
+            }
+        }
     }
 }
 

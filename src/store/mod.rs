@@ -64,6 +64,12 @@ impl<T> Store for T where
 
 pub type DynStore = Arc<dyn Store>;
 
+/// Whether the store named by `url` can be shared by several nodes (PostgreSQL); SQLite
+/// serves one.
+pub fn is_shared(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Opens the store named by `url` (`sqlite://PATH`, or `postgres://…` / `postgresql://…`, see
 /// [`postgres`]), running pending migrations.
 pub async fn open(url: &str) -> StoreResult<DynStore> {
@@ -71,7 +77,7 @@ pub async fn open(url: &str) -> StoreResult<DynStore> {
         let store = sqlite::SqliteStore::open(std::path::Path::new(path)).await?;
         return Ok(Arc::new(store));
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_shared(url) {
         return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
     }
     Err(StoreError::UnsupportedUrl(url.to_owned()))

@@ -4,6 +4,7 @@
 mod support;
 
 mod cdp;
+mod cluster;
 mod export;
 mod foundation;
 mod import;

@@ -9,6 +9,7 @@
 pub mod audiences;
 pub mod authorizations;
 pub mod aws;
+pub mod cluster;
 pub mod health;
 pub mod jobs;
 pub mod mappings;

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsAccess, AwsError, AwsErrorKind};
+use crate::cluster::{shard_lease, Membership};
 use crate::kinesis::api::{list_shards, ShardInfo};
 use crate::kinesis::backoff::sleep_unless_cancelled as sleep;
 use crate::kinesis::backoff::Backoff;
@@ -27,6 +28,9 @@ use reader::{read_shard, ReaderExit, ShardContext};
 /// New shards appear only through resharding, which we also notice when a shard ends; the
 /// periodic listing catches the rest.
 const RELIST_INTERVAL: Duration = Duration::from_secs(30);
+/// With several nodes: how often a node looks for shards it should read (orphaned by a node
+/// that died, children of parents another node finished).
+const CLUSTER_RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// Decoded pages a job holds at once: one committing while the next decodes keeps the single
 /// store writer busy; more would only add memory.
 const PAGES_IN_FLIGHT: usize = 2;
@@ -36,6 +40,8 @@ pub struct ConsumerHandles {
     pub store: Arc<dyn ImportStore>,
     pub aws: AwsAccess,
     pub metrics: Metrics,
+    /// Which shards this node reads: alone, all of them; with several nodes, those it claims.
+    pub membership: Membership,
 }
 
 /// Which stream to read, as whom, into which event stream.
@@ -102,6 +108,7 @@ pub async fn run_import(
         kinesis_stream: config.kinesis_stream.clone(),
     });
     let mut consumer = Consumer {
+        membership: handles.membership,
         ctx: ctx.clone(),
         config,
         known: BTreeMap::new(),
@@ -118,6 +125,7 @@ pub async fn run_import(
 }
 
 struct Consumer<'a> {
+    membership: Membership,
     ctx: Arc<ShardContext>,
     config: &'a ConsumerConfig,
     known: BTreeMap<String, ShardCheckpoint>,
@@ -150,11 +158,20 @@ impl Consumer<'_> {
 
     async fn run(&mut self, cancel: &CancellationToken) -> Result<(), ConsumeError> {
         self.known = self.stored_checkpoints().await?;
-        let mut relist = tokio::time::interval(RELIST_INTERVAL);
+        // With several nodes, shards move between them: look again often, and soon after the
+        // nodes change.
+        let every = if self.membership.is_clustered() {
+            CLUSTER_RECHECK_INTERVAL
+        } else {
+            RELIST_INTERVAL
+        };
+        let mut relist = tokio::time::interval(every);
         relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let membership = self.membership.clone();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
+                _ = membership.changed() => relist.reset_immediately(),
                 _ = relist.tick() => {
                     if !self.refresh_shards(cancel).await? {
                         return Ok(());
@@ -175,6 +192,8 @@ impl Consumer<'_> {
                             relist.reset_immediately();
                         }
                         Ok(ReaderExit::Cancelled) => {}
+                        // Another node reads it now.
+                        Err(ConsumeError::Store(StoreError::LeaseLost { .. })) => {}
                         Err(ConsumeError::Aws(e)) if e.kind == AwsErrorKind::NotFound => self.shard_not_found(&shard_id, e, cancel).await?,
                         Err(e) => return Err(e),
                     }
@@ -186,6 +205,11 @@ impl Consumer<'_> {
     /// Lists shards, registers new ones and starts readers for every readable shard.
     /// `Ok(false)` when cancelled while retrying.
     async fn refresh_shards(&mut self, cancel: &CancellationToken) -> Result<bool, ConsumeError> {
+        if self.membership.is_clustered() {
+            // Other nodes register shards and finish parents.
+            let stored: BTreeMap<String, ShardCheckpoint> = self.stored_checkpoints().await?;
+            self.known = stored;
+        }
         let client = self.ctx.client.clone();
         let stream = self.ctx.kinesis_stream.clone();
         let Some(listed) = retry(cancel, || list_shards(&client, &stream)).await? else {
@@ -221,9 +245,25 @@ impl Consumer<'_> {
         if to_start.is_empty() {
             return Ok(true);
         }
-        // Readers resume from the stored checkpoints, not our possibly older copies: read once.
-        let mut stored: HashMap<String, ShardCheckpoint> = self.stored_checkpoints().await?;
+        // Readers resume from the stored checkpoints, not our possibly older copies: read once,
+        // after the claims (a shard's previous reader committed before handing it over).
+        let mut claims = Vec::with_capacity(to_start.len());
         for shard_id in to_start {
+            let lease = shard_lease(&self.ctx.job_id, &shard_id);
+            if let Some(claim) = self
+                .membership
+                .claim(&lease)
+                .await
+                .map_err(ConsumeError::Store)?
+            {
+                claims.push((shard_id, claim));
+            }
+        }
+        if claims.is_empty() {
+            return Ok(true);
+        }
+        let mut stored: HashMap<String, ShardCheckpoint> = self.stored_checkpoints().await?;
+        for (shard_id, claim) in claims {
             let cp = self
                 .known
                 .get_mut(&shard_id)
@@ -241,10 +281,26 @@ impl Consumer<'_> {
             // Once: a later reader of this shard (if any) starts from the stored position.
             let at_tip =
                 self.start_at_tip.remove(&shard_id) && checkpoint.sequence_number.is_none();
-            let (ctx, token) = (self.ctx.clone(), self.readers_cancel.clone());
+            let (ctx, token) = (self.ctx.clone(), self.readers_cancel.child_token());
             self.running.insert(shard_id.clone());
             self.readers.spawn(async move {
-                let result = read_shard(ctx, checkpoint, at_tip, token).await;
+                let reading = read_shard(
+                    ctx,
+                    checkpoint,
+                    at_tip,
+                    claim.fence().cloned(),
+                    token.clone(),
+                );
+                tokio::pin!(reading);
+                let result = tokio::select! {
+                    result = &mut reading => result,
+                    // Lost or handed over: stop at a consistent point, then hand it back.
+                    _ = claim.token().cancelled() => {
+                        token.cancel();
+                        reading.await
+                    }
+                };
+                drop(claim);
                 (shard_id, result)
             });
         }

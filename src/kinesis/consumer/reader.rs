@@ -13,7 +13,9 @@ use crate::aws::AwsErrorKind;
 use crate::kinesis::api::{get_records, get_shard_iterator, IteratorStart, RecordsPage};
 use crate::kinesis::backoff::{sleep_unless_cancelled as sleep, Backoff};
 use crate::metrics::Metrics;
-use crate::store::{ImportStore, ShardBatch, ShardCheckpoint, ShardState, StartPosition};
+use crate::store::{
+    Fence, ImportStore, ShardBatch, ShardCheckpoint, ShardState, StartPosition, StoreError,
+};
 
 /// Kinesis allows 5 GetRecords calls per second per shard.
 const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);
@@ -53,6 +55,7 @@ pub async fn read_shard(
     ctx: Arc<ShardContext>,
     mut checkpoint: ShardCheckpoint,
     mut start_at_tip: bool,
+    fence: Option<Fence>,
     cancel: CancellationToken,
 ) -> Result<ReaderExit, ConsumeError> {
     let shard_id = checkpoint.shard_id.clone();
@@ -182,6 +185,7 @@ pub async fn read_shard(
                 ctx: ctx.clone(),
                 checkpoint: checkpoint.clone(),
                 records,
+                fence: fence.clone(),
             };
             in_flight = Some(tokio::spawn(async move {
                 let _permit = permit;
@@ -218,6 +222,8 @@ struct PageCommit {
     ctx: Arc<ShardContext>,
     checkpoint: ShardCheckpoint,
     records: Vec<crate::kinesis::api::KinesisRecord>,
+    /// The shard's lease with several nodes (see `crate::cluster`).
+    fence: Option<Fence>,
 }
 
 impl PageCommit {
@@ -226,6 +232,7 @@ impl PageCommit {
             ctx,
             checkpoint,
             records,
+            fence,
         } = self;
         let job = ctx.job_id.clone();
         let records_in = records.len() as u64;
@@ -255,7 +262,7 @@ impl PageCommit {
                 sub_sequence_number: decoded.last_sub_sequence_number,
                 ..checkpoint
             },
-            fence: None,
+            fence,
         };
         let timer = ctx
             .metrics
@@ -297,6 +304,9 @@ async fn commit_with_retry(
     loop {
         match store.commit_shard_batch(batch.clone()).await {
             Ok(outcome) => return Ok(outcome),
+            // Another node took the shard over: retrying cannot help, and it reads on from
+            // the shard's last committed checkpoint.
+            Err(e @ StoreError::LeaseLost { .. }) => return Err(ConsumeError::Store(e)),
             Err(e) => {
                 tracing::warn!(job = %batch.job_id, shard = %batch.checkpoint.shard_id, error = %e, "commit failed; retrying");
                 if backoff.attempts() >= 8 {
