@@ -301,6 +301,7 @@
     [/^\/audiences$/, audiencesScreen, 'audiences'],
     [/^\/audiences\/new$/, audienceScreen, 'audiences'],
     [/^\/audiences\/([^/]+)$/, audienceScreen, 'audiences'],
+    [/^\/cluster$/, clusterScreen, 'cluster'],
   ];
 
   function route() {
@@ -1216,6 +1217,44 @@ ALIAS ${name}
         { label: 'Description', cell: (a) => a.description || '' },
         { label: 'Metadata', cell: (a) => h('span', { class: 'mono' }, metadataText(a.metadata)) },
       ], listOf(res.data, 'audiences'), { name: 'audiences', href: (a) => `#/audiences/${encodeURIComponent(a.slug)}`, empty: 'No audiences yet.' }));
+    });
+  }
+
+  // The nodes sharing the store, and which holds which piece of work (live).
+  function clusterScreen() {
+    const gen = generation;
+    const nodesSlot = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+    const leasesSlot = h('div', {});
+    append(main(), [
+      pageHead('Cluster'),
+      h('section', { class: 'panel' }, h('h2', {}, h('span', { class: 'live-dot', 'aria-hidden': 'true' }), 'Nodes'), nodesSlot),
+      h('section', { class: 'panel' }, h('h2', {}, 'Who holds which work'), leasesSlot),
+    ]);
+    poll(async () => {
+      const res = await api('GET', '/api/cluster');
+      if (!current(gen)) return;
+      if (!res.ok) { replace(nodesSlot, errorBox(res)); return; }
+      const c = res.data;
+      if (!c.clustered) {
+        refresh(nodesSlot, 'solo', h('p', { 'data-cluster': 'solo' }, 'This node runs alone on its store (SQLite): it does all the work. Several nodes share the work on one PostgreSQL store (--store postgres://…).'));
+        replace(leasesSlot);
+        return;
+      }
+      const now = Date.now();
+      const live = new Set(c.nodes.filter((n) => n.alive).map((n) => n.id));
+      refresh(nodesSlot, c.nodes, table([
+        { label: 'Node', cell: (n) => h('span', { class: 'mono' }, n.id === c.this_node ? `${n.id} (this one)` : n.id) },
+        { label: 'Address', cell: (n) => n.address },
+        { label: 'Version', cell: (n) => n.version },
+        { label: 'Last heartbeat', cell: (n) => `${Math.max(0, Math.round((now - Date.parse(n.last_heartbeat)) / 1000))} s ago` },
+        { label: 'State', cell: (n) => h('span', { class: `badge ${n.alive ? 'running' : 'failed'}` }, n.alive ? 'alive' : 'gone') },
+        { label: 'Leases', num: true, cell: (n) => fmtNum(c.leases.filter((l) => l.owner === n.id && Date.parse(l.expires_at) > now).length) },
+      ], c.nodes, { name: 'nodes', empty: 'No node has announced itself yet.' }));
+      refresh(leasesSlot, c.leases, table([
+        { label: 'Work', cell: (l) => h('span', { class: 'mono' }, l.name) },
+        { label: 'Held by', cell: (l) => h('span', { class: 'mono' }, live.has(l.owner) && Date.parse(l.expires_at) > now ? l.owner : `— (last ${l.owner})`) },
+        { label: 'Token', num: true, cell: (l) => fmtNum(l.token) },
+      ], c.leases, { name: 'leases', empty: 'No work leased yet.' }));
     });
   }
 
