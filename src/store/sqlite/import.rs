@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{params, Transaction};
 
 use super::event_log::insert_events;
 use super::lease::check_fence;
@@ -75,25 +75,8 @@ impl ImportStore for SqliteStore {
             check_fence(tx, batch.fence.as_ref())?;
             let now = now_text();
             let events_inserted = insert_events(tx, &batch.stream, &batch.events, &now)?;
-            let mut dead_letters_inserted = 0;
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO dead_letters (job_id, shard_id, sequence_number, sub_sequence_number, position, partition_key, reason, raw, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .map_err(db)?;
-                for d in &batch.dead_letters {
-                    dead_letters_inserted += stmt
-                        .execute(params![
-                            batch.job_id, d.shard_id, d.sequence_number,
-                            d.sub_sequence_number.map_or(-1, |n| n as i64), d.position,
-                            d.partition_key, d.reason, d.raw, now
-                        ])
-                        .map_err(db)? as u64;
-                }
-            }
+            let dead_letters_inserted =
+                insert_dead_letters(tx, &batch.job_id, &batch.dead_letters, &now)?;
             let cp = &batch.checkpoint;
             let n = tx
                 .execute(
@@ -134,4 +117,38 @@ impl ImportStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Stores a job's dead letters, skipping any already stored (a replayed page or round);
+/// returns how many were new.
+pub(super) fn insert_dead_letters(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    letters: &[NewDeadLetter],
+    now: &str,
+) -> StoreResult<u64> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO dead_letters (job_id, shard_id, sequence_number, sub_sequence_number, position, partition_key, reason, raw, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(db)?;
+    let mut inserted = 0;
+    for d in letters {
+        inserted += stmt
+            .execute(params![
+                job_id,
+                d.shard_id,
+                d.sequence_number,
+                d.sub_sequence_number.map_or(-1, |n| n as i64),
+                d.position,
+                d.partition_key,
+                d.reason,
+                d.raw,
+                now
+            ])
+            .map_err(db)? as u64;
+    }
+    Ok(inserted)
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 
+use super::import::insert_dead_letters;
 use super::lease::check_fence;
 use super::rows::{collect, parse_time, RowResult};
 use super::{db, now_text, SqliteStore};
@@ -102,31 +103,7 @@ impl OutboxStore for SqliteStore {
                 params![job_id, progress, now],
             )
             .map_err(db)?;
-            let mut dead = 0i64;
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO dead_letters (job_id, shard_id, sequence_number, sub_sequence_number, position, partition_key, reason, raw, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .map_err(db)?;
-                for d in &round.dead_letters {
-                    dead += stmt
-                        .execute(params![
-                            job_id,
-                            d.shard_id,
-                            d.sequence_number,
-                            d.sub_sequence_number.map_or(-1, |n| n as i64),
-                            d.position,
-                            d.partition_key,
-                            d.reason,
-                            d.raw,
-                            now
-                        ])
-                        .map_err(db)? as i64;
-                }
-            }
+            let dead = insert_dead_letters(tx, &job_id, &round.dead_letters, &now)? as i64;
             tx.execute(
                 "UPDATE jobs SET records_in = records_in + ?2, events_out = events_out + ?3,
                                  dead_letters = dead_letters + ?4, updated_at = ?5 WHERE id = ?1",
