@@ -17,9 +17,8 @@ pub struct AppState {
     /// Seals the secrets of new authorizations.
     pub master_key: MasterKey,
     pub api_token: Arc<ApiToken>,
-    /// Tributary's own AWS clients and identity.
-    pub aws: AwsConnector,
-    /// Acting as a stored authorization.
+    /// Acting as a stored authorization; its `connector()` has Tributary's own AWS clients
+    /// and identity.
     pub access: AwsAccess,
     pub metrics: Metrics,
     pub jobs: JobManager,
@@ -57,7 +56,7 @@ impl AppState {
         metrics: Metrics,
         membership: Membership,
     ) -> Self {
-        let access = AwsAccess::new(store.clone(), master_key.clone(), aws.clone());
+        let access = AwsAccess::new(store.clone(), master_key.clone(), aws);
         let jobs = JobManager::new(JobContext {
             store: store.clone(),
             aws: access.clone(),
@@ -74,7 +73,6 @@ impl AppState {
             store,
             master_key,
             api_token: Arc::new(api_token),
-            aws,
             access,
             metrics,
             jobs,

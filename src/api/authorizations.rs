@@ -200,7 +200,7 @@ async fn verify(
         .access
         .sdk_config(&id, &region, q.role_arn.as_deref())
         .await?;
-    let who = state.aws.caller_identity(&config).await?;
+    let who = state.access.connector().caller_identity(&config).await?;
     Ok(Json(Verified {
         ok: true,
         account: who.account,

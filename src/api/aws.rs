@@ -56,7 +56,7 @@ async fn streams(
         .access
         .sdk_config(&q.authorization, &q.region, role_arn)
         .await?;
-    let client = state.aws.kinesis(&config, 3);
+    let client = state.access.connector().kinesis(&config, 3);
     match list_streams(&client).await {
         Ok(streams) => Ok(Json(KinesisStreams { streams })),
         Err(e) if e.kind == AwsErrorKind::AccessDenied => Err(ApiError::new(
@@ -107,7 +107,7 @@ async fn policies(
         (None, None) => None,
     };
     if let Some(external_id) = external_id {
-        match state.aws.own_identity().await {
+        match state.access.connector().own_identity().await {
             Ok(me) => {
                 body.trust_policy = Some(trust_policy(&me.arn, &external_id));
                 body.principal = Some(me.arn);

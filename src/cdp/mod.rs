@@ -488,9 +488,7 @@ impl Cdp {
             },
         })
     }
-}
 
-impl Cdp {
     /// Events of `stream` the processor has already passed: a mapping set now is not applied
     /// to them until a rebuild (`POST /api/profiles/rebuild`).
     pub async fn passed_events(&self, stream: &str) -> StoreResult<u64> {

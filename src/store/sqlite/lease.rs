@@ -5,20 +5,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
-use super::rows::{collect, RowResult};
+use super::rows::{collect, from_micros, RowResult};
 use super::{db, SqliteStore};
 use crate::store::*;
 
 fn micros(t: &Timestamp) -> i64 {
     t.timestamp_micros()
-}
-
-fn from_micros(us: i64) -> StoreResult<Timestamp> {
-    DateTime::<Utc>::from_timestamp_micros(us)
-        .ok_or_else(|| StoreError::Corrupt(format!("time {us} µs is out of range")))
 }
 
 fn lease_from_row(r: &Row<'_>) -> RowResult<Lease> {

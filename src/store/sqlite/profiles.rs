@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tributary_lang::ProfileState;
 
 use super::lease::check_fence;
-use super::rows::{parse_time, to_text, RowResult};
+use super::rows::{from_micros, parse_time, to_text, RowResult};
 use super::{db, SqliteStore};
 use crate::store::*;
 
@@ -54,11 +54,6 @@ fn parse_members(text: &str, profile_id: &str) -> StoreResult<StoredMembers> {
 
 fn members_text(list: &StoredMembers) -> String {
     serde_json::to_string(list).expect("pairs of integers serialize")
-}
-
-fn from_micros(us: i64) -> StoreResult<Timestamp> {
-    chrono::DateTime::from_timestamp_micros(us)
-        .ok_or_else(|| StoreError::Corrupt(format!("membership time {us} µs is out of range")))
 }
 
 /// Audience ids and their numbers (the `num` in profiles' member lists).

@@ -13,6 +13,12 @@ pub(super) fn to_text(t: &Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A time stored as integer microseconds since the Unix epoch.
+pub(super) fn from_micros(us: i64) -> StoreResult<Timestamp> {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {us} µs is out of range")))
+}
+
 pub(super) fn parse_time(text: &str) -> StoreResult<Timestamp> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
