@@ -386,9 +386,21 @@ impl Cluster {
                 _ = self.stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "cannot reach the store to renew leases");
-                self.drop_unrenewed();
+            // A store that does not answer (a link that drops packets rather than resetting)
+            // must not stop this loop: past the timeout its claims stop like on an error.
+            match tokio::time::timeout(self.tick_timeout(), self.tick()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot reach the store to renew leases");
+                    self.drop_unrenewed();
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        timeout = ?self.tick_timeout(),
+                        "the store did not answer in time to renew leases"
+                    );
+                    self.drop_unrenewed();
+                }
             }
         }
     }
@@ -398,6 +410,12 @@ impl Cluster {
     /// only every third of the timeout (see [`Cluster::tick`]).
     fn tick_interval(&self) -> Duration {
         (self.ttl / 3).min(MAX_TICK)
+    }
+
+    /// How long one round of [`Cluster::keep_up`] may take: a third of the lease timeout, so a
+    /// node whose store hangs still notices its leases expiring.
+    fn tick_timeout(&self) -> Duration {
+        self.ttl / 3
     }
 
     /// One round of [`Cluster::keep_up`].

@@ -30,6 +30,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the same call may succeed later (the database was unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Backend { .. })
+    }
+
     /// Wraps a backend's error (or a sentence, for failures that have no error value).
     pub fn backend(source: impl Into<BackendError>) -> Self {
         StoreError::Backend {

@@ -63,6 +63,24 @@ impl Database {
     }
 }
 
+impl Database {
+    /// `host:port` of the PostgreSQL server.
+    fn server_addr(&self) -> String {
+        let rest = self.url.split_once("://").expect("scheme").1;
+        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+        rest.split_once('/')
+            .expect("a database in the URL")
+            .0
+            .to_owned()
+    }
+
+    /// The database's URL with the server reached through `relay` instead.
+    fn url_through(&self, relay: &TcpRelay) -> String {
+        self.url
+            .replacen(&self.server_addr(), &relay.addr().to_string(), 1)
+    }
+}
+
 async fn node(db: &Database, kinesis: &str) -> TestServer {
     node_with_timeout(db, kinesis, LEASE_TIMEOUT).await
 }
@@ -137,6 +155,45 @@ async fn all_shards_held(
 ) -> Option<Vec<Value>> {
     let leases = shard_leases(server, job).await;
     (leases.len() == shards && leases.iter().all(|l| held_by(l, owners))).then_some(leases)
+}
+
+/// The shard leases of `job` once every node in `owners` sees all of them alive and the leases
+/// have stayed with the same owners for two seconds: the nodes have settled who reads what.
+async fn settled_shards(
+    nodes: &[TestServer],
+    job: &str,
+    shards: usize,
+    owners: &[String],
+) -> Vec<Value> {
+    const STEADY: Duration = Duration::from_secs(2);
+    wait_on(nodes, "every node sees the others alive", || async {
+        let c = cluster(&nodes[0]).await;
+        let alive = c["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["alive"] == true)
+            .count();
+        (alive == owners.len()).then_some(())
+    })
+    .await;
+    let seen: std::cell::RefCell<Option<(Vec<Value>, std::time::Instant)>> = Default::default();
+    let who =
+        |leases: &[Value]| -> Vec<Value> { leases.iter().map(|l| l["owner"].clone()).collect() };
+    wait_on(nodes, "the shard leases settle", || async {
+        let leases = all_shards_held(&nodes[0], job, shards, owners).await?;
+        let mut seen = seen.borrow_mut();
+        match &*seen {
+            Some((owners_then, since)) if *owners_then == who(&leases) => {
+                (since.elapsed() >= STEADY).then_some(leases)
+            }
+            _ => {
+                *seen = Some((who(&leases), std::time::Instant::now()));
+                None
+            }
+        }
+    })
+    .await
 }
 
 /// The id a node gives itself (`this_node`).
@@ -559,5 +616,195 @@ async fn an_export_job_moves_off_a_killed_node_and_sends_every_change() {
     })
     .await;
     drop(nodes);
+    db.drop_it().await;
+}
+
+/// How a node loses its database in [`a_node_cut_off_from_the_database_stops_and_rejoins`].
+#[derive(Clone, Copy, Debug)]
+enum Partition {
+    /// Connections reset.
+    Cut,
+    /// Connections stay open, nothing passes.
+    Stall,
+}
+
+#[tokio::test]
+async fn a_node_whose_database_connections_reset_stops_and_rejoins() {
+    a_node_cut_off_from_the_database_stops_and_rejoins(Partition::Cut).await;
+}
+
+#[tokio::test]
+async fn a_node_whose_database_link_stalls_stops_and_rejoins() {
+    a_node_cut_off_from_the_database_stops_and_rejoins(Partition::Stall).await;
+}
+
+/// Two nodes, each reaching PostgreSQL through its own relay; the one reading shards loses its
+/// link while records flow. The other takes its shards over once their leases expire, the cut-off
+/// node notices and stops that work (its late writes are fenced out), and when the link returns it
+/// takes its share back as an ordinary member. Every record is stored once, in order per key.
+async fn a_node_cut_off_from_the_database_stops_and_rejoins(partition: Partition) {
+    let db = Database::create().await;
+    let kinesalite = Kinesalite::start().await;
+    let endpoint = kinesalite.endpoint();
+    let kinesis = kinesis_client(&endpoint);
+    create_stream(&kinesis, "clicks", 8).await;
+    let relays = [
+        TcpRelay::start(&db.server_addr()).await,
+        TcpRelay::start(&db.server_addr()).await,
+    ];
+    let mut nodes = Vec::new();
+    for relay in &relays {
+        nodes.push(
+            TestServer::builder()
+                .kinesis_endpoint(&endpoint)
+                .arg("--store")
+                .arg(&db.url_through(relay))
+                .arg("--lease-timeout")
+                .arg(LEASE_TIMEOUT)
+                .start()
+                .await,
+        );
+    }
+    let ids = vec![node_id(&nodes[0]).await, node_id(&nodes[1]).await];
+    let auth = create_keys_auth(&nodes[0], "kinesalite", "AKIAKINESALITE000001", "secret").await;
+    let job = create_import(&nodes[0], &auth, "clicks", "web", json!("trim_horizon")).await;
+    let producer = Producer::start(
+        kinesis.clone(),
+        "clicks",
+        40,
+        UNTIL_STOPPED,
+        Duration::from_millis(50),
+    );
+    let before = settled_shards(&nodes, &job, 8, &ids).await;
+    wait_until(WAIT, "events arrive", || async {
+        stream_count(&nodes[0], "web").await >= 200
+    })
+    .await;
+
+    // Cut off a node that reads shards; the other is asked everything from here on (the cut-off
+    // node's API waits on its store).
+    let victim = ids
+        .iter()
+        .position(|id| before.iter().any(|l| l["owner"] == id.as_str()))
+        .expect("a node reading shards");
+    let survivor = 1 - victim;
+    let victims_shards: Vec<&Value> = before
+        .iter()
+        .filter(|l| l["owner"] == ids[victim].as_str())
+        .collect();
+    match partition {
+        Partition::Cut => relays[victim].cut(),
+        Partition::Stall => relays[victim].stall(),
+    }
+    let only_survivor = vec![ids[survivor].clone()];
+    let taken = wait_on(&nodes, "the other node takes every shard over", || async {
+        all_shards_held(&nodes[survivor], &job, 8, &only_survivor).await
+    })
+    .await;
+    for old in &victims_shards {
+        let new = taken.iter().find(|l| l["name"] == old["name"]).unwrap();
+        assert!(
+            new["token"].as_i64() > old["token"].as_i64(),
+            "the cut-off node's shard changed hands: {old} → {new}"
+        );
+    }
+    // The cut-off node saw its leases go unrenewed and stopped their work (its metrics need no
+    // store).
+    wait_on(&nodes, "the cut-off node gives its leases up", || async {
+        let lost = metric(
+            &nodes[victim],
+            "tributary_cluster_lease_changes_total",
+            &[("change", "lost")],
+        )
+        .await;
+        (lost >= victims_shards.len() as f64).then_some(())
+    })
+    .await;
+    let stored = stream_count(&nodes[survivor], "web").await;
+    wait_until(WAIT, "records keep being stored meanwhile", || async {
+        stream_count(&nodes[survivor], "web").await >= stored + 200
+    })
+    .await;
+
+    // The link returns: the node rejoins and takes back its share, under new tokens.
+    relays[victim].restore();
+    let back = wait_on(&nodes, "the node takes its share back", || async {
+        let leases = all_shards_held(&nodes[survivor], &job, 8, &ids).await?;
+        leases
+            .iter()
+            .any(|l| l["owner"] == ids[victim].as_str())
+            .then_some(leases)
+    })
+    .await;
+    for lease in back.iter().filter(|l| l["owner"] == ids[victim].as_str()) {
+        let old = taken.iter().find(|l| l["name"] == lease["name"]).unwrap();
+        assert!(
+            lease["token"].as_i64() > old["token"].as_i64(),
+            "{old} → {lease}"
+        );
+    }
+    producer.wait_more(producer.batches(), 20).await;
+    let put = producer.stop().await;
+    let total = put.len() as u64;
+    wait_until(WAIT, "every record is stored", || async {
+        stream_count(&nodes[victim], "web").await >= total
+    })
+    .await;
+    let events = all_events(&nodes[victim], "web").await;
+    assert_eq!(events.len() as u64, total, "no record twice");
+    assert_exactly_once(&events, &key_counters(&put));
+    assert_order_per_key(&events);
+    let view = job_view(&nodes[survivor], &job).await;
+    assert_eq!(view["state"], "running", "{view}");
+
+    drop(nodes);
+    db.drop_it().await;
+}
+
+#[tokio::test]
+async fn two_nodes_starting_together_on_an_empty_database_migrate_once_and_both_serve() {
+    let db = Database::create().await;
+    let (mut first, mut second) = tokio::join!(
+        node_with_timeout(&db, "http://127.0.0.1:9", "60"),
+        node_with_timeout(&db, "http://127.0.0.1:9", "60"),
+    );
+    let (base, _) = db.url.split_once('?').unwrap_or((&db.url, ""));
+    let (client, connection) = tokio_postgres::connect(base, NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(connection);
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM tributary_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .expect("the migrations table")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!versions.is_empty(), "migrations ran");
+    let expected: Vec<i32> = (1..=versions.len() as i32).collect();
+    assert_eq!(versions, expected, "each migration ran once, in order");
+
+    let ids = [node_id(&first).await, node_id(&second).await];
+    assert_ne!(ids[0], ids[1]);
+    for n in [&first, &second] {
+        let c = cluster(n).await;
+        let alive: HashSet<&str> = c["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["alive"] == true)
+            .map(|n| n["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(alive, ids.iter().map(String::as_str).collect(), "{c}");
+    }
+    // Both write: an authorization made on one is listed by the other.
+    let auth = create_keys_auth(&first, "shared", "AKIAKINESALITE000001", "secret").await;
+    let (status, listed) = second.get("/api/authorizations").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(listed.to_string().contains(&auth), "{listed}");
+    assert!(first.stop().await && second.stop().await, "clean exits");
     db.drop_it().await;
 }

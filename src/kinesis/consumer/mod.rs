@@ -157,7 +157,21 @@ impl Consumer<'_> {
     }
 
     async fn run(&mut self, cancel: &CancellationToken) -> Result<(), ConsumeError> {
-        self.known = self.stored_checkpoints().await?;
+        // The store unreachable for a while (a database restart, a network cut) delays the
+        // job; it does not fail it: with several nodes that would stop it on all of them.
+        let mut store_backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        self.known = loop {
+            match self.stored_checkpoints().await {
+                Ok(known) => break known,
+                Err(ConsumeError::Store(e)) if e.is_transient() => {
+                    tracing::warn!(job = %self.ctx.job_id, error = %e, "cannot read the job's checkpoints; retrying");
+                    if !sleep(cancel, store_backoff.next_delay()).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
         // With several nodes, shards move between them: look again often, and soon after the
         // nodes change.
         let every = if self.membership.is_clustered() {
@@ -172,11 +186,15 @@ impl Consumer<'_> {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 _ = membership.changed() => relist.reset_immediately(),
-                _ = relist.tick() => {
-                    if !self.refresh_shards(cancel).await? {
-                        return Ok(());
+                _ = relist.tick() => match self.refresh_shards(cancel).await {
+                    Ok(true) => store_backoff.reset(),
+                    Ok(false) => return Ok(()),
+                    Err(ConsumeError::Store(e)) if e.is_transient() => {
+                        tracing::warn!(job = %self.ctx.job_id, error = %e, "cannot read or register the job's shards; retrying");
+                        relist.reset_after(store_backoff.next_delay());
                     }
-                }
+                    Err(e) => return Err(e),
+                },
                 Some(joined) = self.readers.join_next(), if !self.readers.is_empty() => {
                     let (shard_id, result) = joined.map_err(|source| ConsumeError::Crashed {
                         what: "a shard reader",

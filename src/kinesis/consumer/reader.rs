@@ -23,6 +23,8 @@ const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);
 const IDLE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Progress of an idle shard (lag) is written at most this often.
 const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a fenced page commit is retried while its claim holds (see [`commit_with_retry`]).
+const FENCED_COMMIT_GIVE_UP: Duration = Duration::from_secs(120);
 /// A new iterator rejected this many times in a row means something is wrong, not stale.
 const MAX_ITERATOR_RENEWALS: u32 = 5;
 
@@ -186,6 +188,7 @@ pub async fn read_shard(
                 checkpoint: checkpoint.clone(),
                 records,
                 fence: fence.clone(),
+                stop: cancel.clone(),
             };
             in_flight = Some(tokio::spawn(async move {
                 let _permit = permit;
@@ -224,6 +227,8 @@ struct PageCommit {
     records: Vec<crate::kinesis::api::KinesisRecord>,
     /// The shard's lease with several nodes (see `crate::cluster`).
     fence: Option<Fence>,
+    /// The reader's stop signal (see [`commit_with_retry`]).
+    stop: CancellationToken,
 }
 
 impl PageCommit {
@@ -233,6 +238,7 @@ impl PageCommit {
             checkpoint,
             records,
             fence,
+            stop,
         } = self;
         let job = ctx.job_id.clone();
         let records_in = records.len() as u64;
@@ -269,7 +275,7 @@ impl PageCommit {
             .batch_commit_seconds
             .with_label_values(&[&job])
             .start_timer();
-        let outcome = commit_with_retry(&ctx.store, batch).await?;
+        let outcome = commit_with_retry(&ctx.store, batch, &stop).await?;
         timer.observe_duration();
         let m = &ctx.metrics;
         m.import_records_in
@@ -295,12 +301,20 @@ async fn finish_commit(handle: JoinHandle<Result<(), ConsumeError>>) -> Result<(
 /// A commit that fails (disk full, database locked for long) is retried: the batch is still in
 /// hand, and giving up would mean reading it again anyway. It is not abandoned on pause or
 /// shutdown either — stopping waits for it — only after repeated failures.
+///
+/// With several nodes (a fenced batch) it is retried for longer, and abandoned once the reader
+/// is stopped: the store is
+/// unreachable from here (the claim went unrenewed) or the shard moves, and whoever reads it
+/// next starts from the stored checkpoint, which this batch did not move (or moved atomically
+/// with its events). Failing the job instead would stop it on every node, for an outage of one.
 async fn commit_with_retry(
     store: &Arc<dyn ImportStore>,
     batch: ShardBatch,
+    stop: &CancellationToken,
 ) -> Result<crate::store::BatchOutcome, ConsumeError> {
     let batch = Arc::new(batch);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let failing_since = Instant::now();
     loop {
         match store.commit_shard_batch(batch.clone()).await {
             Ok(outcome) => return Ok(outcome),
@@ -309,10 +323,30 @@ async fn commit_with_retry(
             Err(e @ StoreError::LeaseLost { .. }) => return Err(ConsumeError::Store(e)),
             Err(e) => {
                 tracing::warn!(job = %batch.job_id, shard = %batch.checkpoint.shard_id, error = %e, "commit failed; retrying");
-                if backoff.attempts() >= 8 {
+                if let Some(fence) = batch.fence.as_ref().filter(|_| stop.is_cancelled()) {
+                    return Err(ConsumeError::Store(StoreError::LeaseLost {
+                        lease: fence.lease.clone(),
+                    }));
+                }
+                // Fenced, an outage ends the claim (above) well before this: what is left is a
+                // failure of this write itself, which the job's state must show.
+                let gave_up = match &batch.fence {
+                    Some(_) => failing_since.elapsed() >= FENCED_COMMIT_GIVE_UP,
+                    None => backoff.attempts() >= 8,
+                };
+                if gave_up {
                     return Err(ConsumeError::Commit(e));
                 }
-                tokio::time::sleep(backoff.next_delay()).await;
+                let delay = backoff.next_delay();
+                match &batch.fence {
+                    Some(_) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    }
+                    None => tokio::time::sleep(delay).await,
+                }
             }
         }
     }

@@ -9,8 +9,11 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::rows::get;
-use super::{execute, query, query_opt, PostgresStore};
+use super::{db, execute, query, query_opt, PostgresStore};
 use crate::store::*;
+
+/// How long taking or renewing a lease waits for a fenced write that holds its row.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 const LEASE_COLUMNS: &str = "name, owner, token, expires_at";
 const NODE_COLUMNS: &str = "id, address, version, started_at, last_heartbeat";
@@ -90,11 +93,21 @@ impl LeaseStore for PostgresStore {
     }
 
     async fn acquire(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<Option<Lease>> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let tx = client.transaction().await.map_err(db)?;
+        // A fenced write holds the row until it commits (see `check_fence`); one from a node cut
+        // off mid-commit holds it until the server ends that session. Waiting for it here would
+        // pin this connection and the caller: give up after a moment, the caller retries.
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = {}",
+            LOCK_WAIT.as_millis()
+        ))
+        .await
+        .map_err(db)?;
         // Free, expired or ours: take it. The token moves on only when the owner changes.
         let row = query_opt(
-            &client,
+            &tx,
             &format!(
                 "INSERT INTO leases (name, owner, token, expires_at)
                  VALUES ($1, $2, 1, now() + $3::bigint * interval '1 millisecond')
@@ -109,6 +122,7 @@ impl LeaseStore for PostgresStore {
             &[&name, &owner, &ttl_ms],
         )
         .await?;
+        tx.commit().await.map_err(db)?;
         row.as_ref().map(lease_from_row).transpose()
     }
 

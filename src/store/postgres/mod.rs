@@ -30,7 +30,8 @@
 //! # Set-up
 //!
 //! `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?pool_max=N]` (any libpq-style option that
-//! tokio-postgres knows may follow). `pool_max` bounds the connections this process opens
+//! tokio-postgres knows may follow; `connect_timeout` defaults to 5 s and the session's
+//! `idle_in_transaction_session_timeout` to 10 s, see [`IDLE_IN_TRANSACTION_LIMIT`]). `pool_max` bounds the connections this process opens
 //! (default [`DEFAULT_POOL_MAX`]); each concurrent writer and reader takes its own.
 //! Migrations (`migrations/NNNN_*.sql`) run at open, in one transaction under an advisory lock
 //! (`PostgresStore::migrate`), so nodes that start together apply them once.
@@ -46,8 +47,9 @@ mod profiles;
 mod rows;
 
 use std::str::FromStr;
+use std::time::Duration;
 
-use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -65,6 +67,23 @@ pub const DEFAULT_POOL_MAX: usize = 8;
 
 /// The URL query parameter that sets the pool's size (taken out before the driver parses it).
 const POOL_MAX_PARAM: &str = "pool_max";
+
+/// How long opening a connection may take (unless the URL's `connect_timeout` says otherwise):
+/// past it a call fails and is retried, rather than waiting on an unreachable server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server ends a transaction whose client has gone silent for this long (unless the URL's
+/// `options` set `idle_in_transaction_session_timeout`). A fenced write holds its lease's row
+/// (`FOR SHARE`) until commit, so a node cut off mid-commit would otherwise keep another node
+/// from taking the lease over until TCP gave up, hours later. Equal to the default lease
+/// timeout: a takeover then waits no longer than the lease itself. No Tributary transaction
+/// stays idle between statements for anywhere near this long.
+const IDLE_IN_TRANSACTION_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a call waits for a free connection of the pool before failing (and being retried
+/// by its caller): connections held by calls stuck on a cut-off server must not stall the
+/// rest for ever.
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The advisory lock key that serializes migrations between nodes ("tributar" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7472_6962_7574_6172;
@@ -104,6 +123,9 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_max.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(StoreError::backend)?;
         let store = Self { pool };
@@ -187,6 +209,17 @@ fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), UrlError> {
     let mut config = tokio_postgres::Config::from_str(&driver_url).map_err(UrlError::Driver)?;
     if config.get_application_name().is_none() {
         config.application_name("tributary");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let options = config.get_options().unwrap_or_default();
+    if !options.contains("idle_in_transaction_session_timeout") {
+        let with_idle_limit = format!(
+            "{options} -c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TRANSACTION_LIMIT.as_millis()
+        );
+        config.options(with_idle_limit.trim_start());
     }
     Ok((config, pool_max))
 }

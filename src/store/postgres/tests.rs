@@ -80,8 +80,21 @@ fn the_pool_size_comes_from_the_url_and_other_options_reach_the_driver() {
     );
     assert_eq!(config.get_application_name(), Some("tributary"));
 
-    let (_, pool_max) = parse_url("postgresql://u@h/db").unwrap();
+    let (config, pool_max) = parse_url("postgresql://u@h/db").unwrap();
     assert_eq!(pool_max, DEFAULT_POOL_MAX);
+    assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+    assert_eq!(
+        config.get_options(),
+        Some("-c idle_in_transaction_session_timeout=10000")
+    );
+    let (config, _) =
+        parse_url("postgres://u@h/db?options=-c%20idle_in_transaction_session_timeout%3D60000")
+            .unwrap();
+    assert_eq!(
+        config.get_options(),
+        Some("-c idle_in_transaction_session_timeout=60000"),
+        "the URL's own limit is kept"
+    );
     for bad in ["0", "many", ""] {
         let err = parse_url(&format!("postgres://u@h/db?pool_max={bad}")).unwrap_err();
         assert!(matches!(err, UrlError::PoolMax(_)), "{err}");

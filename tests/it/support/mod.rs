@@ -8,6 +8,7 @@
 //! | throttling, 500s, partial PutRecords   | [`FaultProxy`] in front of kinesalite |
 //! | KPL-aggregated records                 | [`kpl_aggregate`]                    |
 //! | the `tributary` server itself          | [`TestServer`]                       |
+//! | a node cut off from its database       | [`TcpRelay`] in front of PostgreSQL  |
 //!
 //! Every peer is a child process started on `127.0.0.1` with a free port, waited on with a
 //! deadline (until it answers any HTTP request) and killed on drop. Peers also exit on their own
@@ -23,6 +24,7 @@ mod kpl;
 mod peers;
 mod process;
 mod server;
+mod tcp_relay;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -41,6 +43,7 @@ pub use kinesis::{
 pub use kpl::{kpl_aggregate, KPL_MAGIC};
 pub use peers::{Kinesalite, KinesisLocal, Moto, MOTO_ACCOUNT_ID};
 pub use server::{TestServer, TestServerBuilder, TEST_API_TOKEN, TEST_MASTER_KEY};
+pub use tcp_relay::TcpRelay;
 
 /// Repository root (where Cargo.toml of the `tributary` crate lives).
 pub fn repo_root() -> PathBuf {
