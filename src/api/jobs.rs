@@ -158,7 +158,7 @@ async fn create(
     }
     if let JobConfig::KinesisExport(config) = &req.config {
         config
-            .check(&*state.store, &state.cdp)
+            .check(&*state.store)
             .await
             .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
     }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::import::FieldError;
 use super::{JobContext, JobError};
 use crate::aws::AwsError;
-use crate::cdp::Cdp;
+use crate::cdp::MappingRegistry;
 use crate::kinesis::backoff::{sleep_unless_cancelled, Backoff};
 use crate::kinesis::producer::limits::{partition_key, MAX_RECORD_BYTES};
 use crate::kinesis::producer::{PendingRecord, SendOutcome, Sender};
@@ -105,7 +105,7 @@ impl ExportConfig {
 
     /// Checks the names against what exists: every audience, and every field in the profile
     /// schema (the fields the stream mappings define).
-    pub async fn check(&self, catalog: &dyn CatalogStore, cdp: &Cdp) -> Result<(), FieldError> {
+    pub async fn check(&self, catalog: &dyn CatalogStore) -> Result<(), FieldError> {
         let known: HashSet<String> = match catalog.list_audiences().await {
             Ok(all) => all.into_iter().map(|(a, _)| a.slug).collect(),
             Err(e) => {
@@ -121,8 +121,14 @@ impl ExportConfig {
                 format!("no audience has slug {missing:?}; see GET /api/audiences"),
             ));
         }
-        let schema: HashSet<String> = match cdp.mappings().await {
-            Ok(registry) => registry.schema().into_iter().map(|e| e.name).collect(),
+        // Read fresh, not from the CDP's cache: with several nodes, a mapping just set through
+        // another node reaches this node's cache only at its next refresh.
+        let schema: HashSet<String> = match catalog.list_mappings().await {
+            Ok(rows) => MappingRegistry::new(rows)
+                .schema()
+                .into_iter()
+                .map(|e| e.name)
+                .collect(),
             Err(e) => {
                 return Err(field_error(
                     "config.export_fields",

@@ -6,7 +6,7 @@
 //! Needs a PostgreSQL server where the user may create databases:
 //! `TRIBUTARY_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -241,6 +241,40 @@ async fn an_import_moves_off_a_killed_node_and_stores_every_record_once() {
     .await;
 
     let auth = create_keys_auth(&nodes[0], "kinesalite", "AKIAKINESALITE000001", "secret").await;
+    // Profiles and an export too: each key's third record puts its person in the audience, and
+    // that change must reach the output stream whichever nodes live.
+    create_stream(&kinesis, "out", 2).await;
+    let resp = nodes[2]
+        .client()
+        .put(nodes[2].url("/api/streams/web/mapping"))
+        .header("Authorization", nodes[2].bearer())
+        .header("Content-Type", "text/plain")
+        .body(KEY_MAPPING)
+        .send()
+        .await
+        .expect("PUT mapping");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = nodes[2]
+        .post(
+            "/api/audiences",
+            &json!({"slug": "regulars", "name": "Regulars", "filter": "visits >= 3"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, export) = nodes[0]
+        .post(
+            "/api/jobs",
+            &json!({
+                "type": "kinesis_export",
+                "label": "regulars out",
+                "description": "",
+                "authorization": auth,
+                "config": {"audiences": ["regulars"], "kinesis_stream": "out", "region": TEST_REGION,
+                           "user_identifier_field": "user_key", "export_fields": ["user_key"]},
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{export}");
     let job = create_import(&nodes[1], &auth, "clicks", "web", json!("trim_horizon")).await;
     let producer = Producer::start(
         kinesis.clone(),
@@ -292,6 +326,36 @@ async fn an_import_moves_off_a_killed_node_and_stores_every_record_once() {
             );
         }
     }
+    // A shard splits while records flow: its children are read (by live nodes) once it is done.
+    let parent = after[0]["name"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    split_shard_in_half(&kinesis, "clicks", &parent).await;
+    wait_stream_active(&kinesis, "clicks").await;
+    let children: Vec<String> = list_shards(&kinesis, "clicks")
+        .await
+        .into_iter()
+        .filter(|s| s.parent_shard_id() == Some(parent.as_str()))
+        .map(|s| s.shard_id().to_owned())
+        .collect();
+    assert_eq!(children.len(), 2, "the split made two children");
+    wait_on(&nodes, "live nodes read both children", || async {
+        let leases = shard_leases(&nodes[0], &job).await;
+        children
+            .iter()
+            .all(|c| {
+                leases.iter().any(|l| {
+                    l["name"].as_str().is_some_and(|n| n.ends_with(c.as_str())) && held_by(l, &ids)
+                })
+            })
+            .then_some(())
+    })
+    .await;
+
     producer.wait_more(producer.batches(), 20).await;
     let put = producer.stop().await;
     let total = put.len() as u64;
@@ -304,7 +368,24 @@ async fn an_import_moves_off_a_killed_node_and_stores_every_record_once() {
     assert_eq!(events.len() as u64, total, "no record twice");
     assert_exactly_once(&events, &key_counters(&put));
     assert_order_per_key(&events);
+    assert_order_per_shard(&events);
+    assert!(
+        events.iter().any(|e| children
+            .iter()
+            .any(|c| e["_kinesis"]["shard_id"] == c.as_str())),
+        "records of the children were stored"
+    );
     let view = job_view(&nodes[0], &job).await;
+    assert_eq!(view["state"], "running", "{view}");
+
+    // Every person's entry reached the output stream, once the processor and export caught up.
+    let keys: HashSet<&str> = put.iter().map(|(pk, _)| pk.as_str()).collect();
+    wait_on(&nodes, "every entry is exported", || async {
+        let out = exported(&kinesis, "out").await;
+        (out.len() == keys.len() && out.iter().all(|(_, event)| event == "enter")).then_some(())
+    })
+    .await;
+    let view = job_view(&nodes[1], &id_of(&export)).await;
     assert_eq!(view["state"], "running", "{view}");
 
     // The processor runs on a live node too, and every node answers for the whole cluster.
@@ -401,6 +482,33 @@ async fn keyed_records_for(kinesis: &aws_sdk_kinesis::Client) -> u64 {
     let records = crate::import::keyed_records(10, 10, 0, "after");
     put_records(kinesis, "clicks", &records).await;
     records.len() as u64
+}
+
+/// Profiles of the import tests' records, one per partition key.
+const KEY_MAPPING: &str = "SELECT
+    pk       AS user_key KIND string,
+    count(*) AS visits   KIND int,
+FROM web
+INTO user BY user_key
+ALIAS web";
+
+/// Within each shard, records are stored in the shard's order: no two nodes read one shard at
+/// once (a stale reader, were its writes not fenced, would store records out of order or twice).
+fn assert_order_per_shard(events: &[Value]) {
+    // Sequence numbers are decimals of up to 128 digits: compared by length, then digits.
+    let mut last: HashMap<String, (usize, String)> = HashMap::new();
+    for e in events {
+        let k = &e["_kinesis"];
+        let shard = k["shard_id"].as_str().expect("shard_id").to_owned();
+        let seq = k["sequence_number"]
+            .as_str()
+            .expect("sequence_number")
+            .to_owned();
+        let seq = (seq.len(), seq);
+        if let Some(prev) = last.insert(shard.clone(), seq.clone()) {
+            assert!(seq > prev, "{shard}: {} stored after {}", seq.1, prev.1);
+        }
+    }
 }
 
 const MAPPING: &str = "SELECT
