@@ -451,7 +451,7 @@ impl Cdp {
     /// holds the write turn).
     async fn reset_for_rebuild(&self) -> StoreResult<()> {
         let profiles = &self.inner.stores.profiles;
-        profiles.reset_profiles().await?;
+        profiles.reset_profiles(self.fence()).await?;
         if self.inner.clustered {
             profiles
                 .commit_profile_batch(Arc::new(crate::store::ProfileBatch {

@@ -153,8 +153,9 @@ pub trait ProfileStore: Send + Sync + 'static {
     async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()>;
     /// Starts a rebuild: every membership exits (change rows), profiles, identities,
     /// redirects and memberships are cleared, the cursor goes back to 0 and the rebuild
-    /// target becomes the newest event `seq` (returned). One transaction.
-    async fn reset_profiles(&self) -> StoreResult<i64>;
+    /// target becomes the newest event `seq` (returned). One transaction, refused like a
+    /// batch (`StoreError::LeaseLost`) when `fence`'s lease has moved.
+    async fn reset_profiles(&self, fence: Option<Fence>) -> StoreResult<i64>;
     /// Processor bookkeeping entries whose key starts with `prefix` (see
     /// [`ProfileBatch::state`]), in key order.
     async fn processor_state(&self, prefix: &str) -> StoreResult<Vec<(String, String)>>;

@@ -167,6 +167,14 @@ pub(super) async fn fenced_writes_fail_once_the_lease_moved(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.processor_position().await.unwrap().cursor, 1);
+    // A rebuild's reset too.
+    assert!(matches!(
+        store.reset_profiles(Some(processor.fence())).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(store.processor_position().await.unwrap().cursor, 1);
+    store.reset_profiles(Some(taken.fence())).await.unwrap();
+    assert_eq!(store.processor_position().await.unwrap().cursor, 0);
 
     let export = store
         .acquire("export/jf", "n1", ttl)

@@ -207,7 +207,7 @@ pub(super) async fn cdp_profile_batches(store: &dyn Store) {
 
 pub(super) async fn cdp_reset_for_rebuild(store: &dyn Store) {
     let before = store.list_audience_changes(0, 1000).await.unwrap().len();
-    let target = store.reset_profiles().await.unwrap();
+    let target = store.reset_profiles(None).await.unwrap();
     assert_eq!(target, store.max_event_seq().await.unwrap());
     let pos = store.processor_position().await.unwrap();
     assert_eq!(

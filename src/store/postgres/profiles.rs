@@ -544,9 +544,10 @@ impl ProfileStore for PostgresStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn reset_profiles(&self) -> StoreResult<i64> {
+    async fn reset_profiles(&self, fence: Option<Fence>) -> StoreResult<i64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        check_fence(&tx, fence.as_ref()).await?;
         let exits = exits_of_every_member(&tx, Utc::now()).await?;
         tx.batch_execute(
             "DELETE FROM memberships; DELETE FROM identities; DELETE FROM profile_redirects;

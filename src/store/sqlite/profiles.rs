@@ -633,8 +633,9 @@ impl ProfileStore for SqliteStore {
         .await
     }
 
-    async fn reset_profiles(&self) -> StoreResult<i64> {
-        self.write(|tx| {
+    async fn reset_profiles(&self, fence: Option<Fence>) -> StoreResult<i64> {
+        self.write(move |tx| {
+            check_fence(tx, fence.as_ref())?;
             // Every membership exits, in (profile, audience slug) order.
             let now = Utc::now();
             let nums = AudienceNums::load(tx)?;
