@@ -16,13 +16,14 @@ pub mod import;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsAccess, AwsError};
 use crate::cluster::{export_lease, Membership};
+use crate::kinesis::backoff::{sleep_unless_cancelled, Backoff};
 use crate::kinesis::consumer::ConsumeError;
 use crate::metrics::Metrics;
 use crate::store::{ControlStore, DynStore, Job, JobState, StoreError};
@@ -35,6 +36,10 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// How long a stopping job may take to reach a consistent point (finish the batch it is
 /// committing) before it is abandoned. Its last checkpoint still holds: nothing is lost.
 const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// How long an export job's runs may keep ending on store errors before the job fails with the
+/// error: an outage of the store shorter than this delays the job, a longer one is reported.
+const STORE_OUTAGE_GRACE: Duration = Duration::from_secs(120);
 
 struct Running {
     cancel: CancellationToken,
@@ -209,11 +214,15 @@ async fn export_when_claimed(
     cancel: CancellationToken,
 ) -> Result<(), JobError> {
     let lease = export_lease(&job.id);
+    // Since when runs have been ending on store errors (see `STORE_OUTAGE_GRACE`).
+    let mut failing_since: Option<Instant> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         let claim = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             claim = ctx.membership.claim_when_possible(&lease) => claim,
         };
+        let started = Instant::now();
         let stop = cancel.child_token();
         let work = export::run(
             ctx.clone(),
@@ -236,7 +245,28 @@ async fn export_when_claimed(
         let lost =
             claim.is_lost() || matches!(result, Err(JobError::Store(StoreError::LeaseLost { .. })));
         if !lost {
-            return result;
+            if started.elapsed() >= STORE_OUTAGE_GRACE {
+                failing_since = None;
+                backoff.reset();
+            }
+            match result {
+                // The store was unreachable or busy: the next run starts from the last
+                // acknowledged round (records of the failed one may be sent again: at least
+                // once). Failing the job would stop it on every node, for a blip.
+                Err(JobError::Store(e))
+                    if e.is_transient()
+                        && failing_since.get_or_insert_with(Instant::now).elapsed()
+                            < STORE_OUTAGE_GRACE =>
+                {
+                    tracing::warn!(job = %job.id, error = %e, "export stopped on a store error; resuming from its last acknowledged round");
+                    drop(claim);
+                    if !sleep_unless_cancelled(&cancel, backoff.next_delay()).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                result => return result,
+            }
         }
         match result {
             Ok(()) => tracing::info!(job = %job.id, "export job moved to another node"),
