@@ -1159,8 +1159,9 @@ async fn a_sigterm_mid_import_exits_cleanly_and_the_next_start_carries_on() {
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
-        "stopped in {:?}",
-        started.elapsed()
+        "stopped in {:?}\n{}",
+        started.elapsed(),
+        s.server.logs()
     );
     producer.wait_more(producer.batches(), 3).await;
     s.server.restart().await;
