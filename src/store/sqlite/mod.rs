@@ -114,6 +114,17 @@ impl SqliteStore {
                     ))
                 })?;
             }
+            // SQLite opens a file it cannot write read-only without a word, and then fails
+            // later with "unable to open database file": say what is wrong up front.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .map_err(|e| {
+                    StoreError::backend(format!(
+                        "cannot write to {}: {e}; Tributary's data directory must be writable by the user it runs as (is its file system mounted read-only?)",
+                        file.display()
+                    ))
+                })?;
         }
         let mut writer = connect(path, WRITER_CACHE_KIB, WRITER_CDP_CACHE_KIB)?;
         migrate(&mut writer)?;
