@@ -138,10 +138,15 @@ impl ApiToken {
         })
     }
 
-    /// Constant-time comparison, so response timing reveals nothing about the token.
+    /// Constant-time comparison, so response timing reveals nothing about the token. Both
+    /// sides are hashed first: comparing the raw bytes would return early on a length mismatch
+    /// and so tell the token's length.
     pub fn matches(&self, presented: &str) -> bool {
+        use sha2::{Digest, Sha256};
         use subtle::ConstantTimeEq;
-        self.value.as_bytes().ct_eq(presented.as_bytes()).into()
+        let want = Sha256::digest(self.value.as_bytes());
+        let got = Sha256::digest(presented.as_bytes());
+        want.as_slice().ct_eq(got.as_slice()).into()
     }
 }
 
@@ -166,8 +171,8 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<FileValu
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir).map_err(io)?;
     }
     let value = make();
     let mut file = OpenOptions::new()
@@ -183,6 +188,56 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<FileValu
         value,
         created: true,
     })
+}
+
+/// Mode of the data directory: only its owner may list or enter it (it holds personal data).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of every file Tributary creates in it: stores, their WAL/SHM, the key, the token.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) with mode 0700. An existing directory that others can
+/// read or enter is narrowed to 0700, with a warning, since older versions left it 0755.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)?;
+    narrow_mode(dir, PRIVATE_DIR_MODE)
+}
+
+/// Creates `path` empty with mode 0600 when it does not exist, or narrows an existing file that
+/// others can read to 0600. SQLite gives a database's WAL and SHM files the mode of the
+/// database file, so a private database file keeps those private too.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            narrow_mode(path, PRIVATE_FILE_MODE)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets `mode` on `path` when group or others have any access to it.
+fn narrow_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if current & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            from = format!("{current:o}"),
+            to = format!("{mode:o}"),
+            "narrowing permissions: others could read Tributary's data"
+        );
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// A random identifier for external IDs and similar: 32 hex characters.
@@ -233,11 +288,37 @@ mod tests {
         assert_eq!(t1.value, t2.value);
         assert!(t2.matches(&t1.value));
         assert!(!t2.matches("trb_wrong"));
+        assert!(!t2.matches(""));
+        assert!(!t2.matches(&format!("{}x", t1.value)));
+        assert!(!t2.matches(&t1.value[..t1.value.len() - 1]));
         let mode = std::fs::metadata(dir.path().join(API_TOKEN_FILE))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn private_dirs_and_files_are_created_private_and_widened_ones_narrowed() {
+        let root = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = root.path().join("a/b");
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        let file = dir.join("store.db");
+        create_private_file(&file).unwrap();
+        assert_eq!(mode(&file), 0o600);
+
+        // Left wide by an older version: narrowed, contents kept.
+        std::fs::write(&file, b"kept").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&dir).unwrap();
+        create_private_file(&file).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), b"kept");
     }
 
     #[test]

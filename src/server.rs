@@ -46,9 +46,11 @@ pub enum ServeError {
 const HTTP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&settings.data_dir).map_err(|source| ServeError::DataDir {
-        path: settings.data_dir.display().to_string(),
-        source,
+    crate::secrets::create_private_dir(&settings.data_dir).map_err(|source| {
+        ServeError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        }
     })?;
     let master_key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
     let api_token = ApiToken::load_or_create(settings.api_token.as_deref(), &settings.data_dir)?;
@@ -208,7 +210,7 @@ fn announce(settings: &Settings, token: &ApiToken, addr: std::net::SocketAddr) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "Tributary {}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "Data directory: {}", settings.data_dir.display());
-    let _ = writeln!(out, "Store: {}", settings.store_url);
+    let _ = writeln!(out, "Store: {}", without_password(&settings.store_url));
     match (&token.path, token.generated) {
         (Some(path), true) => {
             let _ = writeln!(
@@ -241,6 +243,37 @@ fn announce(settings: &Settings, token: &ApiToken, addr: std::net::SocketAddr) {
     }
 }
 
+/// The store URL as it may be shown: a password in it (`postgres://user:PASSWORD@host/db` or
+/// `?password=…`) becomes `****`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:****@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=****"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// Plain HTTP reachable from other machines: the bearer token would travel unencrypted.
 fn token_crosses_network_in_clear(settings: &Settings, addr: std::net::SocketAddr) -> bool {
     settings.tls.is_none() && !addr.ip().is_loopback()
@@ -259,6 +292,26 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_urls_are_shown_without_their_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cret@db:5432/tributary?pool_max=4"),
+            "postgres://app:****@db:5432/tributary?pool_max=4"
+        );
+        assert_eq!(
+            without_password("postgresql://db/t?user=app&password=s3cret"),
+            "postgresql://db/t?user=app&password=****"
+        );
+        assert_eq!(
+            without_password("postgres://app@db/t"),
+            "postgres://app@db/t"
+        );
+        assert_eq!(
+            without_password("sqlite:///var/lib/tributary/tributary.db"),
+            "sqlite:///var/lib/tributary/tributary.db"
+        );
+    }
 
     #[test]
     fn plain_http_beyond_loopback_is_warned_about() {

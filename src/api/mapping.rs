@@ -69,8 +69,15 @@ fn mapping_text(body: String) -> ApiResult<String> {
 async fn set(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<MappingView>> {
+    // Bytes, not String: axum's own rejection of invalid UTF-8 is a text/plain body.
+    let body = String::from_utf8(body.to_vec()).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("the mapping must be UTF-8 text: {e}"),
+        )
+    })?;
     if body.len() > MAX_MAPPING_BYTES {
         return Err(ApiError::bad_request(
             "invalid_mapping",

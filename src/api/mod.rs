@@ -33,7 +33,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::not_found("no such API route; see the README's API reference")
         })
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        // `layer`, not `route_layer`: the fallback needs the token too, so that without it an
+        // unknown `/api` path and a real one both answer 401 and the routes cannot be listed.
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
     let (router, _) = public_routes().merge(api).split_for_parts();
     router
         .layer(middleware::from_fn_with_state(

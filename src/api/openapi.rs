@@ -31,7 +31,7 @@ const TOKEN_SCHEME: &str = "token";
                        this document needs `Authorization: Bearer <token>` (the token is \
                        TRIBUTARY_API_TOKEN or the api-token file in the data directory). \
                        Every failure answers `{\"error\": code, \"message\": text}`; an unknown \
-                       route is a 404 `not_found`."
+                       route is a 404 `not_found` (a 401 without the token)."
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerToken),

@@ -110,7 +110,7 @@ impl AwsError {
             ),
             SdkError::DispatchFailure(f) => {
                 let detail = error_chain(err);
-                if f.is_io() || f.is_timeout() {
+                if f.is_io() || f.is_timeout() || connection_lost(&detail) {
                     Self::new(
                         AwsErrorKind::Unreachable,
                         format!("{action}: cannot reach AWS ({detail}); check the region, network and any AWS_ENDPOINT_URL settings"),
@@ -154,6 +154,25 @@ impl AwsError {
 
 /// Credential resolution failures (e.g. AssumeRole refused) surface before the request is
 /// sent; their text is all we have.
+/// A connection that broke under a request (the peer closed or reset it, e.g. while Kinesis or
+/// a proxy in front of it restarts). hyper reports these as connector errors of kind "other",
+/// not I/O, yet they are as transient as a refused connection: calling them `Other` failed
+/// import and export jobs for good on the first outage.
+fn connection_lost(detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    [
+        "connection closed",
+        "connection reset",
+        "connection refused",
+        "connection aborted",
+        "broken pipe",
+        "incomplete message",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
+}
+
 fn credential_or_other(action: &str, detail: &str) -> AwsError {
     let lower = detail.to_ascii_lowercase();
     if lower.contains("assumerole") || lower.contains("assume role") || lower.contains("sts") {
@@ -379,6 +398,43 @@ mod tests {
         assert_eq!(
             AwsError::from_sdk("kinesis:ListStreams", &response(200, "<html>")).kind,
             Transient
+        );
+    }
+
+    #[test]
+    fn connections_cut_under_a_request_are_outages() {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let dispatch = |e: ConnectorError| -> SdkError<
+            aws_sdk_kinesis::operation::get_records::GetRecordsError,
+            HttpResponse,
+        > { SdkError::dispatch_failure(e) };
+        let cut = std::io::Error::other(
+            "client error (SendRequest): connection closed before message completed",
+        );
+        let e = AwsError::from_sdk(
+            "kinesis:GetRecords",
+            &dispatch(ConnectorError::other(cut.into(), None)),
+        );
+        assert_eq!(e.kind, Unreachable, "{}", e.message);
+        assert!(e.kind.is_retryable());
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert_eq!(
+            AwsError::from_sdk(
+                "kinesis:PutRecords",
+                &dispatch(ConnectorError::io(reset.into()))
+            )
+            .kind,
+            Unreachable
+        );
+        // Not every connector failure is an outage.
+        let other = std::io::Error::other("invalid URI");
+        assert_eq!(
+            AwsError::from_sdk(
+                "kinesis:GetRecords",
+                &dispatch(ConnectorError::other(other.into(), None))
+            )
+            .kind,
+            Other
         );
     }
 

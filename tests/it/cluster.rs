@@ -23,15 +23,15 @@ use crate::support::*;
 /// The nodes' lease timeout (seconds): short, so a killed node's work moves quickly.
 const LEASE_TIMEOUT: &str = "5";
 
-/// A fresh database for one test, dropped at its end.
-struct Database {
+/// A fresh database for one test, dropped at its end (also used by `crash.rs`).
+pub(crate) struct Database {
     admin: tokio_postgres::Client,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Database {
-    async fn create() -> Database {
+    pub(crate) async fn create() -> Database {
         let base = std::env::var("TRIBUTARY_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let config = tokio_postgres::Config::from_str(&base).expect("a PostgreSQL URL");
@@ -52,7 +52,7 @@ impl Database {
         }
     }
 
-    async fn drop_it(self) {
+    pub(crate) async fn drop_it(self) {
         let _ = self
             .admin
             .batch_execute(&format!(

@@ -3,12 +3,18 @@
 
 mod support;
 
+mod api_fuzz;
+
 mod cdp;
 mod cluster;
+mod crash;
 mod export;
+mod faults;
 mod foundation;
+mod hostile;
 mod import;
 mod import_faults;
 mod operator;
 mod peers;
+mod security;
 mod ui;

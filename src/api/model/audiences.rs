@@ -115,6 +115,7 @@ pub struct AudienceList {
 #[serde(deny_unknown_fields)]
 pub struct MembersQuery {
     /// Page size (default 100, 1–1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// After this profile id: the `next` of the previous page.
     pub after: Option<String>,
@@ -150,6 +151,7 @@ pub struct ChangesQuery {
     /// Only changes with a larger `seq` (default 0: from the start).
     pub after: Option<i64>,
     /// Page size (default 100, 1–1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

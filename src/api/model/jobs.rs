@@ -190,6 +190,8 @@ pub struct JobList {
 #[into_params(parameter_in = Query)]
 pub struct DeadLettersQuery {
     /// At most this many, newest first (default 100; clamped to 1–1000).
+    // Any u32 is accepted (and clamped): utoipa's int32 would put 2^31 out of range.
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     pub limit: Option<u32>,
 }
 

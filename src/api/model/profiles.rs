@@ -19,6 +19,7 @@ pub struct FindQuery {
     /// The identifier to look up in `field`.
     pub value: Option<String>,
     /// Page size when listing (default 50, 1–1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// List after this profile id: the `next` of the previous page.
     pub after: Option<String>,

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::ErrorBody;
 use crate::store::{KinesisOrigin, StoredEvent, StreamSummary};
 
 /// An event stream with its size.
@@ -40,6 +39,8 @@ pub struct StreamList {
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// At most this many (default 50; clamped to 1–1000).
+    // Any u32 is accepted (and clamped): utoipa's int32 would put 2^31 out of range.
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     pub limit: Option<u32>,
     /// Only events with a smaller `seq`: the `next_before` of the previous page.
     pub before: Option<i64>,
@@ -132,10 +133,16 @@ pub struct InvalidEvents {
     pub reasons: Vec<String>,
 }
 
-/// The 400 of `POST /api/collect/{stream}`: undecodable items, or a bad stream name or body.
+/// The 400 of `POST /api/collect/{stream}`: `invalid_events` (undecodable items, with their
+/// `reasons`), or a bad stream name or body (without). One object rather than a choice of
+/// [`InvalidEvents`] and [`ErrorBody`]: every `InvalidEvents` is also a valid `ErrorBody`, so
+/// a `oneOf` of the two matched both and no response could satisfy it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum CollectRejected {
-    InvalidEvents(InvalidEvents),
-    Other(ErrorBody),
+pub struct CollectRejected {
+    #[schema(example = "invalid_events")]
+    pub error: String,
+    pub message: String,
+    /// With `invalid_events`: the first 20 reasons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<Vec<String>>,
 }

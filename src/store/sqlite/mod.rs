@@ -57,6 +57,22 @@ pub fn cdp_path(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!("{stem}-cdp.db"))
 }
 
+/// `PATH` + `suffix` (SQLite names its side files `NAME.db-wal`, `NAME.db-shm`).
+fn suffixed(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// A WAL or SHM file left by an older version with a wider mode becomes 0600; absent is fine.
+fn narrow_if_present(path: &Path) -> std::io::Result<()> {
+    if path.exists() {
+        crate::secrets::create_private_file(path)
+    } else {
+        Ok(())
+    }
+}
+
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
@@ -74,9 +90,41 @@ impl SqliteStore {
     fn open_blocking(path: &Path) -> StoreResult<Self> {
         configure_sqlite_once();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::secrets::create_private_dir(dir).map_err(|e| {
                 StoreError::backend(format!("cannot create {}: {e}", dir.display()))
             })?;
+        }
+        // Made 0600 before SQLite opens them: SQLite would create them 0644, and gives the WAL
+        // and SHM files the mode of their database file.
+        for file in [path.to_owned(), cdp_path(path)] {
+            for private in [
+                file.clone(),
+                suffixed(&file, "-wal"),
+                suffixed(&file, "-shm"),
+            ] {
+                let made = if private == file {
+                    crate::secrets::create_private_file(&private)
+                } else {
+                    narrow_if_present(&private)
+                };
+                made.map_err(|e| {
+                    StoreError::backend(format!(
+                        "cannot make {} private (mode 0600): {e}",
+                        private.display()
+                    ))
+                })?;
+            }
+            // SQLite opens a file it cannot write read-only without a word, and then fails
+            // later with "unable to open database file": say what is wrong up front.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .map_err(|e| {
+                    StoreError::backend(format!(
+                        "cannot write to {}: {e}; Tributary's data directory must be writable by the user it runs as (is its file system mounted read-only?)",
+                        file.display()
+                    ))
+                })?;
         }
         let mut writer = connect(path, WRITER_CACHE_KIB, WRITER_CDP_CACHE_KIB)?;
         migrate(&mut writer)?;

@@ -28,6 +28,14 @@ const READY_PREFIX: &str = "Listening on http";
 pub struct TestServerBuilder {
     env: BTreeMap<String, String>,
     args: Vec<String>,
+    /// The server creates its data dir itself (a missing subdirectory of the temp dir).
+    fresh_data_dir: bool,
+    /// No TRIBUTARY_API_TOKEN / TRIBUTARY_MASTER_KEY: the server generates both into its data dir.
+    own_secrets: bool,
+    /// `--store URL` instead of the default SQLite files in the data dir.
+    store: Option<String>,
+    /// A data dir the test made (e.g. a mounted tmpfs) instead of a temp dir.
+    data_dir_at: Option<PathBuf>,
 }
 
 impl TestServerBuilder {
@@ -56,6 +64,31 @@ impl TestServerBuilder {
     /// Extra arguments after `serve --data-dir DIR --listen 127.0.0.1:0`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
+        self
+    }
+
+    /// The data dir does not exist before the first start: the server makes it.
+    pub fn fresh_data_dir(mut self) -> Self {
+        self.fresh_data_dir = true;
+        self
+    }
+
+    /// The server generates its master key and API token files (no env secrets); the client
+    /// helpers read the token from the data dir.
+    pub fn own_secrets(mut self) -> Self {
+        self.own_secrets = true;
+        self
+    }
+
+    /// Uses `dir` (which the test made and removes) as the data dir.
+    pub fn data_dir_at(mut self, dir: &Path) -> Self {
+        self.data_dir_at = Some(dir.to_owned());
+        self
+    }
+
+    /// `--store URL` (e.g. a PostgreSQL test database).
+    pub fn store(mut self, url: &str) -> Self {
+        self.store = Some(url.to_string());
         self
     }
 
@@ -114,10 +147,13 @@ impl TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
         cmd.arg("serve")
             .arg("--data-dir")
-            .arg(self.data_dir.path())
+            .arg(self.data_dir())
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(&self.builder.args);
+        if let Some(store) = &self.builder.store {
+            cmd.arg("--store").arg(store);
+        }
         // Nothing from the developer's AWS setup leaks in.
         for var in [
             "AWS_PROFILE",
@@ -130,9 +166,14 @@ impl TestServer {
         ] {
             cmd.env_remove(var);
         }
-        cmd.env("TRIBUTARY_API_TOKEN", TEST_API_TOKEN)
-            .env("TRIBUTARY_MASTER_KEY", TEST_MASTER_KEY)
-            .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
+        if self.builder.own_secrets {
+            cmd.env_remove("TRIBUTARY_API_TOKEN")
+                .env_remove("TRIBUTARY_MASTER_KEY");
+        } else {
+            cmd.env("TRIBUTARY_API_TOKEN", TEST_API_TOKEN)
+                .env("TRIBUTARY_MASTER_KEY", TEST_MASTER_KEY);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
             .env("AWS_REGION", TEST_REGION)
             .env("AWS_DEFAULT_REGION", TEST_REGION)
@@ -188,6 +229,24 @@ impl TestServer {
             ))
     }
 
+    /// stdout and stderr of every launch so far (for checks over a whole run's logs).
+    pub fn all_logs(&self) -> String {
+        (1..=self.generation)
+            .flat_map(|g| ["stdout", "stderr"].map(|s| (g, s)))
+            .map(|(g, s)| {
+                let path = self.log_path(s).with_file_name(format!(
+                    "{}.{g}.{s}.log",
+                    self.data_dir
+                        .path()
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("tributary-test")
+                ));
+                std::fs::read_to_string(path).unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// The current run's stdout and stderr, for assertion messages.
     pub fn logs(&self) -> String {
         let read = |s| std::fs::read_to_string(self.log_path(s)).unwrap_or_default();
@@ -208,8 +267,26 @@ impl TestServer {
         format!("{}{path}", self.base_url)
     }
 
-    pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.builder.data_dir_at {
+            dir.clone()
+        } else if self.builder.fresh_data_dir {
+            self.data_dir.path().join("data")
+        } else {
+            self.data_dir.path().to_owned()
+        }
+    }
+
+    /// The bearer token the server accepts: the test token, or the one it generated.
+    pub fn token(&self) -> String {
+        if self.builder.own_secrets {
+            std::fs::read_to_string(self.data_dir().join("api-token"))
+                .expect("the server wrote its api-token file")
+                .trim()
+                .to_string()
+        } else {
+            TEST_API_TOKEN.to_string()
+        }
     }
 
     /// A reqwest client; add [`TestServer::bearer`] yourself, or use the JSON helpers below.
@@ -217,9 +294,9 @@ impl TestServer {
         self.http.clone()
     }
 
-    /// `Bearer test-token`
+    /// `Bearer test-token` (or the generated token, see [`TestServerBuilder::own_secrets`])
     pub fn bearer(&self) -> String {
-        format!("Bearer {TEST_API_TOKEN}")
+        format!("Bearer {}", self.token())
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
