@@ -115,6 +115,9 @@ struct Inner {
     clustered: bool,
     /// Milliseconds added to the system clock for "now" (see [`Cdp::now`]); 0 but in tests.
     clock_offset_ms: std::sync::atomic::AtomicI64,
+    /// How often the processor re-evaluates time-relative audiences for their members, in
+    /// milliseconds (see [`processor::TIME_RELATIVE_EVERY`]; tests shorten it).
+    aging_every_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Cdp {
@@ -151,6 +154,9 @@ impl Cdp {
                 processing: Default::default(),
                 clustered,
                 clock_offset_ms: Default::default(),
+                aging_every_ms: std::sync::atomic::AtomicU64::new(
+                    processor::TIME_RELATIVE_EVERY.as_millis() as u64,
+                ),
             }),
         }
     }
@@ -167,6 +173,17 @@ impl Cdp {
         self.inner
             .clock_offset_ms
             .store(offset.num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// How often the processor re-evaluates time-relative audiences for their members.
+    pub fn set_aging_every(&self, every: std::time::Duration) {
+        self.inner
+            .aging_every_ms
+            .store(every.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn aging_every(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.inner.aging_every_ms.load(Ordering::Relaxed))
     }
 
     /// The profile fields that change with time alone: the scores and every windowed field

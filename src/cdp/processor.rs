@@ -645,7 +645,7 @@ impl Cdp {
                 }
                 last_lag = Instant::now();
             }
-            if last_time_relative.elapsed() >= TIME_RELATIVE_EVERY {
+            if last_time_relative.elapsed() >= self.aging_every() {
                 last_time_relative = Instant::now();
                 let full = last_full_sweep.elapsed() >= TIME_RELATIVE_FULL_EVERY;
                 if full {
