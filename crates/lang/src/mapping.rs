@@ -14,7 +14,8 @@
 //!
 //! Grammar: `SELECT item (',' item)* [','] FROM name [WHERE expr] INTO name BY name
 //! ((OR | ',') name)* [ALIAS name] [';']`, where `item := expr [AS name] modifier*` and
-//! `modifier := KIND kind | SHORTDESC "text" | LONGDESC "text" | MERGEOP op | IF expr` (any
+//! `modifier := KIND kind | SHORTDESC "text" | LONGDESC "text" | MERGEOP op | IF expr |
+//! WINDOW duration` (any
 //! order, each at most once). This is LQL's item syntax: a plain field reference names its
 //! column without `AS`, and without `KIND` the kind is `string` unless the expression's type
 //! is known. An item's expression may be wrapped in one aggregate (`count`, `sum`, `min`,

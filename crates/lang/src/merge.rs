@@ -553,8 +553,10 @@ impl ProfileState {
         time: DateTime<Utc>,
         mut changed: impl FnMut(&str),
     ) {
-        self.record_activity(&Activity::of_event(time));
-        SCORE_NAMES.iter().for_each(|s| changed(s));
+        if crate::scores::recording() {
+            self.record_activity(&Activity::of_event(time));
+            SCORE_NAMES.iter().for_each(|s| changed(s));
+        }
         for (name, value) in &event.values {
             let Some(def) = mapping.field(name) else {
                 continue;

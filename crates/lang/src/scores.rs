@@ -9,6 +9,7 @@
 //! decayed counts (formulas in the crate README, "Engagement scores").
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,18 @@ pub const ACTIVITY_DAYS: i64 = 56;
 /// Days in the intensity window.
 pub const INTENSITY_DAYS: i64 = 28;
 const DAY: i64 = 86_400;
+
+static RECORDING: AtomicBool = AtomicBool::new(true);
+
+/// Whether events are recorded into profiles' [`Activity`] (on unless turned off). Only the
+/// cdp benchmark turns it off, to measure what the scores cost.
+pub fn set_recording(on: bool) {
+    RECORDING.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
 
 /// The score names, as filters and the profile API show them.
 pub const SCORE_NAMES: [&str; 5] = [
