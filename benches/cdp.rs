@@ -8,6 +8,11 @@
 //! `BENCH_STORE=postgres://USER@HOST/DB` (an empty database) runs it on PostgreSQL instead and
 //! also reports the server processes' CPU.
 //!
+//! `CDP_BENCH_BEHAVIOR=1` adds two windowed columns (`WINDOW 30d` with `IF`, `WINDOW 7d`) and
+//! four audiences reading them and the engagement scores; `=0` (the default) runs without
+//! them and with the scores' activity recording off. It also prints the stored bytes of a
+//! profile with N windowed fields.
+//!
 //! Phase 1 loads the profiles (one event per new person, through the processor too); phase 2
 //! is the measured steady state: events for random existing people (2% carry a second
 //! identifier that links two people, so merges happen), every audience live.
@@ -41,6 +46,19 @@ const MAPPING: &str = "SELECT
     name                    AS first_name   KIND string
 FROM web
 INTO user BY email OR user_id";
+
+/// Appended to the SELECT list with `CDP_BENCH_BEHAVIOR=1`.
+const WINDOWED: &str = "
+    count(*)    AS pricing_30d  KIND int    WINDOW 30d IF eq(page, \"/pricing\"),
+    sum(amount) AS spent_7d     KIND number WINDOW 7d,";
+
+/// The audiences added with `CDP_BENCH_BEHAVIOR=1`.
+const BEHAVIOR_AUDIENCES: &[&str] = &[
+    "pricing_30d >= 2",
+    "spent_7d > 100",
+    "AND (momentum > 60, recency > 40)",
+    "frequency > 20",
+];
 
 const COUNTRIES: &[&str] = &["us", "ca", "de", "fr", "gb", "jp", "br", "in"];
 const DOMAINS: &[&str] = &[
@@ -121,6 +139,34 @@ fn event(rng: &mut StdRng, person: u64, link: Option<u64>, n: u64) -> NewEvent {
     }
 }
 
+/// Stored bytes of one profile (email, user id, and N windowed counts) after events on K
+/// distinct days of the last 60, one event a day, for N = 0, 1, 2, 4, 8 (scores included).
+fn windowed_bytes() {
+    use tributary_lang::{parse_mapping, ProfileState};
+    let now = chrono::Utc::now();
+    for days in [1i64, 10, 30, 60] {
+        let mut line = format!("  bytes per profile, events on {days:>2} days:");
+        for n in [0usize, 1, 2, 4, 8] {
+            let windowed: String = (0..n)
+                .map(|i| format!("count(*) AS w{i} KIND int WINDOW 30d,"))
+                .collect();
+            let m = parse_mapping(&format!(
+                "SELECT {windowed} email AS email, user_id AS user_id FROM web INTO user BY email"
+            ))
+            .expect("mapping");
+            let mut p = ProfileState::new();
+            for d in 0..days {
+                let t = now - chrono::Duration::days(d * 60 / days);
+                let e = json!({"email": "someone@example.com", "user_id": "uid-12345"});
+                let mapped = m.apply(e.as_object().expect("object"), t).expect("mapped");
+                p.apply_event(&m, &mapped, t);
+            }
+            line += &format!(" N={n}: {} B;", p.to_bytes().len());
+        }
+        println!("{line}");
+    }
+}
+
 async fn append(store: &DynStore, events: impl Iterator<Item = NewEvent>) {
     let mut chunk = Vec::with_capacity(10_000);
     for e in events {
@@ -155,14 +201,39 @@ async fn main() {
     if let Some(url) = &store_url {
         println!("cdp bench on PostgreSQL ({url})");
     }
+    let behavior = env("CDP_BENCH_BEHAVIOR", 0) == 1;
+    tributary_lang::scores::set_recording(behavior);
     let cdp = Cdp::new(store.clone().into(), Metrics::new());
-    cdp.set_mapping("web", MAPPING).await.expect("mapping");
-    for a in audiences(n_audiences) {
+    let mapping = if behavior {
+        MAPPING.replacen("SELECT", &format!("SELECT{WINDOWED}"), 1)
+    } else {
+        MAPPING.to_owned()
+    };
+    cdp.set_mapping("web", &mapping).await.expect("mapping");
+    let mut all = audiences(n_audiences);
+    if behavior {
+        for (i, filter) in BEHAVIOR_AUDIENCES.iter().enumerate() {
+            let mut a = all[0].clone();
+            a.id = format!("aud-b{i}");
+            a.slug = format!("b{i:03}");
+            a.filter = filter.to_string();
+            all.push(a);
+        }
+        windowed_bytes();
+    }
+    for a in all {
         cdp.create_audience(a).await.expect("audience");
     }
     let mut rng = StdRng::seed_from_u64(7);
 
-    println!("cdp bench: {profiles} profiles, {events} events, {n_audiences} audiences");
+    println!(
+        "cdp bench: {profiles} profiles, {events} events, {n_audiences} audiences{}",
+        if behavior {
+            " + 2 windowed columns, 4 behavioral audiences, scores on"
+        } else {
+            ", no windowed columns, scores off"
+        }
+    );
     let t = Instant::now();
     append(
         &store,

@@ -32,6 +32,8 @@ pub enum ConfigError {
     },
     #[error("--tls-cert and --tls-key go together: give both PEM files (certificate chain and private key), or neither for plain HTTP")]
     TlsPair,
+    #[error("{name} must be a whole number, not {value:?}")]
+    NotANumber { name: &'static str, value: String },
 }
 
 /// How `serve` writes its log lines (to stderr).
@@ -129,6 +131,19 @@ pub struct Settings {
     pub lease_timeout: std::time::Duration,
     /// `TRIBUTARY_NODE_ID`: this node's id in a cluster; a new UUID per process when absent.
     pub node_id: Option<String>,
+    /// Test-only clock settings (environment only, not for production).
+    pub test_clock: TestClock,
+}
+
+/// Test-only: moves "now" for audiences, windowed fields and scores, and how often their ageing
+/// runs, so integration tests can make time pass. Environment only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestClock {
+    /// `TRIBUTARY_TEST_CLOCK_OFFSET_SECS`: seconds added to the system clock (may be negative).
+    pub offset_secs: Option<i64>,
+    /// `TRIBUTARY_TEST_AGING_EVERY_MS`: how often time-relative audiences are re-evaluated
+    /// for their members (default 60 s).
+    pub aging_every_ms: Option<u64>,
 }
 
 impl Settings {
@@ -178,6 +193,10 @@ impl Settings {
                     .unwrap_or(DEFAULT_LEASE_TIMEOUT_SECS),
             ),
             node_id: non_empty_env("TRIBUTARY_NODE_ID"),
+            test_clock: TestClock {
+                offset_secs: parsed_env("TRIBUTARY_TEST_CLOCK_OFFSET_SECS")?,
+                aging_every_ms: parsed_env("TRIBUTARY_TEST_AGING_EVERY_MS")?,
+            },
         })
     }
 }
@@ -191,6 +210,18 @@ fn load_file(path: &Path) -> Result<FileSettings, ConfigError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// A number from the environment; an error naming the variable when it is not one.
+fn parsed_env<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError> {
+    match non_empty_env(name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::NotANumber { name, value: v }),
+    }
 }
 
 fn non_empty_env(name: &str) -> Option<String> {

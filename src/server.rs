@@ -73,6 +73,18 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         membership.clone(),
     );
 
+    if let Some(secs) = settings.test_clock.offset_secs {
+        tracing::warn!(
+            secs,
+            "test clock: now is moved by TRIBUTARY_TEST_CLOCK_OFFSET_SECS"
+        );
+        state.cdp.set_clock_offset(chrono::Duration::seconds(secs));
+    }
+    if let Some(ms) = settings.test_clock.aging_every_ms {
+        state
+            .cdp
+            .set_aging_every(std::time::Duration::from_millis(ms.max(1)));
+    }
     announce(&settings, &state.api_token, addr);
 
     let shutdown = CancellationToken::new();

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
-use super::model::mappings::{MappingJson, MappingView, ProfileSchema, SchemaField};
+use super::model::mappings::{MappingJson, MappingView, ProfileSchema, SchemaField, ScoreField};
 use super::model::ErrorBody;
 use crate::app::AppState;
 use crate::cdp::CdpError;
@@ -124,6 +124,7 @@ async fn schema(State(state): State<AppState>) -> ApiResult<Json<ProfileSchema>>
             .into_iter()
             .map(SchemaField::from)
             .collect(),
+        scores: ScoreField::all(),
     }))
 }
 
@@ -232,5 +233,63 @@ INTO user BY email";
             .1
             .get("unapplied_events")
             .is_none());
+    }
+
+    /// Windowed fields show their window in the schema and their value at the request's
+    /// time in the profile; every profile shows its engagement scores.
+    #[tokio::test]
+    async fn windowed_fields_and_scores_show_in_the_schema_and_the_profile() {
+        let app = app().await;
+        let mapping = r#"SELECT email(email) AS email,
+            count(*) AS buys_7d KIND int WINDOW 7d IF eq(event, "buy")
+            FROM web INTO user BY email"#;
+        let (status, body) = app
+            .send(
+                Method::PUT,
+                "/api/streams/web/mapping",
+                mapping.into(),
+                true,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let now = chrono::Utc::now();
+        let events = serde_json::json!([
+            {"email": "a@x.io", "event": "buy", "ts": now.to_rfc3339()},
+            {"email": "a@x.io", "event": "buy", "ts": (now - chrono::Duration::days(9)).to_rfc3339()},
+        ]);
+        let (status, _) = app
+            .send(
+                Method::POST,
+                "/api/collect/web",
+                events.to_string().into(),
+                true,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        app.state.cdp.step(1000).await.unwrap();
+
+        let (_, schema) = app.get("/api/schema").await;
+        let buys = &schema["fields"][0];
+        assert_eq!(
+            (&buys["name"], &buys["window"]),
+            (&"buys_7d".into(), &"7d".into())
+        );
+        let names: Vec<&str> = schema["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, tributary_lang::SCORE_NAMES);
+
+        let (status, p) = app.get("/api/profiles?field=email&value=a@x.io").await;
+        assert_eq!(status, StatusCode::OK, "{p}");
+        assert_eq!(
+            p["fields"]["buys_7d"], 1,
+            "the buy of 9 days ago is outside: {p}"
+        );
+        let recency = p["scores"]["recency"].as_u64().unwrap();
+        assert!(recency >= 99, "{p}");
+        assert!(p["scores"]["momentum"].as_u64().unwrap() <= 100);
     }
 }

@@ -34,7 +34,7 @@ pub async fn profile_view(state: &AppState, profile: &Profile) -> ApiResult<Prof
         .profile_memberships(vec![profile.id.clone()])
         .await?;
     let ids = memberships.iter().map(|m| m.audience_id.as_str());
-    Ok(view(&state.store, profile, ids, &audiences).await?)
+    Ok(view(&state.store, profile, ids, &audiences, state.cdp.now()).await?)
 }
 
 /// `audience_ids`: the audiences `p` is in.
@@ -43,6 +43,7 @@ async fn view<'a>(
     p: &Profile,
     audience_ids: impl Iterator<Item = &'a str>,
     audiences: &crate::audiences::AudienceSet,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<ProfileView> {
     let mut identities: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (field, value) in store.profile_identities(&p.id).await? {
@@ -56,10 +57,11 @@ async fn view<'a>(
     Ok(ProfileView {
         id: p.id.clone(),
         identities,
-        fields: p.state.to_json(),
+        fields: p.state.to_json_at(now),
         audiences: slugs,
         created_at: p.created_at,
         updated_at: p.updated_at,
+        scores: p.state.scores(now).map(Into::into),
     })
 }
 
@@ -105,7 +107,7 @@ async fn find(
             let mut profiles = Vec::with_capacity(page.len());
             for (p, members) in &page {
                 let ids = members.iter().map(|(id, _)| &**id);
-                profiles.push(view(&state.store, p, ids, &audiences).await?);
+                profiles.push(view(&state.store, p, ids, &audiences, state.cdp.now()).await?);
             }
             let next = (page.len() as u32 == limit).then(|| page.last().map(|(p, _)| p.id.clone()));
             Ok(Json(ProfileLookup::Page(ProfilePage {

@@ -6,6 +6,8 @@
 //! changes behind one lock — the processor's batches, audience re-evaluations and rebuilds —
 //! so each of those steps reads current state and commits it in one transaction.
 
+#[cfg(test)]
+mod aging_tests;
 pub mod identity;
 pub mod processor;
 pub mod registry;
@@ -111,6 +113,11 @@ struct Inner {
     processing: std::sync::atomic::AtomicBool,
     /// Shares its store with other nodes (see [`Cdp::follow_cluster`]).
     clustered: bool,
+    /// Milliseconds added to the system clock for "now" (see [`Cdp::now`]); 0 but in tests.
+    clock_offset_ms: std::sync::atomic::AtomicI64,
+    /// How often the processor re-evaluates time-relative audiences for their members, in
+    /// milliseconds (see [`processor::TIME_RELATIVE_EVERY`]; tests shorten it).
+    aging_every_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Cdp {
@@ -146,8 +153,54 @@ impl Cdp {
                 fence: RwLock::new(None),
                 processing: Default::default(),
                 clustered,
+                clock_offset_ms: Default::default(),
+                aging_every_ms: std::sync::atomic::AtomicU64::new(
+                    processor::TIME_RELATIVE_EVERY.as_millis() as u64,
+                ),
             }),
         }
+    }
+
+    /// "Now" for audience evaluation, windowed fields and scores: the system clock, moved by
+    /// [`Cdp::set_clock_offset`] (tests drive time with it).
+    pub fn now(&self) -> DateTime<Utc> {
+        let offset = self.inner.clock_offset_ms.load(Ordering::Relaxed);
+        Utc::now() + chrono::Duration::milliseconds(offset)
+    }
+
+    /// Moves this handle's clock (every clone's) by `offset` from the system clock.
+    pub fn set_clock_offset(&self, offset: chrono::Duration) {
+        self.inner
+            .clock_offset_ms
+            .store(offset.num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// How often the processor re-evaluates time-relative audiences for their members.
+    pub fn set_aging_every(&self, every: std::time::Duration) {
+        self.inner
+            .aging_every_ms
+            .store(every.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn aging_every(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.inner.aging_every_ms.load(Ordering::Relaxed))
+    }
+
+    /// The profile fields that change with time alone: the scores and every windowed field
+    /// of the current mappings (audiences reading them are re-evaluated like time-relative
+    /// ones, so members age out).
+    pub async fn aging_fields(&self) -> Result<std::collections::HashSet<String>, CdpError> {
+        let mappings = self.mappings().await?;
+        let mut fields: std::collections::HashSet<String> = tributary_lang::SCORE_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for stream in mappings.streams() {
+            if let Some(m) = mappings.get(&stream) {
+                fields.extend(m.windowed_fields().map(str::to_owned));
+            }
+        }
+        Ok(fields)
     }
 
     pub fn stores(&self) -> &CdpStores {

@@ -154,7 +154,7 @@ impl Cdp {
             return Ok(StepOutcome::default());
         };
         let audiences = self.audiences().await?;
-        let prepared = compute(loaded, &audiences, &[], Utc::now());
+        let prepared = compute(loaded, &audiences, &[], self.now());
         let last_seq = prepared.last_seq;
         let outcome = self.commit_prepared(&prepared, started).await?;
         if let Some(target) = pos.rebuild_target {
@@ -215,9 +215,10 @@ impl Cdp {
                 .filter(|(i, _)| *i >= visible)
                 .map(|(_, p)| p.clone())
                 .collect();
+            let now = self.now();
             let computed = tokio::task::spawn_blocking(move || {
                 let overlays: Vec<&Overlay> = overlays.iter().map(|p| &p.overlay).collect();
-                compute(loaded, &audiences, &overlays, Utc::now())
+                compute(loaded, &audiences, &overlays, now)
             });
             let prepared = match computed.await {
                 Ok(p) => Arc::new(p),
@@ -529,7 +530,7 @@ impl Cdp {
             return Ok(None);
         }
         let store = self.stores();
-        let now = Utc::now();
+        let now = self.now();
         let mut batch = ProfileBatch {
             state,
             fence: self.fence(),
@@ -538,7 +539,7 @@ impl Cdp {
         for (p, list) in &page {
             let old = MemberTimes::from_list(&audiences, list);
             let flags = old.flags(&audiences);
-            let new = audiences.evaluate(&p.state.to_json(), &flags, &targets, now);
+            let new = audiences.evaluate(&p.state.filter_json(now), &flags, &targets, now);
             record_changes(&mut batch, &audiences, &p.id, &old, &new, &[], now);
         }
         let changes = batch.changes.len() as u64;
@@ -550,15 +551,17 @@ impl Cdp {
         Ok(Some(changes))
     }
 
-    /// Re-evaluates the audiences whose filters depend on the time (`now-30d`, `now()`):
-    /// their members when `members_only` (people leaving as they age out), else everyone
-    /// (also people entering as time passes, e.g. `last_seen < "now-30d"`).
+    /// Re-evaluates the audiences whose filters depend on the time (`now-30d`, `now()`, a
+    /// windowed field, a score): their members when `members_only` (people leaving as they
+    /// age out), else everyone (also people entering as time passes, e.g. `last_seen <
+    /// "now-30d"`).
     pub async fn reevaluate_time_relative(&self, members_only: bool) -> Result<u64, CdpError> {
         let audiences = self.audiences().await?;
+        let aging = self.aging_fields().await?;
         let slugs: Vec<String> = audiences
             .list
             .iter()
-            .filter(|a| a.time_relative)
+            .filter(|a| a.time_relative || a.fields.iter().any(|f| aging.contains(f)))
             .map(|a| a.audience.slug.clone())
             .collect();
         if slugs.is_empty() {
@@ -642,7 +645,7 @@ impl Cdp {
                 }
                 last_lag = Instant::now();
             }
-            if last_time_relative.elapsed() >= TIME_RELATIVE_EVERY {
+            if last_time_relative.elapsed() >= self.aging_every() {
                 last_time_relative = Instant::now();
                 let full = last_full_sweep.elapsed() >= TIME_RELATIVE_FULL_EVERY;
                 if full {
@@ -778,7 +781,7 @@ fn compute(
         let list = if audiences.is_empty() {
             MemberTimes::default()
         } else {
-            let fields = t.profile.state.to_json();
+            let fields = t.profile.state.filter_json(now);
             let new = audiences.evaluate(&fields, &old.flags(audiences), &affected, now);
             record_changes(
                 &mut batch,

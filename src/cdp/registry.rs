@@ -19,6 +19,8 @@ pub struct SchemaEntry {
     pub short_desc: Option<String>,
     /// Whether it identifies profiles (`BY`) in some mapping.
     pub identity: bool,
+    /// `WINDOW` as written, for a windowed field.
+    pub window: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +99,7 @@ impl MappingRegistry {
                         streams: vec![s.clone()],
                         short_desc: f.short_desc,
                         identity,
+                        window: f.window,
                     }),
                 }
             }

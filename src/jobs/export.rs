@@ -517,7 +517,7 @@ impl Exporter {
         for (i, item) in items.iter().enumerate() {
             let fields = profiles
                 .get(&item.profile_id)
-                .map(|p| p.state.to_json())
+                .map(|p| p.state.to_json_at(Utc::now()))
                 .unwrap_or_else(|| json!({}));
             let payload = record_payload(&self.job_id, &self.config, item, &fields);
             let data = serde_json::to_vec(&payload).expect("JSON serializes");

@@ -1247,3 +1247,88 @@ async fn export_runs_with_only_put_record_and_put_records() {
         "says access is denied: {error}"
     );
 }
+
+/// A windowed field ages out: with the server's clock moved (test-only settings) to just
+/// before an hour boundary, a buyer enters `buys_1h >= 1` and, once the clock passes the
+/// boundary, the ageing sweep makes her exit; the exit reaches the export stream.
+#[tokio::test]
+async fn a_member_exits_when_the_window_passes_and_the_exit_is_exported() {
+    const LEAD: i64 = 30;
+    let kinesalite = Kinesalite::start().await;
+    let kinesis = kinesis_client(&kinesalite.endpoint());
+    // The server's now is LEAD seconds before the next hour when the test starts.
+    let real = Utc::now().timestamp();
+    let offset = (3600 - LEAD - real.rem_euclid(3600)).rem_euclid(3600);
+    let boundary = DateTime::<Utc>::from_timestamp(real + offset + LEAD, 0).unwrap();
+    let s = &TestServer::builder()
+        .kinesis_endpoint(&kinesalite.endpoint())
+        .env("TRIBUTARY_TEST_CLOCK_OFFSET_SECS", &offset.to_string())
+        .env("TRIBUTARY_TEST_AGING_EVERY_MS", "300")
+        .start()
+        .await;
+    let mapping = r#"SELECT user_id AS user_id KIND string,
+        count(*) AS buys_1h KIND int WINDOW 1h IF eq(event, "buy")
+        FROM shop INTO user BY user_id"#;
+    let resp = s
+        .client()
+        .put(s.url("/api/streams/shop/mapping"))
+        .header("Authorization", s.bearer())
+        .header("Content-Type", "text/plain")
+        .body(mapping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let (status, body) = s
+        .post(
+            "/api/audiences",
+            &json!({"slug": "buyers", "name": "buyers", "description": "", "filter": "buys_1h >= 1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let auth = create_keys_auth(s, "kinesalite", KINESALITE_KEY_ID, "kinesalite-secret").await;
+    create_stream(&kinesis, "behavior", 1).await;
+    let job = create_export(
+        s,
+        &auth,
+        json!({"audiences": ["buyers"], "kinesis_stream": "behavior"}),
+    )
+    .await;
+
+    // A purchase now by the server's clock: inside this hour's bucket.
+    let server_now = Utc::now() + chrono::Duration::seconds(offset);
+    assert!(
+        boundary - server_now > chrono::Duration::seconds(5),
+        "setting up took longer than {LEAD}s; the purchase would not land before the hour ends"
+    );
+    let (status, body) = s
+        .post(
+            "/api/collect/shop",
+            &json!([{"user_id": "u1", "event": "buy", "ts": server_now.to_rfc3339()}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let out = wait_out(s, &kinesis, "behavior", &job, "an enter and an exit", |o| {
+        o.iter().any(|r| r.event() == "exit")
+    })
+    .await;
+    let events: Vec<(&str, &str)> = out.iter().map(|o| (o.event(), o.slug())).collect();
+    assert_eq!(events, [("enter", "buyers"), ("exit", "buyers")], "{out:?}");
+    assert_eq!(out[0].profile(), out[1].profile());
+    let exit_at = time(&out[1].seg()["exit"]);
+    assert!(
+        exit_at >= boundary,
+        "exit at {exit_at}, the window ends at {boundary}"
+    );
+    let (_, profile) = s.get(&format!("/api/profiles/{}", out[1].profile())).await;
+    assert_eq!(profile["fields"]["buys_1h"], 0, "{profile}");
+    assert!(
+        profile["scores"]["recency"].as_u64().unwrap() > 90,
+        "{profile}"
+    );
+}

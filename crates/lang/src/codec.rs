@@ -10,17 +10,25 @@
 //!
 //! ```text
 //! state  = 0xB1 (version 1; JSON text never starts with it) · count · (text · field)*
+//!          · [0xA1 activity]
 //! field  = tag · ...: 0 latest value time | 1 oldest value time | 2 count zigzag
 //!                     | 3 sum i128 (16 bytes LE) | 4 min value | 5 max value
 //!                     | 6 set count value* | 7 map op count (text · field)*
 //!                     | 8 valuect count (text · zigzag)*
+//!                     | 9 window op varint-bucket-seconds varint-span count
+//!                         (zigzag-bucket-delta · field)*
+//! activity = time-first · time-last · count · (zigzag-day-delta · varint-events)*
 //! value  = tag · ...: 0 string text | 1 int zigzag | 2 number f64 (8 bytes LE) | 3 bool byte
 //!                     | 4 date time | 5 list count value* | 6 map count (text · value)*
 //! time   = zigzag seconds · varint nanoseconds          text = varint length · UTF-8
 //! count  = varint           zigzag = signed varint       varint = LEB128, at most 10 bytes
 //! ```
 //!
-//! `op` is the rule's index in `MERGE_OPS` (append new rules there; never reorder).
+//! `op` is the rule's index in `MERGE_OPS` (append new rules there; never reorder). Window
+//! buckets and activity days are written in ascending order, each as the difference from
+//! the one before (the first from 0), so a bucket costs about two bytes plus its state.
+//! States written before windows and scores existed have no tag 9 and no activity trailer:
+//! they still read (their activity is `None`).
 //!
 //! Decoding never panics and never trusts a length further than the bytes that remain.
 
@@ -30,10 +38,13 @@ use chrono::{DateTime, Utc};
 
 use crate::mapping::MergeOp;
 use crate::merge::{FieldState, ProfileState};
+use crate::scores::Activity;
 use crate::value::FieldValue;
 
 /// First byte of an encoded state.
 pub const VERSION_1: u8 = 0xB1;
+/// Marks the optional activity trailer (engagement scores) after the fields.
+pub const ACTIVITY: u8 = 0xA1;
 
 /// Why stored bytes are not a profile state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +75,18 @@ impl ProfileState {
             put_text(out, name);
             put_field(out, state);
         }
+        if let Some(a) = &self.activity {
+            out.push(ACTIVITY);
+            put_time(out, &a.first);
+            put_time(out, &a.last);
+            put_len(out, a.days.len());
+            let mut prev = 0;
+            for (day, n) in &a.days {
+                put_zigzag(out, day - prev);
+                put_varint(out, u64::from(*n));
+                prev = *day;
+            }
+        }
     }
 
     /// [`ProfileState::encode`] into a new buffer.
@@ -80,10 +103,16 @@ impl ProfileState {
             return Err(r.error_before("an unknown format version", 1));
         }
         let fields = r.map(|r| r.field_at(0))?;
+        let activity = if r.bytes.get(r.at) == Some(&ACTIVITY) {
+            r.at += 1;
+            Some(r.activity()?)
+        } else {
+            None
+        };
         if r.at != bytes.len() {
             return Err(r.error("bytes after the end"));
         }
-        Ok(ProfileState { fields })
+        Ok(ProfileState { fields, activity })
     }
 }
 
@@ -147,16 +176,29 @@ fn put_field(out: &mut Vec<u8>, state: &FieldState) {
         }
         FieldState::Map { op, entries } => {
             out.push(7);
-            out.push(
-                MERGE_OPS
-                    .iter()
-                    .position(|o| o == op)
-                    .expect("every op listed") as u8,
-            );
+            out.push(op_byte(*op));
             put_len(out, entries.len());
             for (key, state) in entries {
                 put_text(out, key);
                 put_field(out, state);
+            }
+        }
+        FieldState::Window {
+            op,
+            bucket_seconds,
+            span,
+            buckets,
+        } => {
+            out.push(9);
+            out.push(op_byte(*op));
+            put_varint(out, *bucket_seconds as u64);
+            put_varint(out, u64::from(*span));
+            put_len(out, buckets.len());
+            let mut prev = 0;
+            for (bucket, state) in buckets {
+                put_zigzag(out, bucket - prev);
+                put_field(out, state);
+                prev = *bucket;
             }
         }
         FieldState::ValueCount { counts } => {
@@ -168,6 +210,13 @@ fn put_field(out: &mut Vec<u8>, state: &FieldState) {
             }
         }
     }
+}
+
+fn op_byte(op: MergeOp) -> u8 {
+    MERGE_OPS
+        .iter()
+        .position(|o| *o == op)
+        .expect("every op listed") as u8
 }
 
 fn put_value(out: &mut Vec<u8>, value: &FieldValue) {
@@ -335,9 +384,7 @@ impl<'a> Reader<'a> {
                 FieldState::Set { values }
             }
             7 => {
-                let op = *MERGE_OPS
-                    .get(usize::from(self.byte()?))
-                    .ok_or_else(|| self.error_before("an unknown merge rule", 1))?;
+                let op = self.op()?;
                 FieldState::Map {
                     op,
                     entries: self.map(|r| r.field_at(depth + 1))?,
@@ -346,8 +393,56 @@ impl<'a> Reader<'a> {
             8 => FieldState::ValueCount {
                 counts: self.map(Self::zigzag)?,
             },
+            9 => {
+                let op = self.op()?;
+                let bucket_seconds = i64::try_from(self.varint()?)
+                    .ok()
+                    .filter(|b| *b > 0)
+                    .ok_or_else(|| self.error("a window bucket length out of range"))?;
+                let span = u32::try_from(self.varint()?)
+                    .map_err(|_| self.error("a window span out of range"))?;
+                let n = self.len()?;
+                let mut buckets = BTreeMap::new();
+                let mut prev = 0i64;
+                for _ in 0..n {
+                    prev = prev
+                        .checked_add(self.zigzag()?)
+                        .ok_or_else(|| self.error("a bucket number out of range"))?;
+                    buckets.insert(prev, self.field_at(depth + 1)?);
+                }
+                FieldState::Window {
+                    op,
+                    bucket_seconds,
+                    span,
+                    buckets,
+                }
+            }
             _ => return Err(self.error_before("an unknown field rule", 1)),
         })
+    }
+
+    fn op(&mut self) -> Result<MergeOp, DecodeError> {
+        MERGE_OPS
+            .get(usize::from(self.byte()?))
+            .copied()
+            .ok_or_else(|| self.error_before("an unknown merge rule", 1))
+    }
+
+    fn activity(&mut self) -> Result<Activity, DecodeError> {
+        let first = self.time()?;
+        let last = self.time()?;
+        let n = self.len()?;
+        let mut days = BTreeMap::new();
+        let mut prev = 0i64;
+        for _ in 0..n {
+            prev = prev
+                .checked_add(self.zigzag()?)
+                .ok_or_else(|| self.error("a day number out of range"))?;
+            let events = u32::try_from(self.varint()?)
+                .map_err(|_| self.error("a day's event count out of range"))?;
+            days.insert(prev, events);
+        }
+        Ok(Activity { first, last, days })
     }
 
     fn value(&mut self, depth: u32) -> Result<FieldValue, DecodeError> {
@@ -422,7 +517,10 @@ mod tests {
                 counts: [("/a".into(), 3), ("/b".into(), i64::MIN)].into(),
             },
         );
-        ProfileState { fields }
+        ProfileState {
+            fields,
+            activity: None,
+        }
     }
 
     #[test]
@@ -454,6 +552,7 @@ mod tests {
         let one = |name: &str, state: FieldState| {
             ProfileState {
                 fields: [(name.to_string(), state)].into(),
+                activity: None,
             }
             .to_bytes()
         };
@@ -496,6 +595,42 @@ mod tests {
             ),
             [VERSION_1, 1, 1, b'm', 7, 7, 0]
         );
+    }
+
+    /// Windows (tag 9) and the activity trailer: bucket and day numbers as deltas. A state
+    /// without them is byte for byte what it was before they existed (pinned above).
+    #[test]
+    fn window_and_activity_encodings_are_pinned() {
+        let state = ProfileState {
+            fields: [(
+                "w".to_string(),
+                FieldState::Window {
+                    op: MergeOp::Count,
+                    bucket_seconds: 86_400,
+                    span: 30,
+                    buckets: [
+                        (100, FieldState::Count { count: 1 }),
+                        (102, FieldState::Count { count: 2 }),
+                    ]
+                    .into(),
+                },
+            )]
+            .into(),
+            activity: Some(Activity {
+                first: Utc.timestamp_opt(1, 0).unwrap(),
+                last: Utc.timestamp_opt(2, 0).unwrap(),
+                days: [(3, 4), (5, 1)].into(),
+            }),
+        };
+        let bytes = state.to_bytes();
+        assert_eq!(
+            bytes,
+            [
+                VERSION_1, 1, 1, b'w', 9, 3, 0x80, 0xA3, 0x05, 30, 2, 200, 1, 2, 2, 4, 2, 4,
+                ACTIVITY, 2, 0, 4, 0, 2, 6, 4, 4, 1
+            ]
+        );
+        assert_eq!(ProfileState::decode(&bytes), Ok(state));
     }
 
     #[test]

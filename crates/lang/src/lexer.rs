@@ -17,6 +17,9 @@ pub enum TokenKind {
     Str(String),
     Int(i64),
     Number(f64),
+    /// A whole number with a time unit, `30d` (`s m h d w`): the length of a `WINDOW`.
+    /// Holds the seconds and the text as written.
+    Duration(i64, String),
     LParen,
     RParen,
     LBracket,
@@ -61,6 +64,7 @@ impl Token {
             TokenKind::Str(s) => format!("string \"{}\"", truncate(s)),
             TokenKind::Int(i) => format!("number {i}"),
             TokenKind::Number(n) => format!("number {n}"),
+            TokenKind::Duration(_, text) => format!("duration {text}"),
             TokenKind::LParen => "'('".into(),
             TokenKind::RParen => "')'".into(),
             TokenKind::LBracket => "'['".into(),
@@ -123,6 +127,18 @@ impl Cursor<'_> {
     fn span(&self) -> Span {
         Span::new(self.line, self.column)
     }
+}
+
+/// Seconds in a duration unit (`30d`): seconds, minutes, hours, days, weeks.
+fn duration_unit(c: char) -> Option<i64> {
+    Some(match c {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return None,
+    })
 }
 
 fn is_ident_start(c: char) -> bool {
@@ -381,6 +397,18 @@ fn lex_number(cur: &mut Cursor<'_>, span: Span) -> Result<TokenKind, ParseError>
                     break;
                 }
             }
+        }
+    }
+    if !is_float && cur.peek().is_some_and(is_ident_start) {
+        let unit = cur.peek().and_then(duration_unit);
+        if let (Some(unit), false) = (unit, cur.peek_at(1).is_some_and(is_ident_char)) {
+            let text = format!("{s}{}", cur.bump().unwrap_or('s'));
+            return s
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(unit))
+                .map(|secs| TokenKind::Duration(secs, text.clone()))
+                .ok_or_else(|| ParseError::new(span, format!("invalid duration '{text}'")));
         }
     }
     if cur.peek().is_some_and(is_ident_start) {

@@ -14,7 +14,8 @@
 //!
 //! Grammar: `SELECT item (',' item)* [','] FROM name [WHERE expr] INTO name BY name
 //! ((OR | ',') name)* [ALIAS name] [';']`, where `item := expr [AS name] modifier*` and
-//! `modifier := KIND kind | SHORTDESC "text" | LONGDESC "text" | MERGEOP op | IF expr` (any
+//! `modifier := KIND kind | SHORTDESC "text" | LONGDESC "text" | MERGEOP op | IF expr |
+//! WINDOW duration` (any
 //! order, each at most once). This is LQL's item syntax: a plain field reference names its
 //! column without `AS`, and without `KIND` the kind is `string` unless the expression's type
 //! is known. An item's expression may be wrapped in one aggregate (`count`, `sum`, `min`,
@@ -364,6 +365,65 @@ impl MergeOp {
     }
 }
 
+/// `WINDOW <duration>`: a `count`, `sum`, `min`, `max` or `set` column over the events of
+/// the last `seconds` only, kept as time buckets keyed by event time (see
+/// [`crate::merge::FieldState::Window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Window {
+    /// The window's length.
+    pub seconds: i64,
+    /// One bucket's length: a day for windows of 2 days or more, else an hour.
+    pub bucket_seconds: i64,
+}
+
+/// Windows shorter than this are kept in hourly buckets, longer ones in daily buckets.
+pub const DAILY_BUCKETS_FROM: i64 = 2 * 86_400;
+/// The longest window: bounds the buckets a profile keeps per field.
+pub const MAX_WINDOW: i64 = 366 * 86_400;
+
+impl Window {
+    /// Checks a window's length: at least an hour, at most [`MAX_WINDOW`], whole hours below
+    /// two days and whole days from there.
+    pub fn new(seconds: i64) -> Result<Window, String> {
+        if seconds < 3600 {
+            return Err("WINDOW must be at least 1h".into());
+        }
+        if seconds > MAX_WINDOW {
+            return Err("WINDOW can be at most 366d".into());
+        }
+        let bucket_seconds = if seconds >= DAILY_BUCKETS_FROM {
+            86_400
+        } else {
+            3600
+        };
+        if seconds % bucket_seconds != 0 {
+            return Err(if bucket_seconds == 3600 {
+                "a WINDOW under 2d must be whole hours (it is kept in hourly buckets)".into()
+            } else {
+                "a WINDOW of 2d or more must be whole days (it is kept in daily buckets)".into()
+            });
+        }
+        Ok(Window {
+            seconds,
+            bucket_seconds,
+        })
+    }
+
+    /// Buckets the window covers.
+    pub fn buckets(self) -> u32 {
+        (self.seconds / self.bucket_seconds) as u32
+    }
+
+    /// The length as written in a mapping: `30d`, `36h`.
+    pub fn text(self) -> String {
+        if self.bucket_seconds == 86_400 {
+            format!("{}d", self.seconds / 86_400)
+        } else {
+            format!("{}h", self.seconds / 3600)
+        }
+    }
+}
+
 /// One SELECT item.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldDef {
@@ -380,6 +440,8 @@ pub struct FieldDef {
     pub long_desc: Option<String>,
     /// `IF expr`: the field takes a value from an event only when this holds for the event.
     pub condition: Option<Expr>,
+    /// `WINDOW 30d`: only the events of the last 30 days count (by event time).
+    pub window: Option<Window>,
     /// Where the item starts.
     pub span: Span,
 }
@@ -417,6 +479,9 @@ pub struct SchemaField {
     pub stream: String,
     pub short_desc: Option<String>,
     pub long_desc: Option<String>,
+    /// `WINDOW` as written (`30d`), for windowed fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 impl Mapping {
@@ -474,8 +539,17 @@ impl Mapping {
                 stream: self.from.clone(),
                 short_desc: f.short_desc.clone(),
                 long_desc: f.long_desc.clone(),
+                window: f.window.map(Window::text),
             })
             .collect()
+    }
+
+    /// The names of this mapping's windowed fields: their values change as time passes.
+    pub fn windowed_fields(&self) -> impl Iterator<Item = &str> {
+        self.fields
+            .iter()
+            .filter(|f| f.window.is_some())
+            .map(|f| f.name.as_str())
     }
 
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
@@ -609,7 +683,7 @@ fn parse_mapping_from(p: &mut Parser) -> Result<Mapping, ParseError> {
 }
 
 /// The words that may follow an item's expression and name, in any order, each at most once.
-const MODIFIERS: [&str; 5] = ["KIND", "SHORTDESC", "LONGDESC", "MERGEOP", "IF"];
+const MODIFIERS: [&str; 6] = ["KIND", "SHORTDESC", "LONGDESC", "MERGEOP", "IF", "WINDOW"];
 
 fn at_modifier(p: &Parser) -> bool {
     MODIFIERS.iter().any(|m| p.at_word(m))
@@ -680,6 +754,7 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
     let mut long_desc = None;
     let mut merge = None;
     let mut condition = None;
+    let mut window: Option<(i64, Span)> = None;
     let mut any_modifier = false;
     loop {
         if p.at_word("KIND") {
@@ -707,6 +782,17 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
             };
             p.advance();
             merge = Some((op, t.span));
+        } else if p.at_word("WINDOW") {
+            let at = p.advance().span;
+            if window.is_some() {
+                return Err(ParseError::new(at, "WINDOW given twice"));
+            }
+            let t = p.peek().clone();
+            let TokenKind::Duration(secs, _) = t.kind else {
+                return Err(p.expected("a duration after WINDOW (e.g. 30d, 12h)"));
+            };
+            p.advance();
+            window = Some((secs, t.span));
         } else if p.at_word("IF") {
             let at = p.advance().span;
             if condition.is_some() {
@@ -741,6 +827,7 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
             long_desc.is_some(),
             merge.is_some(),
             condition.is_some(),
+            window.is_some(),
         ];
         after.extend(
             MODIFIERS
@@ -780,6 +867,14 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
         None if intsum && aggregate == Aggregate::Latest => MergeOp::Sum,
         None => aggregate.default_merge_op(),
     };
+    let window = match window {
+        Some((secs, at)) => {
+            check_window(aggregate, kind, merge.map(|(op, _)| op))
+                .map_err(|m| ParseError::new(at, m))?;
+            Some(Window::new(secs).map_err(|m| ParseError::new(at, m))?)
+        }
+        None => None,
+    };
     Ok((
         FieldDef {
             name,
@@ -790,6 +885,7 @@ fn parse_item(p: &mut Parser) -> Result<(FieldDef, String), ParseError> {
             short_desc,
             long_desc,
             condition,
+            window,
             span,
         },
         expected_after,
@@ -861,6 +957,34 @@ fn check_kind(agg: Aggregate, ty: &Ty, kind: Kind) -> Result<(), String> {
                 ))
             }
         }
+    }
+}
+
+/// Whether an item may take `WINDOW`: `count`, `sum`, `min`, `max`, `set`, of a single value
+/// or a list, merged by the aggregate's own rule (buckets add up bucket by bucket).
+fn check_window(agg: Aggregate, kind: Kind, merge: Option<MergeOp>) -> Result<(), String> {
+    let name = match agg {
+        Aggregate::Count => "count",
+        Aggregate::Sum => "sum",
+        Aggregate::Min => "min",
+        Aggregate::Max => "max",
+        Aggregate::Set => "set",
+        Aggregate::Latest | Aggregate::First | Aggregate::ValueCount => {
+            return Err(
+                "WINDOW needs count(), sum(), min(), max() or set() around the expression".into(),
+            )
+        }
+    };
+    if kind.is_map() {
+        return Err(format!("a windowed {name}() cannot be KIND {kind}"));
+    }
+    match merge {
+        Some(op) if op != agg.default_merge_op() => Err(format!(
+            "MERGEOP {} cannot be used with WINDOW: windowed {name}() buckets merge by {}",
+            op.name(),
+            agg.default_merge_op().name()
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -12,6 +12,11 @@
 //! * `Min` / `Max` by the value order; `Set` is a sorted union.
 //! * `ValueCount` (`valuect()`) adds counts key by key: a map of value → number of events.
 //! * Maps merge key by key, each key with the field's rule.
+//! * `Window` (`WINDOW 30d`) keeps one state of the field's rule per time bucket (by event
+//!   time) and merges bucket by bucket; only the buckets within the window of the newest one
+//!   stay, so the state is bounded. Its visible value depends on "now"
+//!   ([`FieldState::to_json_at`]): the buckets in the window ending at now, folded.
+//! * The profile's [`Activity`] (engagement scores) merges the same way, by days.
 //! * Should two states of one field have different rules (two mappings disagree), the one
 //!   with the higher rule rank wins whole — still deterministic.
 
@@ -22,7 +27,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
-use crate::mapping::{MappedEvent, Mapping, MergeOp};
+use crate::mapping::{MappedEvent, Mapping, MergeOp, Window};
+use crate::scores::{Activity, Scores, SCORE_NAMES};
 use crate::value::{same_visible_seq, FieldValue};
 
 const NANOS: i128 = 1_000_000_000;
@@ -81,6 +87,15 @@ pub enum FieldState {
     /// because counts are exact integers, and stored as varints rather than 16-byte sums.
     ValueCount {
         counts: BTreeMap<String, i64>,
+    },
+    /// `WINDOW`: bucket number (event time in seconds / `bucket_seconds`, floored) → the
+    /// state of that bucket's events under `op`. Only the `span` buckets up to the newest are
+    /// kept; the value at a time `now` folds the buckets from `now`'s back `span - 1`.
+    Window {
+        op: MergeOp,
+        bucket_seconds: i64,
+        span: u32,
+        buckets: BTreeMap<i64, FieldState>,
     },
 }
 
@@ -169,6 +184,59 @@ impl FieldState {
         })
     }
 
+    /// The state of one event's value in a windowed field: its bucket alone.
+    pub fn new_windowed(
+        op: MergeOp,
+        window: Window,
+        value: FieldValue,
+        time: DateTime<Utc>,
+    ) -> Option<FieldState> {
+        let bucket = time.timestamp().div_euclid(window.bucket_seconds);
+        Some(FieldState::Window {
+            op,
+            bucket_seconds: window.bucket_seconds,
+            span: window.buckets(),
+            buckets: BTreeMap::from([(bucket, FieldState::new(op, value, time)?)]),
+        })
+    }
+
+    /// For a windowed state, the fold of its buckets in the window ending at `now` (`None`
+    /// when none has events); any other state as it is.
+    pub fn at(&self, now: DateTime<Utc>) -> Option<std::borrow::Cow<'_, FieldState>> {
+        use std::borrow::Cow;
+        let FieldState::Window {
+            bucket_seconds,
+            span,
+            buckets,
+            ..
+        } = self
+        else {
+            return Some(Cow::Borrowed(self));
+        };
+        let current = now.timestamp().div_euclid(*bucket_seconds);
+        let mut folded: Option<FieldState> = None;
+        for (_, s) in buckets.range(current - i64::from(*span) + 1..=current) {
+            match &mut folded {
+                Some(f) => f.merge(s),
+                None => folded = Some(s.clone()),
+            }
+        }
+        folded.map(Cow::Owned)
+    }
+
+    /// The visible value at `now`: [`FieldState::to_json`] for every rule but `Window`,
+    /// whose value is that of the events in the window ending at `now` — a count or sum of
+    /// none is 0, a min, max or set of none is no value (`None`).
+    pub fn to_json_at(&self, now: DateTime<Utc>) -> Option<Value> {
+        match self.at(now) {
+            Some(s) => Some(s.to_json()),
+            None => match self.op() {
+                MergeOp::Count | MergeOp::Sum => Some(Value::from(0)),
+                _ => None,
+            },
+        }
+    }
+
     /// The rule this state follows.
     pub fn op(&self) -> MergeOp {
         match self {
@@ -181,12 +249,30 @@ impl FieldState {
             FieldState::Set { .. } => MergeOp::Set,
             FieldState::Map { op, .. } => *op,
             FieldState::ValueCount { .. } => MergeOp::ValueCount,
+            FieldState::Window { op, .. } => *op,
         }
     }
 
     /// Folds one event's value in (same as merging [`FieldState::new`] of it).
     pub fn apply(&mut self, value: FieldValue, time: DateTime<Utc>) {
-        if let Some(s) = FieldState::new(self.op(), value, time) {
+        let new = match self {
+            FieldState::Window {
+                op,
+                bucket_seconds,
+                span,
+                ..
+            } => FieldState::new_windowed(
+                *op,
+                Window {
+                    seconds: *bucket_seconds * i64::from(*span),
+                    bucket_seconds: *bucket_seconds,
+                },
+                value,
+                time,
+            ),
+            _ => FieldState::new(self.op(), value, time),
+        };
+        if let Some(s) = new {
             self.merge(&s);
         }
     }
@@ -274,6 +360,35 @@ impl FieldState {
                 }
                 Some(changed)
             }
+            // Buckets merge one by one; then the buckets that fell out of the newest one's
+            // window go. The value shown depends on the time, so it may always have changed.
+            (
+                FieldState::Window {
+                    op,
+                    bucket_seconds,
+                    span,
+                    buckets,
+                },
+                FieldState::Window {
+                    op: op2,
+                    bucket_seconds: b2,
+                    span: s2,
+                    buckets: e2,
+                },
+            ) if (*op, *bucket_seconds, *span) == (*op2, *b2, *s2) => {
+                for (k, s) in e2 {
+                    match buckets.get_mut(k) {
+                        Some(mine) => mine.merge(s),
+                        None => {
+                            buckets.insert(*k, s.clone());
+                        }
+                    }
+                }
+                if let Some(newest) = buckets.keys().next_back().copied() {
+                    *buckets = buckets.split_off(&(newest - i64::from(*span) + 1));
+                }
+                Some(true)
+            }
             _ => None,
         };
         if let Some(changed) = same_rule {
@@ -289,8 +404,10 @@ impl FieldState {
         }
     }
 
-    /// (variant, rule) rank used when two states of one field follow different rules.
-    fn rank(&self) -> (u8, MergeOp) {
+    /// (variant, rule, window length, bucket length) rank used when two states of one field
+    /// follow different rules (a mapping's window changed: the longer window, then the
+    /// coarser buckets, win).
+    fn rank(&self) -> (u8, MergeOp, i64, i64) {
         let v = match self {
             FieldState::Latest { .. } => 0,
             FieldState::Oldest { .. } => 1,
@@ -301,8 +418,14 @@ impl FieldState {
             FieldState::Set { .. } => 6,
             FieldState::Map { .. } => 7,
             FieldState::ValueCount { .. } => 8,
+            FieldState::Window {
+                op,
+                bucket_seconds,
+                span,
+                ..
+            } => return (9, *op, bucket_seconds * i64::from(*span), *bucket_seconds),
         };
-        (v, self.op())
+        (v, self.op(), 0, 0)
     }
 
     /// Merges `other` into `self`. Commutative and associative.
@@ -335,6 +458,16 @@ impl FieldState {
                     .map(|(k, n)| (k.clone(), Value::from(*n)))
                     .collect(),
             ),
+            // Without a "now": the value as of the newest bucket (the latest event's).
+            FieldState::Window {
+                bucket_seconds,
+                buckets,
+                ..
+            } => {
+                let newest = buckets.keys().next_back().map_or(0, |b| b * bucket_seconds);
+                let at = DateTime::from_timestamp(newest, 0).unwrap_or_default();
+                self.to_json_at(at).unwrap_or(Value::Null)
+            }
         }
     }
 
@@ -358,6 +491,7 @@ impl FieldState {
             }
             (Set { values: a }, Set { values: b }) => same_visible_seq(a, b),
             (ValueCount { counts: a }, ValueCount { counts: b }) => a == b,
+            (Window { .. }, Window { .. }) => self == other,
             (Map { entries: a, .. }, Map { entries: b, .. }) => {
                 a.len() == b.len()
                     && a.iter()
@@ -393,6 +527,10 @@ fn sum_number(nanos: i128) -> Option<Number> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileState {
     pub fields: BTreeMap<String, FieldState>,
+    /// What the engagement scores are computed from; `None` until the profile has an event
+    /// (and in states stored before scores existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
 }
 
 impl ProfileState {
@@ -415,11 +553,19 @@ impl ProfileState {
         time: DateTime<Utc>,
         mut changed: impl FnMut(&str),
     ) {
+        if crate::scores::recording() {
+            self.record_activity(&Activity::of_event(time));
+            SCORE_NAMES.iter().for_each(|s| changed(s));
+        }
         for (name, value) in &event.values {
             let Some(def) = mapping.field(name) else {
                 continue;
             };
-            let Some(state) = FieldState::new(def.merge_op, value.clone(), time) else {
+            let state = match def.window {
+                Some(w) => FieldState::new_windowed(def.merge_op, w, value.clone(), time),
+                None => FieldState::new(def.merge_op, value.clone(), time),
+            };
+            let Some(state) = state else {
                 continue;
             };
             let visible = match self.fields.get_mut(name.as_str()) {
@@ -449,6 +595,44 @@ impl ProfileState {
         for (name, state) in &other.fields {
             self.merge_field(name, state);
         }
+        if let Some(a) = &other.activity {
+            self.record_activity(a);
+        }
+    }
+
+    fn record_activity(&mut self, a: &Activity) {
+        match &mut self.activity {
+            Some(mine) => mine.merge(a),
+            None => self.activity = Some(a.clone()),
+        }
+    }
+
+    /// The engagement scores at `now` (`None` before the first event).
+    pub fn scores(&self, now: DateTime<Utc>) -> Option<Scores> {
+        self.activity.as_ref().map(|a| a.scores(now))
+    }
+
+    /// The user-visible fields object at `now`: windowed fields count the events of the
+    /// window ending at `now`; a windowed min, max or set with none is left out.
+    pub fn to_json_at(&self, now: DateTime<Utc>) -> Value {
+        Value::Object(
+            self.fields
+                .iter()
+                .filter_map(|(k, s)| Some((k.clone(), s.to_json_at(now)?)))
+                .collect(),
+        )
+    }
+
+    /// What audience filters read at `now`: [`ProfileState::to_json_at`] plus the scores by
+    /// name (a mapping field of the same name hides the score).
+    pub fn filter_json(&self, now: DateTime<Utc>) -> Value {
+        let mut fields = self.to_json_at(now);
+        if let (Value::Object(map), Some(scores)) = (&mut fields, self.scores(now)) {
+            for (name, score) in scores.pairs() {
+                map.entry(name).or_insert_with(|| Value::from(score));
+            }
+        }
+        fields
     }
 
     /// The user-visible fields object.

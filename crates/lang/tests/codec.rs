@@ -3,13 +3,47 @@
 
 mod strategies;
 
+use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use strategies::state;
-use tributary_lang::ProfileState;
+use tributary_lang::{Activity, FieldState, MergeOp, ProfileState};
+
+/// A windowed field: buckets of ordinary states, around now and far back.
+fn window() -> impl Strategy<Value = FieldState> {
+    (
+        prop::sample::select(vec![MergeOp::Count, MergeOp::Sum, MergeOp::Set]),
+        prop::sample::select(vec![3600i64, 86_400]),
+        1u32..400,
+        prop::collection::btree_map(-5i64..500_000, state(), 0..4),
+    )
+        .prop_map(|(op, bucket_seconds, span, buckets)| FieldState::Window {
+            op,
+            bucket_seconds,
+            span,
+            buckets,
+        })
+}
+
+fn activity() -> impl Strategy<Value = Option<Activity>> {
+    let time = (-1_000_000_000i64..4_000_000_000, 0u32..1_000_000_000)
+        .prop_map(|(s, n)| DateTime::<Utc>::from_timestamp(s, n).unwrap());
+    prop::option::of(
+        (
+            time.clone(),
+            time,
+            prop::collection::btree_map(-20_000i64..50_000, any::<u32>(), 0..6),
+        )
+            .prop_map(|(first, last, days)| Activity { first, last, days }),
+    )
+}
 
 fn profile() -> impl Strategy<Value = ProfileState> {
-    prop::collection::btree_map(any::<String>(), state(), 0..6)
-        .prop_map(|fields| ProfileState { fields })
+    let field = prop_oneof![3 => state(), 1 => window()];
+    (
+        prop::collection::btree_map(any::<String>(), field, 0..6),
+        activity(),
+    )
+        .prop_map(|(fields, activity)| ProfileState { fields, activity })
 }
 
 proptest! {

@@ -184,6 +184,7 @@ fn value_counts_add_key_by_key() {
     // It stores as JSON too (the older storage form).
     let p = ProfileState {
         fields: BTreeMap::from([("c".to_string(), big)]),
+        activity: None,
     };
     let back: ProfileState = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
     assert_eq!(back, p);

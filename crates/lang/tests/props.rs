@@ -329,7 +329,7 @@ proptest! {
             left.merge(&fold(&states[at..]));
             prop_assert_eq!(&left, &whole);
         }
-        let p = ProfileState { fields: [("c".to_string(), whole.clone())].into() };
+        let p = ProfileState { fields: [("c".to_string(), whole.clone())].into(), activity: None };
         prop_assert_eq!(ProfileState::decode(&p.to_bytes()).unwrap(), p);
     }
 }

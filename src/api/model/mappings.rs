@@ -106,10 +106,45 @@ impl From<&FieldDef> for MappingField {
     }
 }
 
-/// `GET /api/schema`: every profile field the mappings define.
+/// `GET /api/schema`: every profile field the mappings define, and the engagement scores
+/// every profile has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProfileSchema {
     pub fields: Vec<SchemaField>,
+    /// The engagement scores (0–100), readable by name in audience filters.
+    #[serde(default)]
+    pub scores: Vec<ScoreField>,
+}
+
+/// One engagement score in the schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScoreField {
+    #[schema(example = "momentum")]
+    pub name: String,
+    /// Always `int` (0–100).
+    pub kind: String,
+    pub short_desc: String,
+}
+
+impl ScoreField {
+    /// Every score, in `tributary_lang::SCORE_NAMES` order.
+    pub fn all() -> Vec<ScoreField> {
+        let desc = |name: &str| match name {
+            "recency" => "How recently the last event was (halves every 7 days)",
+            "frequency" => "Share of the last 56 days with events, recent days weighing more",
+            "intensity" => "Events per active day over the last 28 days",
+            "momentum" => "Recent against longer-term activity: 50 steady, higher rising",
+            _ => "Share of the weeks (up to 8) with events",
+        };
+        tributary_lang::SCORE_NAMES
+            .iter()
+            .map(|n| ScoreField {
+                name: n.to_string(),
+                kind: "int".into(),
+                short_desc: desc(n).into(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -122,6 +157,10 @@ pub struct SchemaField {
     pub short_desc: Option<String>,
     /// Whether it identifies profiles (`BY`) in some mapping.
     pub identity: bool,
+    /// `WINDOW` as written (`30d`) for a windowed field: its value counts only the events of
+    /// that window, and changes as time passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 impl From<SchemaEntry> for SchemaField {
@@ -133,6 +172,7 @@ impl From<SchemaEntry> for SchemaField {
             streams: e.streams,
             short_desc: e.short_desc,
             identity: e.identity,
+            window: e.window,
         }
     }
 }

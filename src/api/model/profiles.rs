@@ -38,6 +38,39 @@ pub struct ProfileView {
     pub audiences: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Engagement scores now; absent for a profile stored before scores existed, until its
+    /// next event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<ProfileScores>,
+}
+
+/// Engagement scores, each 0–100, computed from the profile's event times at the time of the
+/// request (formulas in the mapping language's documentation). Audience filters read them by
+/// name: `FILTER AND (momentum > 60, recency > 40)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProfileScores {
+    /// How recently the last event was: halves every 7 days.
+    pub recency: u8,
+    /// Share of the last 56 days with events, recent days weighing more.
+    pub frequency: u8,
+    /// Events per active day over the last 28 days.
+    pub intensity: u8,
+    /// Recent activity against longer-term activity: 50 steady, above rising, below falling.
+    pub momentum: u8,
+    /// Share of the weeks (up to 8, since the first event) with events.
+    pub consistency: u8,
+}
+
+impl From<tributary_lang::Scores> for ProfileScores {
+    fn from(s: tributary_lang::Scores) -> Self {
+        Self {
+            recency: s.recency,
+            frequency: s.frequency,
+            intensity: s.intensity,
+            momentum: s.momentum,
+            consistency: s.consistency,
+        }
+    }
 }
 
 /// A page of profiles in id order.

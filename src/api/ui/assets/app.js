@@ -1190,6 +1190,8 @@ ALIAS ${name}
         h('div', {}, h('h3', {}, 'Audiences'), auds.length ? h('div', { class: 'chips' }, auds.map((a) => { const slug = typeof a === 'string' ? a : a.slug; return h('a', { class: 'chip', href: `#/audiences/${encodeURIComponent(slug)}` }, slug); })) : h('p', { class: 'muted' }, 'In no audience.'))),
       h('h3', {}, 'Fields'),
       table([{ label: 'Field', cell: (r) => h('strong', {}, r[0]) }, { label: 'Value', cell: (r) => h('span', { class: 'mono' }, val(r[1])) }], Object.entries(fields), { name: 'profile-fields', empty: 'No fields.' }),
+      h('h3', {}, 'Engagement scores'),
+      p.scores ? h('dl', { class: 'props', 'data-scores': '' }, Object.entries(p.scores).map(([k, v]) => [h('dt', {}, k), h('dd', { class: 'mono' }, h('meter', { min: 0, max: 100, value: v, title: `${k} ${v}/100` }), ` ${v}`)])) : h('p', { class: 'muted' }, 'No scores until the profile receives an event.'),
       h('p', { class: 'muted small' }, `Created ${fmtTime(p.created_at)} · updated ${fmtTime(p.updated_at)}`));
   }
 
