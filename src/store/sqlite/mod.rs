@@ -131,7 +131,8 @@ impl SqliteStore {
         writer
             .execute_batch(&format!(
                 "PRAGMA cdp.wal_autocheckpoint = {CDP_WRITER_CHECKPOINT_PAGES};
-                 PRAGMA cdp.journal_size_limit = {CDP_WAL_KEEP_BYTES};"
+                 PRAGMA cdp.journal_size_limit = {CDP_WAL_KEEP_BYTES};
+                 PRAGMA main.journal_size_limit = {MAIN_WAL_KEEP_BYTES};"
             ))
             .map_err(db)?;
         let checkpointer = Checkpointer::start(connect(path, 256, 256)?)?;
@@ -208,8 +209,9 @@ impl SqliteStore {
     }
 }
 
-/// Copies the CDP file's WAL into the database on its own thread and connection, after
-/// commits, so that a commit does not wait for that copy and its fsyncs: the profile
+/// Copies the CDP file's WAL (and, once a second, the main file's) into the database on its
+/// own thread and connection, after commits, so that a commit does not wait for that copy and
+/// its fsyncs: the profile
 /// processor writes about one scattered profile page per event, and copying them back was a
 /// third of its commit time. Checkpoints are PASSIVE: they never block a reader or the writer.
 /// Ends with the store (when the last request sender is dropped).
@@ -223,9 +225,20 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
+                let mut main_checkpointed = std::time::Instant::now();
                 for () in requests {
                     if let Err(e) = conn.execute_batch("PRAGMA cdp.wal_checkpoint(PASSIVE);") {
                         tracing::warn!(error = %e, "checkpointing the CDP file failed; the next commit retries");
+                    }
+                    // The writer's automatic checkpoint threshold is one per connection, in
+                    // pages: set for the CDP file's small pages, it would let the main file's
+                    // 64 KiB pages pile up to 625 MiB of WAL. The main file is copied back from
+                    // here instead, at most once a second.
+                    if main_checkpointed.elapsed() >= MAIN_CHECKPOINT_EVERY {
+                        main_checkpointed = std::time::Instant::now();
+                        if let Err(e) = conn.execute_batch("PRAGMA main.wal_checkpoint(PASSIVE);") {
+                            tracing::warn!(error = %e, "checkpointing the main store file failed; retried in a second");
+                        }
                     }
                 }
             })
@@ -247,6 +260,10 @@ const CDP_WRITER_CHECKPOINT_PAGES: u32 = 10_000;
 /// What the CDP file's WAL is cut back to when it restarts (it grows while readers keep
 /// checkpoints from finishing).
 const CDP_WAL_KEEP_BYTES: u64 = 64 * 1024 * 1024;
+/// How often the [`Checkpointer`] copies the main file's WAL back (after a commit).
+const MAIN_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// What the main file's WAL is cut back to when it restarts.
+const MAIN_WAL_KEEP_BYTES: u64 = 64 * 1024 * 1024;
 /// Page cache of the writer, which every commit walks (KiB). Bounded, like the readers', so
 /// the store's memory does not grow with the database.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
@@ -403,6 +420,46 @@ mod tests {
 
     mod conformance {
         crate::conformance_tests!(super::fresh_store);
+    }
+
+    /// The main file's WAL is copied back while the store runs, not only once it reaches the
+    /// CDP file's page threshold (which, in 64 KiB pages, was 625 MiB).
+    #[tokio::test]
+    async fn the_main_files_wal_is_checkpointed_while_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let padding = "x".repeat(1000);
+        let events = |from: usize, n: usize| -> Vec<NewEvent> {
+            (from..from + n)
+                .map(|i| NewEvent {
+                    event_id: format!("e{i}"),
+                    fields: crate::store::EventFields::from_checked_object_text(&format!(
+                        r#"{{"i":{i},"pad":"{padding}"}}"#
+                    )),
+                    origin: None,
+                })
+                .collect()
+        };
+        store.append_events("web", events(0, 2000)).await.unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut next = 2000;
+        loop {
+            // Each commit asks the checkpoint thread to run; the main file is copied at most
+            // once a second.
+            store.append_events("web", events(next, 1)).await.unwrap();
+            next += 1;
+            let now = std::fs::metadata(&path).unwrap().len();
+            if now >= before + 1024 * 1024 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the main file did not grow from {before} bytes: its WAL was not checkpointed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     #[tokio::test]
