@@ -278,14 +278,18 @@ async fn main() {
         }
     }
     println!("  steady: draining");
-    let (t, cpu, server_cpu) = (
+    let database = store_url.as_deref().map_or("", records::postgres_database);
+    let (t, cpu, server_cpu, split) = (
         Instant::now(),
         cpu_seconds(),
         records::postgres_cpu_seconds(),
+        records::postgres_cpu_split(database),
     );
     let n = cdp.drain().await.expect("drain");
     let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let server_cpu = records::postgres_cpu_seconds() - server_cpu;
+    let (ours, own) = records::postgres_cpu_split(database);
+    let (ours, own) = (ours - split.0, own - split.1);
     println!(
         "  steady: {n} events in {secs:.1}s = {:.0} events/s; {cpu:.1} CPU s = {:.0} events per CPU s ({} profiles after merges)",
         n as f64 / secs,
@@ -296,6 +300,11 @@ async fn main() {
         println!(
             "  steady: PostgreSQL server {server_cpu:.1} CPU s = {:.0} µs per event (its processes, from /proc)",
             server_cpu * 1e6 / n.max(1) as f64
+        );
+        println!(
+            "  steady: of which {database}'s connections {ours:.1} CPU s = {:.0} µs per event, the server's own processes (WAL writer, checkpointer, autovacuum; shared) {own:.1} CPU s = {:.0} µs per event",
+            ours * 1e6 / n.max(1) as f64,
+            own * 1e6 / n.max(1) as f64
         );
     }
     let (mut changes, mut by_family) = (0usize, [0usize; 10]);

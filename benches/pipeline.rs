@@ -249,6 +249,8 @@ fn main() {
         let rss_before = records::status_mib("VmRSS");
         let cpu0 = records::process_cpu_seconds();
         let server_cpu0 = records::postgres_cpu_seconds();
+        let database = store_url.as_deref().map_or("", records::postgres_database);
+        let split0 = records::postgres_cpu_split(database);
         let t0 = Instant::now();
         let mut tasks = Vec::new();
         for s in 0..shards {
@@ -268,6 +270,8 @@ fn main() {
         let wall = t0.elapsed().as_secs_f64();
         let cpu = records::process_cpu_seconds() - cpu0;
         let server_cpu = records::postgres_cpu_seconds() - server_cpu0;
+        let split = records::postgres_cpu_split(database);
+        let (ours, own) = (split.0 - split0.0, split.1 - split0.1);
         let peak = records::status_mib("VmHWM");
 
         let job = store.get_job(JOB_ID).await.expect("job");
@@ -319,6 +323,11 @@ fn main() {
             println!(
                 "  PostgreSQL server  {server_cpu:>9.2} s CPU = {:.2} s per million records (its processes, from /proc)",
                 server_cpu / (total.records as f64 / 1e6)
+            );
+            println!(
+                "    of which {database}'s connections {:.2} s/M, the server's own processes (WAL writer, checkpointer, autovacuum; shared) {:.2} s/M",
+                ours * scale,
+                own * scale
             );
         } else {
             println!("  database           {db_mib:>9.1} MiB on disk");

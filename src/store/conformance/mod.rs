@@ -47,6 +47,12 @@ macro_rules! conformance_tests {
         }
 
         #[tokio::test]
+        async fn conformance_member_lists_are_written_whole() {
+            let (_guard, store) = $open().await;
+            $crate::store::conformance::member_lists_section(&*store).await;
+        }
+
+        #[tokio::test]
         async fn conformance_nodes_and_leases() {
             let (_guard, store) = $open().await;
             $crate::store::conformance::lease_section(&*store).await;
@@ -80,6 +86,11 @@ pub async fn control_section(store: &dyn Store) {
 /// [`CatalogStore`] on its own.
 pub async fn catalog_section(store: &dyn Store) {
     catalog::mappings_and_audiences(store).await;
+}
+
+/// [`ProfileStore`]'s member lists on their own.
+pub async fn member_lists_section(store: &dyn Store) {
+    profiles::member_lists_are_written_whole(store).await;
 }
 
 /// [`LeaseStore`] on its own.

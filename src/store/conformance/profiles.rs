@@ -235,3 +235,100 @@ pub(super) async fn cdp_reset_for_rebuild(store: &dyn Store) {
     );
     store.delete_audience("vip").await.unwrap();
 }
+
+/// A profile written with its whole member list gets exactly that list, entry times included:
+/// the list of the batch's last write of it that has one, whatever the stored rows were.
+pub(super) async fn member_lists_are_written_whole(store: &dyn Store) {
+    for (id, slug) in [("ml-a1", "ml1"), ("ml-a2", "ml2"), ("ml-a3", "ml3")] {
+        store.insert_audience(audience(id, slug)).await.unwrap();
+    }
+    let at = |secs: i64| chrono::DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap();
+    let list = |entries: &[(&str, i64)]| -> MemberList {
+        entries
+            .iter()
+            .map(|(a, secs)| (Arc::from(*a), at(*secs)))
+            .collect()
+    };
+    let added = |a: &str, secs: i64| Membership {
+        audience_id: a.into(),
+        profile_id: "mp1".into(),
+        entered_at: at(secs),
+    };
+    let stored = || async {
+        store
+            .profile_memberships(vec!["mp1".into()])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.audience_id, m.entered_at))
+            .collect::<Vec<_>>()
+    };
+    let counts = || async {
+        store
+            .list_audiences()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(a, _)| a.id.starts_with("ml-"))
+            .map(|(a, n)| (a.id, n))
+            .collect::<Vec<_>>()
+    };
+    let write =
+        |entries: &[(&str, i64)]| ProfileWrite::new(profile("mp1", 1)).with_members(list(entries));
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upserts: vec![write(&[("ml-a1", 0), ("ml-a2", 0)])],
+            memberships_added: vec![added("ml-a1", 0), added("ml-a2", 0)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored().await,
+        [("ml-a1".to_string(), at(0)), ("ml-a2".to_string(), at(0))]
+    );
+
+    // a1 left, a3 joined, and the writer says a2 began at 10 (e.g. a merge kept the earlier
+    // entry of the merged-away profile): the list's time is stored.
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upserts: vec![write(&[("ml-a2", 10), ("ml-a3", 20)])],
+            memberships_added: vec![added("ml-a3", 20)],
+            memberships_removed: vec![("ml-a1".into(), "mp1".into())],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let expected = [("ml-a2".to_string(), at(10)), ("ml-a3".to_string(), at(20))];
+    assert_eq!(stored().await, expected);
+    assert_eq!(
+        counts().await,
+        [
+            ("ml-a1".to_string(), 0),
+            ("ml-a2".to_string(), 1),
+            ("ml-a3".to_string(), 1)
+        ]
+    );
+
+    // Two writes of the profile in one batch: the last one's list is the profile's, and no
+    // entry of the earlier one stays.
+    store
+        .commit_profile_batch(Arc::new(ProfileBatch {
+            upserts: vec![
+                write(&[("ml-a1", 30)]),
+                write(&[("ml-a2", 10), ("ml-a3", 20)]),
+            ],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(stored().await, expected);
+    assert_eq!(
+        counts().await,
+        [
+            ("ml-a1".to_string(), 0),
+            ("ml-a2".to_string(), 1),
+            ("ml-a3".to_string(), 1)
+        ]
+    );
+}

@@ -166,38 +166,35 @@ fn distinct_by_id(events: &[NewEvent]) -> Vec<&NewEvent> {
         .collect()
 }
 
-/// Numbers the new events after the head, inserts them, moves the head on and keeps the
-/// stream's summary in step, in one statement. Ids already stored are skipped (a replay):
-/// under the head's lock no other writer can be inserting, so the check is exact and the
-/// numbers stay dense.
+/// The ids among `$1` already stored (a replayed page's).
+const STORED_EVENT_IDS: &str = "SELECT event_id FROM events WHERE event_id = ANY($1::text[])";
+
+/// Inserts `$13` new events numbered after the head `$1`, moves the head on and keeps the
+/// stream's summary in step, in one statement. The arrays are expanded in the select list
+/// (`unnest` there runs in lockstep and streams its rows), not by `UNNEST … WITH ORDINALITY` in
+/// `FROM`, which would copy the page into a tuplestore (spilled to disk beyond `work_mem`)
+/// and, numbered by `row_number()`, sort it: both cost more server time than the insert.
 const INSERT_EVENTS: &str = "
-WITH new AS (
-    INSERT INTO events (seq, event_id, stream, fields, stored_at, kinesis_stream, shard_id,
-                        sequence_number, sub_sequence_number, partition_key, arrival_ns)
-    SELECT $1::int8 + row_number() OVER (ORDER BY u.ord), u.event_id, $2::text, u.fields,
-           $3::timestamptz, u.kinesis_stream, u.shard_id, u.sequence_number,
-           u.sub_sequence_number, u.partition_key, u.arrival_ns
-      FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[],
-                  $10::text[], $11::int8[])
-           WITH ORDINALITY AS u(event_id, fields, kinesis_stream, shard_id, sequence_number,
-                                sub_sequence_number, partition_key, arrival_ns, ord)
-     WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = u.event_id)
-    RETURNING 1
-), inserted AS (
-    SELECT count(*) AS n FROM new
-), head AS (
-    UPDATE log_heads SET last_seq = last_seq + (SELECT n FROM inserted) WHERE log = $12
+WITH head AS (
+    UPDATE log_heads SET last_seq = $1::int8 + $13::int8 WHERE log = $12
 ), summary AS (
-    INSERT INTO streams (name, events, last_event_at)
-    SELECT $2, n, $3 FROM inserted WHERE n > 0
+    INSERT INTO streams (name, events, last_event_at) VALUES ($2, $13, $3)
     ON CONFLICT (name) DO UPDATE
         SET events = streams.events + excluded.events, last_event_at = excluded.last_event_at
 )
-SELECT n FROM inserted";
+INSERT INTO events (seq, event_id, stream, fields, stored_at, kinesis_stream, shard_id,
+                    sequence_number, sub_sequence_number, partition_key, arrival_ns)
+SELECT generate_series($1::int8 + 1, $1::int8 + $13::int8), unnest($4::text[]), $2::text,
+       unnest($5::text[]), $3::timestamptz, unnest($6::text[]), unnest($7::text[]),
+       unnest($8::text[]), unnest($9::int8[]), unnest($10::text[]), unnest($11::int8[])";
 
 /// Appends `events` to `stream` inside `tx`, skipping ids already stored; returns how many were
 /// new. Takes the event log's lock until `tx` commits: call it after the transaction's other
 /// writes.
+///
+/// The stored ids are looked up under the lock, in a statement after the one that took it (so
+/// with a snapshot that sees the previous writer's rows): no other writer can be inserting,
+/// so the check is exact and the numbers stay dense.
 pub(super) async fn insert_events(
     tx: &Transaction<'_>,
     stream: &str,
@@ -207,30 +204,44 @@ pub(super) async fn insert_events(
     if events.is_empty() {
         return Ok(0);
     }
-    let events = distinct_by_id(events);
-    let c = EventColumns::of(&events);
-    // Prepared before the lock: a connection's first use parses it while others may append.
+    let mut events = distinct_by_id(events);
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    // Prepared before the lock: a connection's first use parses them while others may append.
+    let stored_ids = tx.prepare_cached(STORED_EVENT_IDS).await.map_err(db)?;
     let insert = tx.prepare_cached(INSERT_EVENTS).await.map_err(db)?;
     let head = lock_head(tx, Log::Events).await?;
-    let row = tx
-        .query_one(
-            &insert,
-            &[
-                &head,
-                &stream,
-                now,
-                &c.event_ids,
-                &c.fields,
-                &c.kinesis_streams,
-                &c.shard_ids,
-                &c.sequence_numbers,
-                &c.sub_sequence_numbers,
-                &c.partition_keys,
-                &c.arrival_ns,
-                &Log::Events.key(),
-            ],
-        )
-        .await
-        .map_err(db)?;
-    Ok(count(get(&row, 0)?))
+    let stored = tx.query(&stored_ids, &[&ids]).await.map_err(db)?;
+    if !stored.is_empty() {
+        let stored: HashSet<&str> = stored
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<StoreResult<_>>()?;
+        events.retain(|e| !stored.contains(e.event_id.as_str()));
+        if events.is_empty() {
+            return Ok(0);
+        }
+    }
+    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let c = EventColumns::of(&events);
+    tx.execute(
+        &insert,
+        &[
+            &head,
+            &stream,
+            now,
+            &c.event_ids,
+            &c.fields,
+            &c.kinesis_streams,
+            &c.shard_ids,
+            &c.sequence_numbers,
+            &c.sub_sequence_numbers,
+            &c.partition_keys,
+            &c.arrival_ns,
+            &Log::Events.key(),
+            &n,
+        ],
+    )
+    .await
+    .map_err(db)?;
+    Ok(events.len() as u64)
 }

@@ -60,6 +60,7 @@ use super::{StoreError, StoreResult};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_cluster.sql"),
+    include_str!("migrations/0003_profile_batches.sql"),
 ];
 
 /// Connections one store opens at most, unless the URL's `pool_max` says otherwise.

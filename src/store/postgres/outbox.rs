@@ -144,14 +144,13 @@ pub(super) async fn insert_changes(
     // Prepared before the lock: a connection's first use parses it while others may append.
     let insert = tx
         .prepare_cached(
+            // `unnest` in the select list (in lockstep with the positions) streams the rows;
+            // in FROM it would first copy them into a tuplestore.
             "INSERT INTO audience_changes
                  (seq, audience_id, audience_slug, profile_id, kind, at, entered_at)
-             SELECT $1::int8 + u.ord, u.audience_id, u.audience_slug, u.profile_id, u.kind,
-                    u.at, u.entered_at
-               FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                           $7::timestamptz[])
-                    WITH ORDINALITY
-                    AS u(audience_id, audience_slug, profile_id, kind, at, entered_at, ord)",
+             SELECT generate_series($1::int8 + 1, $1::int8 + cardinality($2::text[])),
+                    unnest($2::text[]), unnest($3::text[]), unnest($4::text[]),
+                    unnest($5::text[]), unnest($6::timestamptz[]), unnest($7::timestamptz[])",
         )
         .await
         .map_err(db)?;

@@ -30,7 +30,7 @@ impl Log {
 
 /// Locks `log` until commit and returns the last position handed out; the caller's insert
 /// numbers its rows after it and moves the head on (for inserts that learn how many rows they
-/// add only while inserting, like the event log's, which skips ids already stored).
+/// add only under the lock, like the event log's, which skips ids already stored).
 ///
 /// `FOR UPDATE` waits for an earlier writer to commit and then returns the head it left, and
 /// the caller's next statement takes a new snapshot that sees that writer's rows.

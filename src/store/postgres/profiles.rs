@@ -85,6 +85,14 @@ fn membership_from_row(r: &Row) -> StoreResult<Membership> {
 struct MemberCounts(HashMap<String, i64>);
 
 impl MemberCounts {
+    /// Counts the delta in the second column for the audience id in the first, per row.
+    fn add_signed_rows(&mut self, rows: &[Row]) -> StoreResult<()> {
+        for row in rows {
+            *self.0.entry(get(row, 0)?).or_default() += get::<i64>(row, 1)?;
+        }
+        Ok(())
+    }
+
     /// Counts `delta` for each audience id in the first column of `rows`.
     fn add_rows(&mut self, rows: &[Row], delta: i64) -> StoreResult<()> {
         for row in rows {
@@ -152,41 +160,35 @@ impl<'a> Pairs<'a> {
 
 /// Applies the batch's membership changes and counts what actually changed, per audience, so
 /// counts stay exact whatever repeats. A profile written with its whole member list gets
-/// exactly that list (an existing membership keeps when it began); the others are patched by
-/// the batch's removals, then its additions. Memberships of profiles or audiences that do not
-/// exist are not stored.
+/// exactly that list, entry times included (the list of its last write that has one); the
+/// others are patched by the batch's removals, then its additions (an addition of a membership
+/// already there keeps when it began). Memberships of profiles or audiences that do not exist
+/// are not stored.
 async fn apply_membership_changes(
     tx: &Transaction<'_>,
     batch: &ProfileBatch,
     counts: &mut MemberCounts,
 ) -> StoreResult<()> {
-    let listed: HashSet<&str> = batch
-        .upserts
-        .iter()
-        .filter(|w| w.members.is_some())
-        .map(|w| w.profile.id.as_str())
-        .collect();
+    let mut lists: BTreeMap<&str, &MemberList> = BTreeMap::new();
+    for write in &batch.upserts {
+        if let Some(list) = &write.members {
+            lists.insert(&write.profile.id, list);
+        }
+    }
     let mut removed = Pairs::default();
     for (audience_id, profile_id) in &batch.memberships_removed {
-        if !listed.contains(profile_id.as_str()) {
+        if !lists.contains_key(profile_id.as_str()) {
             removed.push(audience_id, profile_id);
         }
     }
     let (mut joining, mut entered_at) = (Pairs::default(), Vec::<Timestamp>::new());
     for m in &batch.memberships_added {
-        if !listed.contains(m.profile_id.as_str()) {
+        if !lists.contains_key(m.profile_id.as_str()) {
             joining.push(&m.audience_id, &m.profile_id);
             entered_at.push(m.entered_at);
         }
     }
-    let mut kept = Pairs::default();
-    for write in &batch.upserts {
-        for (audience_id, at) in write.members.iter().flatten() {
-            kept.push(audience_id, &write.profile.id);
-            joining.push(audience_id, &write.profile.id);
-            entered_at.push(*at);
-        }
-    }
+    lock_audiences(tx, &joining, &lists).await?;
     if !removed.audience_ids.is_empty() {
         let rows = query(
             tx,
@@ -195,21 +197,6 @@ async fn apply_membership_changes(
               WHERE m.audience_id = r.audience_id AND m.profile_id = r.profile_id
               RETURNING m.audience_id",
             &[&removed.audience_ids, &removed.profile_ids],
-        )
-        .await?;
-        counts.add_rows(&rows, -1)?;
-    }
-    if !listed.is_empty() {
-        let listed: Vec<&str> = listed.into_iter().collect();
-        let rows = query(
-            tx,
-            "DELETE FROM memberships m
-              WHERE m.profile_id = ANY($1::text[])
-                AND NOT EXISTS (
-                    SELECT 1 FROM UNNEST($2::text[], $3::text[]) AS k(audience_id, profile_id)
-                     WHERE k.audience_id = m.audience_id AND k.profile_id = m.profile_id)
-              RETURNING m.audience_id",
-            &[&listed, &kept.audience_ids, &kept.profile_ids],
         )
         .await?;
         counts.add_rows(&rows, -1)?;
@@ -230,7 +217,103 @@ async fn apply_membership_changes(
         .await?;
         counts.add_rows(&rows, 1)?;
     }
+    set_member_lists(tx, &lists, counts).await
+}
+
+/// Locks the audiences the batch may add members to until commit (`FOR KEY SHARE`: other
+/// batches and audience edits go on), so none is deleted meanwhile: an audience's deletion
+/// waits and then removes the memberships the batch wrote (`delete_audience`). What the
+/// foreign key did for each membership row, once per batch.
+async fn lock_audiences(
+    tx: &Transaction<'_>,
+    joining: &Pairs<'_>,
+    lists: &BTreeMap<&str, &MemberList>,
+) -> StoreResult<()> {
+    let mut ids: Vec<&str> = joining.audience_ids.clone();
+    ids.extend(lists.values().flat_map(|l| l.iter().map(|(a, _)| &**a)));
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    query(
+        tx,
+        "SELECT 1 FROM audiences WHERE id = ANY($1::text[]) FOR KEY SHARE",
+        &[&ids],
+    )
+    .await?;
     Ok(())
+}
+
+/// Makes the memberships of each listed profile exactly its list. One statement compares the
+/// lists with the stored rows (a hash join) and writes only the differences: most of a busy
+/// profile's memberships are unchanged by a batch, and a write of an unchanged row would cost
+/// a new row version, its index entries and the foreign-key check.
+async fn set_member_lists(
+    tx: &Transaction<'_>,
+    lists: &BTreeMap<&str, &MemberList>,
+    counts: &mut MemberCounts,
+) -> StoreResult<()> {
+    if lists.is_empty() {
+        return Ok(());
+    }
+    let entries: usize = lists.values().map(|l| l.len()).sum();
+    let (mut wanted, mut entered_at) = (Pairs::default(), Vec::with_capacity(entries));
+    let mut seen = HashSet::with_capacity(entries);
+    for (profile_id, list) in lists {
+        for (audience_id, at) in list.iter() {
+            // A list naming an audience twice keeps its first entry.
+            if seen.insert((&**audience_id, *profile_id)) {
+                wanted.push(audience_id, profile_id);
+                entered_at.push(*at);
+            }
+        }
+    }
+    let profile_ids: Vec<&str> = lists.keys().copied().collect();
+    let rows = query(
+        tx,
+        "WITH wanted AS (
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[])
+                 AS w(audience_id, profile_id, entered_at)
+         ), held AS (
+             SELECT m.audience_id, m.profile_id, m.entered_at FROM memberships m
+              WHERE m.profile_id = ANY($4::text[])
+         ), diff AS (
+             SELECT COALESCE(w.audience_id, h.audience_id) AS audience_id,
+                    COALESCE(w.profile_id, h.profile_id) AS profile_id,
+                    w.entered_at AS wanted, h.entered_at AS held
+               FROM wanted w
+               FULL JOIN held h ON h.audience_id = w.audience_id AND h.profile_id = w.profile_id
+              WHERE w.entered_at IS DISTINCT FROM h.entered_at
+         ), gone AS (
+             DELETE FROM memberships m USING diff d
+              WHERE d.wanted IS NULL
+                AND m.audience_id = d.audience_id AND m.profile_id = d.profile_id
+             RETURNING m.audience_id
+         ), moved AS (
+             UPDATE memberships m SET entered_at = d.wanted FROM diff d
+              WHERE d.wanted IS NOT NULL AND d.held IS NOT NULL
+                AND m.audience_id = d.audience_id AND m.profile_id = d.profile_id
+         ), joined AS (
+             INSERT INTO memberships (audience_id, profile_id, entered_at)
+             SELECT d.audience_id, d.profile_id, d.wanted FROM diff d
+              WHERE d.held IS NULL
+                AND EXISTS (SELECT 1 FROM audiences a WHERE a.id = d.audience_id)
+                AND EXISTS (SELECT 1 FROM profiles p WHERE p.id = d.profile_id)
+             ON CONFLICT (audience_id, profile_id) DO NOTHING
+             RETURNING audience_id
+         )
+         SELECT audience_id, -1::int8 FROM gone
+          UNION ALL SELECT audience_id, 1::int8 FROM joined",
+        &[
+            &wanted.audience_ids,
+            &wanted.profile_ids,
+            &entered_at,
+            &profile_ids,
+        ],
+    )
+    .await?;
+    counts.add_signed_rows(&rows)
 }
 
 /// Deletes merged-away profiles; their memberships go with them.
@@ -279,7 +362,8 @@ async fn upsert_identities(tx: &Transaction<'_>, identities: &[IdentityRow]) -> 
         tx,
         "INSERT INTO identities (field, value, profile_id)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
-         ON CONFLICT (field, value) DO UPDATE SET profile_id = excluded.profile_id",
+         ON CONFLICT (field, value) DO UPDATE SET profile_id = excluded.profile_id
+             WHERE identities.profile_id <> excluded.profile_id",
         &[&fields, &values, &profile_ids],
     )
     .await?;
@@ -502,8 +586,22 @@ impl ProfileStore for PostgresStore {
         ids: Vec<String>,
     ) -> StoreResult<Vec<(Profile, MemberList)>> {
         let client = self.client().await?;
-        let sql = format!("{PROFILES_WITH_MEMBERS} WHERE p.id = ANY($1::text[]) ORDER BY p.id");
-        let rows = query(&client, &sql, &[&ids]).await?;
+        // The member lists of all of them in one pass (one join with the audiences, one sort),
+        // where the per-profile subquery of `PROFILES_WITH_MEMBERS` would repeat both for each.
+        let sql =
+            "SELECT p.id, p.state, p.created_at, p.updated_at, ml.audience_ids, ml.entered_ats
+                     FROM profiles p
+                     LEFT JOIN (
+                         SELECT m.profile_id,
+                                array_agg(m.audience_id ORDER BY a.num) AS audience_ids,
+                                array_agg(m.entered_at ORDER BY a.num) AS entered_ats
+                           FROM memberships m JOIN audiences a ON a.id = m.audience_id
+                          WHERE m.profile_id = ANY($1::text[])
+                          GROUP BY m.profile_id
+                     ) ml ON ml.profile_id = p.id
+                    WHERE p.id = ANY($1::text[])
+                    ORDER BY p.id";
+        let rows = query(&client, sql, &[&ids]).await?;
         let mut shared = SharedIds::default();
         rows.iter()
             .map(|r| profile_with_members(r, &mut shared))
@@ -527,6 +625,12 @@ impl ProfileStore for PostgresStore {
     async fn commit_profile_batch(&self, batch: Arc<ProfileBatch>) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        // Every statement below takes arrays of a batch's size. A custom plan sized for them
+        // may hash-join a whole table (e.g. every membership) where an index probe per element
+        // is what stays cheap as the tables grow; the generic plan assumes few elements.
+        tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await
+            .map_err(db)?;
         check_fence(&tx, batch.fence.as_ref()).await?;
         upsert_profiles(&tx, &batch.upserts).await?;
         let mut counts = MemberCounts::default();
