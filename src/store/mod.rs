@@ -9,6 +9,7 @@
 //! | [`ProfileStore`] | profiles, identities, memberships, the processor's cursor | the profile processor |
 //! | [`OutboxStore`] | the audience-change outbox, export progress | the processor; export jobs |
 //! | [`LeaseStore`] | nodes, and which node holds which piece of work | every node |
+//! | [`ErasureStore`] | erasure records, the suppression list | the API, the profile processor's node |
 //!
 //! [`Store`] is all of them at once, for the code that wires the parts together. The log-like
 //! roles ([`EventLog`], [`OutboxStore`]) state an ordering contract that readers rely on.
@@ -21,6 +22,7 @@ mod catalog;
 #[cfg(test)]
 pub mod conformance;
 mod control;
+mod erasure;
 mod error;
 mod event_log;
 mod import;
@@ -36,6 +38,7 @@ use chrono::{DateTime, Utc};
 
 pub use catalog::*;
 pub use control::*;
+pub use erasure::*;
 pub use error::{StoreError, StoreResult};
 pub use event_log::*;
 pub use import::*;
@@ -47,7 +50,14 @@ pub type Timestamp = DateTime<Utc>;
 
 /// Every role at once: what the server wires together and hands out piece by piece.
 pub trait Store:
-    ControlStore + ImportStore + EventLog + CatalogStore + ProfileStore + OutboxStore + LeaseStore
+    ControlStore
+    + ImportStore
+    + EventLog
+    + CatalogStore
+    + ProfileStore
+    + OutboxStore
+    + LeaseStore
+    + ErasureStore
 {
 }
 
@@ -59,6 +69,7 @@ impl<T> Store for T where
         + ProfileStore
         + OutboxStore
         + LeaseStore
+        + ErasureStore
 {
 }
 

@@ -8,6 +8,7 @@
 
 mod catalog;
 mod control;
+mod erasure;
 mod event_log;
 mod import;
 mod lease;
@@ -47,6 +48,12 @@ macro_rules! conformance_tests {
         }
 
         #[tokio::test]
+        async fn conformance_erasure_and_suppressions() {
+            let (_guard, store) = $open().await;
+            $crate::store::conformance::erasure_section(&*store).await;
+        }
+
+        #[tokio::test]
         async fn conformance_nodes_and_leases() {
             let (_guard, store) = $open().await;
             $crate::store::conformance::lease_section(&*store).await;
@@ -80,6 +87,12 @@ pub async fn control_section(store: &dyn Store) {
 /// [`CatalogStore`] on its own.
 pub async fn catalog_section(store: &dyn Store) {
     catalog::mappings_and_audiences(store).await;
+}
+
+/// [`ErasureStore`], with the profile, event-log and outbox rows it deletes and writes.
+pub async fn erasure_section(store: &dyn Store) {
+    erasure::erase_a_person(store).await;
+    erasure::dead_letters_carrying_a_value_go(store).await;
 }
 
 /// [`LeaseStore`] on its own.

@@ -37,6 +37,7 @@
 
 mod catalog;
 mod control;
+mod erasure;
 mod event_log;
 mod import;
 mod lease;
@@ -58,6 +59,7 @@ use super::{StoreError, StoreResult};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_cluster.sql"),
+    include_str!("migrations/0003_lifecycle.sql"),
 ];
 
 /// Connections one store opens at most, unless the URL's `pool_max` says otherwise.
