@@ -57,18 +57,20 @@ impl AppState {
         membership: Membership,
     ) -> Self {
         let access = AwsAccess::new(store.clone(), master_key.clone(), aws);
+        let cdp = Cdp::with_cluster(
+            store.clone().into(),
+            metrics.clone(),
+            membership.is_clustered(),
+        );
         let jobs = JobManager::new(JobContext {
             store: store.clone(),
             aws: access.clone(),
             metrics: metrics.clone(),
             membership: membership.clone(),
+            suppressions: cdp.suppressions(),
         });
         AppState {
-            cdp: Cdp::with_cluster(
-                store.clone().into(),
-                metrics.clone(),
-                membership.is_clustered(),
-            ),
+            cdp,
             membership,
             store,
             master_key,

@@ -93,6 +93,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     ));
     // With several nodes: follow job states and catalog changes made through other nodes.
     let follow_stop = CancellationToken::new();
+    tokio::spawn(state.cdp.clone().follow_suppressions(follow_stop.clone()));
     if membership.is_clustered() {
         tokio::spawn(state.jobs.clone().follow_store(follow_stop.clone()));
         tokio::spawn(state.cdp.clone().follow_cluster(follow_stop.clone()));

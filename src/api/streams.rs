@@ -148,21 +148,42 @@ async fn collect(
         let body = invalid_events(&decoded.dead_letters, decoded.events.len());
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
     }
-    let accepted = decoded.events.len();
+    let mut events: Vec<NewEvent> = decoded
+        .events
+        .into_iter()
+        .map(|e| NewEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            fields: e.fields.into(),
+            origin: None,
+        })
+        .collect();
+    let suppressed = state
+        .cdp
+        .suppressions()
+        .drop_suppressed(&stream, &mut events);
+    if suppressed > 0 {
+        state
+            .metrics
+            .lifecycle
+            .suppressed_events
+            .with_label_values(&["collect"])
+            .inc_by(suppressed);
+        state.store.count_suppressed("collect", suppressed).await?;
+    }
+    let accepted = events.len();
     if accepted > 0 {
-        let events = decoded
-            .events
-            .into_iter()
-            .map(|e| NewEvent {
-                event_id: uuid::Uuid::now_v7().to_string(),
-                fields: e.fields.into(),
-                origin: None,
-            })
-            .collect();
         state.store.append_events(&stream, events).await?;
     }
-    tracing::debug!(%stream, accepted, "events collected");
-    Ok((StatusCode::ACCEPTED, Json(Collected { accepted })).into_response())
+    tracing::debug!(%stream, accepted, suppressed, "events collected");
+    let suppressed = suppressed as usize;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Collected {
+            accepted,
+            suppressed,
+        }),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

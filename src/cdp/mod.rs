@@ -6,6 +6,7 @@
 //! changes behind one lock — the processor's batches, audience re-evaluations and rebuilds —
 //! so each of those steps reads current state and commits it in one transaction.
 
+pub mod erasure;
 pub mod identity;
 pub mod processor;
 pub mod registry;
@@ -23,8 +24,8 @@ use tributary_lang::{dates, parse_mapping, Mapping, ParseError};
 use crate::audiences::{AudienceError, AudienceSet};
 use crate::metrics::Metrics;
 use crate::store::{
-    Audience, CatalogStore, DynStore, EventLog, Fence, OutboxStore, ProfileStore, StoreError,
-    StoreResult, StoredEvent, StreamMapping,
+    Audience, CatalogStore, DynStore, ErasureStore, EventLog, Fence, OutboxStore, ProfileStore,
+    StoreError, StoreResult, StoredEvent, StreamMapping,
 };
 pub use registry::MappingRegistry;
 
@@ -74,6 +75,8 @@ pub struct CdpStores {
     pub catalog: Arc<dyn CatalogStore>,
     pub profiles: Arc<dyn ProfileStore>,
     pub outbox: Arc<dyn OutboxStore>,
+    /// Erasures of people and the suppression list (see [`erasure`]).
+    pub erasure: Arc<dyn ErasureStore>,
 }
 
 impl From<DynStore> for CdpStores {
@@ -82,7 +85,8 @@ impl From<DynStore> for CdpStores {
             events: store.clone(),
             catalog: store.clone(),
             profiles: store.clone(),
-            outbox: store,
+            outbox: store.clone(),
+            erasure: store,
         }
     }
 }
@@ -111,6 +115,8 @@ struct Inner {
     processing: std::sync::atomic::AtomicBool,
     /// Shares its store with other nodes (see [`Cdp::follow_cluster`]).
     clustered: bool,
+    /// The suppression list as hashes, with the mappings that find identifiers in events.
+    suppressions: erasure::Suppressions,
 }
 
 impl Cdp {
@@ -146,6 +152,7 @@ impl Cdp {
                 fence: RwLock::new(None),
                 processing: Default::default(),
                 clustered,
+                suppressions: Default::default(),
             }),
         }
     }
@@ -205,6 +212,7 @@ impl Cdp {
         &self,
         running: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     ) -> Result<(), CdpError> {
+        self.resume_erasures().await?;
         let profiles = &self.inner.stores.profiles;
         if !profiles.processor_state(REBUILD_KEY).await?.is_empty() {
             let _guard = self.write_turn().await;

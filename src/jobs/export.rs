@@ -262,6 +262,8 @@ struct Item {
     /// For an exit: when the membership began.
     entered_at: Option<DateTime<Utc>>,
     backfill: bool,
+    /// Why, when not the audience's filter (`deleted`: the person was erased).
+    reason: Option<String>,
 }
 
 impl Exporter {
@@ -488,6 +490,7 @@ impl Exporter {
             at: m.entered_at,
             entered_at: None,
             backfill: true,
+            reason: None,
         }
     }
 
@@ -593,6 +596,7 @@ fn live_item(c: AudienceChange) -> Item {
         at: c.at,
         entered_at: c.entered_at,
         backfill: false,
+        reason: c.reason,
     }
 }
 
@@ -633,7 +637,7 @@ fn record_payload(job_id: &str, config: &ExportConfig, item: &Item, fields: &Val
         }
     }
     data.insert("segment_events".into(), json!([segment]));
-    json!({
+    let mut record = json!({
         "data": data,
         "meta": {
             "object": "user",
@@ -643,7 +647,12 @@ fn record_payload(job_id: &str, config: &ExportConfig, item: &Item, fields: &Val
             "backfill": item.backfill,
             "change_id": item.change_id,
         }
-    })
+    });
+    if let Some(reason) = &item.reason {
+        // An erased person's exits: the profile (and its fields) is gone; `profile_id` names it.
+        record["meta"]["reason"] = reason.as_str().into();
+    }
+    record
 }
 
 #[cfg(test)]
@@ -668,7 +677,21 @@ mod tests {
             at: "2026-01-02T03:04:05Z".parse().unwrap(),
             entered_at: (kind == ChangeKind::Exit).then(|| "2026-01-01T00:00:00Z".parse().unwrap()),
             backfill: false,
+            reason: None,
         }
+    }
+
+    #[test]
+    fn an_erased_persons_exit_says_why_in_meta() {
+        let erased = Item {
+            reason: Some("deleted".into()),
+            ..item(ChangeKind::Exit)
+        };
+        let p = record_payload("job-1", &config(), &erased, &json!({}));
+        assert_eq!(p["meta"]["reason"], "deleted");
+        assert_eq!(p["meta"]["profile_id"], "p1");
+        let p = record_payload("job-1", &config(), &item(ChangeKind::Exit), &json!({}));
+        assert!(p["meta"].get("reason").is_none());
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct JobContext {
     pub aws: AwsAccess,
     pub metrics: Metrics,
     pub membership: Membership,
+    /// The suppression list import jobs drop events by.
+    pub suppressions: crate::cdp::erasure::Suppressions,
 }
 
 /// Why a job stopped for good. Its text is the job's `last_error`, for the person who reads

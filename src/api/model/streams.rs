@@ -115,10 +115,20 @@ impl EventsPage {
     }
 }
 
-/// `POST /api/collect/{stream}`: every event was stored.
+/// `POST /api/collect/{stream}`: every event was stored, but those carrying a suppressed
+/// identifier (dropped and counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Collected {
+    /// Events stored.
     pub accepted: usize,
+    /// Events dropped for an identifier on the suppression list (`GET /api/suppressions`);
+    /// left out when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suppressed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `POST /api/collect/{stream}` with undecodable items: nothing was stored.
