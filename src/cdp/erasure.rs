@@ -366,6 +366,59 @@ mod tests {
         assert_eq!(s.drop_suppressed("clicks", &mut unmapped), 0);
     }
 
+    /// A crash after the record was made (step 1): the processor's start finishes the erasure.
+    #[tokio::test]
+    async fn an_interrupted_erasure_completes_when_the_processor_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: crate::store::DynStore = Arc::new(
+            crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db"))
+                .await
+                .unwrap(),
+        );
+        let cdp = Cdp::new(store.clone().into(), crate::metrics::Metrics::new());
+        cdp.set_mapping(
+            "web",
+            "SELECT email AS email KIND string, count(*) AS visits KIND int FROM web INTO user BY email",
+        )
+        .await
+        .unwrap();
+        let fields =
+            |email: &str| EventFields::from(json!({"email": email}).as_object().unwrap().clone());
+        let events = ["a@x.org", "b@x.org", "a@x.org"]
+            .iter()
+            .map(|e| NewEvent {
+                event_id: uuid::Uuid::now_v7().to_string(),
+                fields: fields(e),
+                origin: None,
+            })
+            .collect();
+        store.append_events("web", events).await.unwrap();
+        cdp.step(100).await.unwrap();
+        let row = &store
+            .lookup_identities(vec![("email".into(), "a@x.org".into())])
+            .await
+            .unwrap()[0];
+        let identities = store.profile_identities(&row.profile_id).await.unwrap();
+        store
+            .begin_erasure(&row.profile_id, identities, true)
+            .await
+            .unwrap();
+
+        assert_eq!(cdp.resume_erasures().await.unwrap(), 1);
+        assert!(store.pending_erasures().await.unwrap().is_empty());
+        assert!(store.get_profile(&row.profile_id).await.is_err());
+        let left = store.list_events("web", 10, None).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].fields["email"], "b@x.org");
+        assert_eq!(store.list_suppressions().await.unwrap().len(), 1);
+        let mut again = vec![NewEvent {
+            event_id: "e".into(),
+            fields: fields("a@x.org"),
+            origin: None,
+        }];
+        assert_eq!(cdp.suppressions().drop_suppressed("web", &mut again), 1);
+    }
+
     #[test]
     fn hashes_are_hex_sha256_of_the_value() {
         assert_eq!(

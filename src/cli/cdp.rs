@@ -11,8 +11,8 @@ use super::client::{count, joined, labelled, q, s, table, Client, ClientError};
 use crate::api::model::audiences::{
     AudienceList, AudienceView, ChangesPage, CreateAudience, MembersPage, UpdateAudience,
 };
-use crate::api::model::mappings::{MappingView, ProfileSchema};
 use crate::api::model::lifecycle::Erased;
+use crate::api::model::mappings::{MappingView, ProfileSchema};
 use crate::api::model::profiles::{ProfileView, Rebuild};
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ mod export;
 mod foundation;
 mod import;
 mod import_faults;
+mod lifecycle;
 mod operator;
 mod peers;
 mod ui;

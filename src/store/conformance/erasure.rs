@@ -173,7 +173,7 @@ pub(super) async fn dead_letters_carrying_a_value_go(store: &dyn Store) {
         millis_behind_latest: None,
     };
     store
-        .register_shards("era-job", &[checkpoint.clone()])
+        .register_shards("era-job", std::slice::from_ref(&checkpoint))
         .await
         .unwrap();
     store

@@ -1190,7 +1190,27 @@ ALIAS ${name}
         h('div', {}, h('h3', {}, 'Audiences'), auds.length ? h('div', { class: 'chips' }, auds.map((a) => { const slug = typeof a === 'string' ? a : a.slug; return h('a', { class: 'chip', href: `#/audiences/${encodeURIComponent(slug)}` }, slug); })) : h('p', { class: 'muted' }, 'In no audience.'))),
       h('h3', {}, 'Fields'),
       table([{ label: 'Field', cell: (r) => h('strong', {}, r[0]) }, { label: 'Value', cell: (r) => h('span', { class: 'mono' }, val(r[1])) }], Object.entries(fields), { name: 'profile-fields', empty: 'No fields.' }),
-      h('p', { class: 'muted small' }, `Created ${fmtTime(p.created_at)} · updated ${fmtTime(p.updated_at)}`));
+      h('p', { class: 'muted small' }, `Created ${fmtTime(p.created_at)} · updated ${fmtTime(p.updated_at)}`),
+      eraseForm(p));
+  }
+
+  // Erasure of a person (DELETE /api/profiles/{id}), confirmed first: it cannot be undone.
+  function eraseForm(p) {
+    const suppress = h('input', { type: 'checkbox', id: `suppress-${p.id}`, name: 'suppress', 'data-erase-suppress': p.id });
+    const result = h('div', { 'aria-live': 'polite' });
+    async function erase() {
+      const also = suppress.checked ? ' Its identifiers go on the suppression list, so events carrying them are dropped from now on.' : '';
+      if (!confirm(`Delete profile ${p.id}, its identities, memberships and every stored event carrying its identifiers? Export jobs are sent an exit with reason "deleted" for each audience.${also} This cannot be undone.`)) return;
+      const res = await api('DELETE', `/api/profiles/${encodeURIComponent(p.id)}?suppress=${suppress.checked}`);
+      if (!res.ok) { replace(result, errorBox(res, 'Not deleted')); return; }
+      const e = res.data;
+      replace(result, h('div', { class: 'ok-box', role: 'status', 'data-erased': e.profile_id },
+        `Deleted: ${fmtNum(e.events_deleted)} events, ${fmtNum(e.identities_deleted)} identifiers, ${fmtNum(e.audiences_exited)} audiences left, ${fmtNum(e.suppressed)} identifiers suppressed.`));
+    }
+    return h('div', { class: 'form-actions danger-zone' },
+      h('label', { for: `suppress-${p.id}` }, suppress, ' Suppress its identifiers (keep them from coming back)'),
+      h('button', { type: 'button', class: 'danger', id: `erase-${p.id}`, 'data-erase': p.id, onClick: erase }, 'Delete this person…'),
+      result);
   }
 
   // ---------------------------------------------------------------------------------------
