@@ -10,6 +10,7 @@
 //! | [`OutboxStore`] | the audience-change outbox, export progress | the processor; export jobs |
 //! | [`LeaseStore`] | nodes, and which node holds which piece of work | every node |
 //! | [`ErasureStore`] | erasure records, the suppression list | the API, the profile processor's node |
+//! | [`RetentionStore`] | per-stream retention, pruning, sizes | the API, the retention task |
 //!
 //! [`Store`] is all of them at once, for the code that wires the parts together. The log-like
 //! roles ([`EventLog`], [`OutboxStore`]) state an ordering contract that readers rely on.
@@ -30,6 +31,7 @@ mod lease;
 mod outbox;
 pub mod postgres;
 mod profiles;
+mod retention;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -45,6 +47,7 @@ pub use import::*;
 pub use lease::*;
 pub use outbox::*;
 pub use profiles::*;
+pub use retention::*;
 
 pub type Timestamp = DateTime<Utc>;
 
@@ -58,6 +61,7 @@ pub trait Store:
     + OutboxStore
     + LeaseStore
     + ErasureStore
+    + RetentionStore
 {
 }
 
@@ -70,6 +74,7 @@ impl<T> Store for T where
         + OutboxStore
         + LeaseStore
         + ErasureStore
+        + RetentionStore
 {
 }
 

@@ -14,6 +14,7 @@ mod import;
 mod lease;
 mod outbox;
 mod profiles;
+mod retention;
 
 use std::sync::Arc;
 
@@ -51,6 +52,12 @@ macro_rules! conformance_tests {
         async fn conformance_erasure_and_suppressions() {
             let (_guard, store) = $open().await;
             $crate::store::conformance::erasure_section(&*store).await;
+        }
+
+        #[tokio::test]
+        async fn conformance_retention() {
+            let (_guard, store) = $open().await;
+            $crate::store::conformance::retention_section(&*store).await;
         }
 
         #[tokio::test]
@@ -93,6 +100,11 @@ pub async fn catalog_section(store: &dyn Store) {
 pub async fn erasure_section(store: &dyn Store) {
     erasure::erase_a_person(store).await;
     erasure::dead_letters_carrying_a_value_go(store).await;
+}
+
+/// [`RetentionStore`], with the event log and outbox rows it prunes.
+pub async fn retention_section(store: &dyn Store) {
+    retention::settings_pruning_and_sizes(store).await;
 }
 
 /// [`LeaseStore`] on its own.

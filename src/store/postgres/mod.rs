@@ -44,6 +44,7 @@ mod lease;
 mod outbox;
 mod positions;
 mod profiles;
+mod retention;
 mod rows;
 
 use std::str::FromStr;

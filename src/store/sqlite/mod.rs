@@ -20,6 +20,7 @@ mod import;
 mod lease;
 mod outbox;
 mod profiles;
+mod retention;
 mod rows;
 
 use std::path::Path;
