@@ -26,6 +26,8 @@ pub struct AppState {
     pub cdp: Cdp,
     /// This node's place among the nodes sharing the store (alone: [`Membership::solo`]).
     pub membership: Membership,
+    /// What retention deletes when (the server's settings; defaults in tests).
+    pub retention: crate::config::RetentionSettings,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             suppressions: cdp.suppressions(),
         });
         AppState {
+            retention: Default::default(),
             cdp,
             membership,
             store,

@@ -74,9 +74,15 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<StreamList>> {
     let streams = state.store.list_streams().await?;
     let lag: std::collections::HashMap<String, u64> =
         crate::cdp::lag(&*state.store).await?.into_iter().collect();
+    let log_bytes = state.store.store_sizes().await?.event_log_bytes();
+    let total_events: u64 = streams.iter().map(|s| s.events).sum();
     let streams = streams
         .iter()
-        .map(|s| StreamView::new(s, lag.get(&s.name).copied().unwrap_or(0)))
+        .map(|s| StreamView {
+            approx_bytes: (log_bytes as u128 * u128::from(s.events)
+                / u128::from(total_events.max(1))) as u64,
+            ..StreamView::new(s, lag.get(&s.name).copied().unwrap_or(0))
+        })
         .collect();
     Ok(Json(StreamList { streams }))
 }

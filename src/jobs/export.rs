@@ -301,6 +301,12 @@ impl Exporter {
             .map(|(a, _)| (a.slug.clone(), a.id.clone()))
             .collect();
         let progress = fenced_starting_point(&stores, &job.id, &config, fence.as_ref()).await?;
+        if let Some(note) = missed_changes(&ctx.store, progress.cursor).await? {
+            tracing::warn!(job = %job.id, "{note}");
+            ctx.store
+                .set_job_state(&job.id, crate::store::JobState::Running, Some(&note))
+                .await?;
+        }
         let mut exporter = Exporter {
             stores,
             job_id: job.id.clone(),
@@ -584,6 +590,25 @@ impl Exporter {
         }
         Ok(found)
     }
+}
+
+/// What a job resuming at `cursor` can no longer send: changes retention deleted while it
+/// was paused (`outbox_max_age`), said so the job's `last_error` and the UI show it.
+async fn missed_changes(
+    store: &crate::store::DynStore,
+    cursor: i64,
+) -> Result<Option<String>, StoreError> {
+    let Some(oldest) = store.oldest_audience_change().await? else {
+        return Ok(None);
+    };
+    if oldest <= cursor + 1 {
+        return Ok(None);
+    }
+    let (first, last) = (cursor + 1, oldest - 1);
+    Ok(Some(format!(
+        "missed {} audience changes (outbox positions {first}–{last}): the job was paused longer than the outbox keeps published changes (outbox_max_age), so they were deleted before it sent them; it carries on from position {oldest}. To resend current members, create a new export job with existing_users",
+        last - first + 1
+    )))
 }
 
 fn live_item(c: AudienceChange) -> Item {

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod export;
 pub mod import;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -288,3 +288,135 @@ async fn erasing_a_person_deletes_them_everywhere_tells_exports_and_keeps_them_o
     let (status, _) = env.server.delete(&format!("/api/suppressions/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn retention_deletes_old_events_under_a_running_import_and_keeps_the_new() {
+    let env = Env::start().await;
+    create_stream(&env.kinesis, "clicks", 1).await;
+    let import = env.import("clicks").await;
+    let (status, body) = env.server.get("/api/streams/web/retention").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"stream": "web", "max_age": null, "source": "default"})
+    );
+    let (status, body) = env
+        .server
+        .put("/api/streams/web/retention", &json!({"max_age": "20 days"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_field", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("max_age"),
+        "{body}"
+    );
+
+    let old: Vec<Value> = (0..50)
+        .map(|i| json!({"email": format!("old{i}@example.org"), "batch": "old"}))
+        .collect();
+    env.put("clicks", &old).await;
+    wait_for(WAIT, "the old events are stored and applied", || async {
+        let (_, body) = env.server.get("/api/streams").await;
+        let s = &body["streams"][0];
+        (s["events"] == 50 && s["processor_lag"] == 0).then_some(())
+    })
+    .await;
+    let (status, body) = env
+        .server
+        .put("/api/streams/web/retention", &json!({"max_age": "20s"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"stream": "web", "max_age": "20s", "source": "stream"})
+    );
+
+    // The import keeps running while retention deletes: a record a second.
+    let feeding = {
+        let kinesis = env.kinesis.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let e = json!({"email": format!("live{i}@example.org"), "batch": "live"});
+                put_records(
+                    &kinesis,
+                    "clicks",
+                    &[("pk", serde_json::to_vec(&e).unwrap())],
+                )
+                .await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    let count = |batch: &'static str| {
+        let server = &env.server;
+        async move {
+            web_events(server)
+                .await
+                .iter()
+                .filter(|e| e["fields"]["batch"] == batch)
+                .count()
+        }
+    };
+    let deadline = WAIT + Duration::from_secs(30);
+    wait_for(deadline, "retention deleted the old events", || async {
+        (count("old").await == 0).then_some(())
+    })
+    .await;
+    let live_then = count("live").await;
+    assert!(live_then > 0, "the import stored while retention ran");
+    // The newest events are all there: 10 more arrive, none of them is deleted.
+    wait_for(WAIT, "the import goes on", || async {
+        (count("live").await >= live_then + 10).then_some(())
+    })
+    .await;
+    feeding.abort();
+    let events = web_events(&env.server).await;
+    let newest: Vec<i64> = events
+        .iter()
+        .take(10)
+        .map(|e| {
+            e["fields"]["email"].as_str().unwrap()["live".len()..]
+                .split('@')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        newest.windows(2).all(|w| w[0] == w[1] + 1),
+        "the newest ten are consecutive: {newest:?}"
+    );
+    let stored_before = |e: &Value, secs: i64| {
+        let at: chrono::DateTime<chrono::Utc> = e["stored_at"].as_str().unwrap().parse().unwrap();
+        at < chrono::Utc::now() - chrono::Duration::seconds(secs)
+    };
+    assert!(
+        !events.iter().any(|e| stored_before(e, 20 + 15 + 10)),
+        "nothing stays much past its age"
+    );
+    assert!(
+        metric(
+            &env.server,
+            "tributary_retention_deleted_total",
+            &[("kind", "events")]
+        )
+        .await
+            >= 50.0
+    );
+    assert!(
+        metric(
+            &env.server,
+            "tributary_store_file_bytes",
+            &[("file", "main")]
+        )
+        .await
+            > 0.0
+    );
+    let (_, streams) = env.server.get("/api/streams").await;
+    assert!(
+        streams["streams"][0]["approx_bytes"].as_u64().unwrap() > 0,
+        "{streams}"
+    );
+    assert_eq!(job_view(&env.server, &import).await["state"], "running");
+}

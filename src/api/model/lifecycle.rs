@@ -83,3 +83,26 @@ impl From<&Suppression> for SuppressionView {
 pub struct SuppressionList {
     pub suppressions: Vec<SuppressionView>,
 }
+
+/// `PUT /api/streams/{name}/retention`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRequest {
+    /// Delete the stream's events older than this: a whole number and a unit (`s`, `m`, `h`,
+    /// `d`), e.g. `30d`; null keeps them for ever.
+    #[schema(example = "30d")]
+    pub max_age: Option<String>,
+}
+
+/// A stream's retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetentionView {
+    pub stream: String,
+    /// Events older than this are deleted (once the profile processor has applied them);
+    /// null: kept for ever.
+    #[schema(example = "30d")]
+    pub max_age: Option<String>,
+    /// `stream` (set for this stream) or `default` (the server's `retention_max_age`).
+    #[schema(example = "stream")]
+    pub source: String,
+}

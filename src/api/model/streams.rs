@@ -16,6 +16,10 @@ pub struct StreamView {
     pub last_event_at: Option<DateTime<Utc>>,
     /// Its events not yet turned into profiles.
     pub processor_lag: u64,
+    /// About how many bytes of the store its events take (the event log's file shared out
+    /// by event count).
+    #[serde(default)]
+    pub approx_bytes: u64,
 }
 
 impl StreamView {
@@ -25,6 +29,7 @@ impl StreamView {
             events: s.events,
             last_event_at: s.last_event_at,
             processor_lag,
+            approx_bytes: 0,
         }
     }
 }

@@ -72,6 +72,13 @@
   let uid = 0;
   const nextId = (p) => `${p}-${++uid}`;
 
+  function fmtBytes(n) {
+    if (typeof n !== 'number') return '—';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return `${i ? n.toFixed(1) : n} ${units[i]}`;
+  }
   function fmtNum(n) { return typeof n === 'number' ? n.toLocaleString('en-US') : (n ?? '—'); }
   function fmtTime(t) {
     if (!t) return '—';
@@ -985,6 +992,7 @@
       refresh(slot, res.data, table([
         { label: 'Stream', cell: (s) => h('a', { href: `#/streams/${encodeURIComponent(s.name)}` }, s.name) },
         { label: 'Events', num: true, cell: (s) => h('span', { 'data-events': s.name }, fmtNum(s.events)) },
+        { label: 'Size (approx.)', num: true, cell: (s) => h('span', { 'data-size': s.name }, fmtBytes(s.approx_bytes)) },
         { label: 'Last event', cell: (s) => fmtTime(s.last_event_at) },
       ], listOf(res.data, 'streams'), { name: 'streams', href: (s) => `#/streams/${encodeURIComponent(s.name)}`, empty: 'No events yet: create an import job or POST to /api/collect/{stream}.' }));
     });
