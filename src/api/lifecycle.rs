@@ -9,7 +9,9 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
-use super::model::lifecycle::{RetentionRequest, RetentionView, SuppressionList, SuppressionView};
+use super::model::lifecycle::{
+    BackupRequest, BackupView, RetentionRequest, RetentionView, SuppressionList, SuppressionView,
+};
 use super::model::ErrorBody;
 use crate::app::AppState;
 use crate::config::{format_age, parse_age};
@@ -22,6 +24,40 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_suppressions))
         .routes(routes!(delete_suppression))
         .routes(routes!(get_retention, put_retention))
+        .routes(routes!(backup))
+}
+
+/// Copies the store (SQLite: both files, as of one instant) into `dest_dir` while everything
+/// keeps running; writes wait for the copy. The master key is not copied. A PostgreSQL store
+/// answers 409: back it up with pg_dump.
+#[utoipa::path(post, path = "/api/backup", tag = TAG,
+    request_body = BackupRequest,
+    responses(
+        (status = 200, description = "The backup's files", body = BackupView),
+        (status = 400, description = "`invalid_field` (`dest_dir`) or `invalid_request`", body = ErrorBody),
+        (status = 409, description = "`conflict`: a file is already there, or the store is PostgreSQL (use pg_dump)", body = ErrorBody),
+    ))]
+async fn backup(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<BackupRequest>,
+) -> ApiResult<Json<BackupView>> {
+    if req.dest_dir.trim().is_empty() {
+        return Err(ApiError::invalid_field(
+            "dest_dir",
+            "give a directory on the server's machine",
+        ));
+    }
+    let started = std::time::Instant::now();
+    let report = state.store.backup_to(req.dest_dir.clone().into()).await?;
+    tracing::info!(dest = %req.dest_dir, bytes = report.bytes, seconds = started.elapsed().as_secs_f64(), "backup written");
+    Ok(Json(BackupView {
+        files: report
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
+        bytes: report.bytes,
+    }))
 }
 
 /// The retention `stream` follows: its own, else the server's default.

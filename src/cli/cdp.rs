@@ -11,7 +11,7 @@ use super::client::{count, joined, labelled, q, s, table, Client, ClientError};
 use crate::api::model::audiences::{
     AudienceList, AudienceView, ChangesPage, CreateAudience, MembersPage, UpdateAudience,
 };
-use crate::api::model::lifecycle::Erased;
+use crate::api::model::lifecycle::{BackupRequest, BackupView, Erased};
 use crate::api::model::mappings::{MappingView, ProfileSchema};
 use crate::api::model::profiles::{ProfileView, Rebuild};
 
@@ -440,6 +440,19 @@ fn describe_profile(p: &ProfileView) -> String {
         .map(|(name, value)| vec![name.clone(), s(value)])
         .collect();
     format!("{head}\n\n{}", table(&["FIELD", "VALUE"], fields))
+}
+
+pub async fn backup(client: &Client, dest_dir: String) -> Result<(), ClientError> {
+    let v = client
+        .post("/api/backup", &BackupRequest { dest_dir })
+        .await?;
+    client.print(&v, |b: &BackupView| {
+        format!(
+            "Backed up {} bytes into:\n  {}\nThe master key is not in it: keep it apart (see the README's \"Backup and restore\").",
+            b.bytes,
+            b.files.join("\n  ")
+        )
+    })
 }
 
 pub async fn profile(client: &Client, cmd: ProfileCommand) -> Result<(), ClientError> {

@@ -11,6 +11,7 @@
 //! | [`LeaseStore`] | nodes, and which node holds which piece of work | every node |
 //! | [`ErasureStore`] | erasure records, the suppression list | the API, the profile processor's node |
 //! | [`RetentionStore`] | per-stream retention, pruning, sizes | the API, the retention task |
+//! | [`BackupStore`] | a consistent copy of the running store | the API |
 //!
 //! [`Store`] is all of them at once, for the code that wires the parts together. The log-like
 //! roles ([`EventLog`], [`OutboxStore`]) state an ordering contract that readers rely on.
@@ -19,6 +20,7 @@
 //! RFC 3339 timestamps, JSON as TEXT, BLOB for bytes); every backend passes the same
 //! `conformance` suite, a section per role.
 
+mod backup;
 mod catalog;
 #[cfg(test)]
 pub mod conformance;
@@ -38,6 +40,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use backup::*;
 pub use catalog::*;
 pub use control::*;
 pub use erasure::*;
@@ -62,6 +65,7 @@ pub trait Store:
     + LeaseStore
     + ErasureStore
     + RetentionStore
+    + BackupStore
 {
 }
 
@@ -75,6 +79,7 @@ impl<T> Store for T where
         + LeaseStore
         + ErasureStore
         + RetentionStore
+        + BackupStore
 {
 }
 

@@ -420,3 +420,108 @@ async fn retention_deletes_old_events_under_a_running_import_and_keeps_the_new()
     );
     assert_eq!(job_view(&env.server, &import).await["state"], "running");
 }
+
+#[tokio::test]
+async fn a_backup_under_load_restores_into_a_new_data_dir_and_resumes_with_nothing_lost() {
+    let mut env = Env::start().await;
+    create_stream(&env.kinesis, "clicks", 2).await;
+    let import = env.import("clicks").await;
+    let record = |i: usize| json!({"email": format!("b{i}@example.org"), "i": i});
+    let first: Vec<Value> = (0..200).map(record).collect();
+    env.put("clicks", &first).await;
+    wait_for(WAIT, "some events are stored", || async {
+        (web_events(&env.server).await.len() >= 50).then_some(())
+    })
+    .await;
+
+    // Under load: more records go in while the copy is taken.
+    let more: Vec<Value> = (200..400).map(record).collect();
+    let kinesis = env.kinesis.clone();
+    let feeding = tokio::spawn(async move {
+        for chunk in more.chunks(20) {
+            let records: Vec<(String, Vec<u8>)> = chunk
+                .iter()
+                .map(|e| ("pk".to_owned(), serde_json::to_vec(e).unwrap()))
+                .collect();
+            put_records(&kinesis, "clicks", &records).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let backup_dir = tempfile::tempdir().unwrap();
+    let dest = backup_dir.path().join("b1");
+    let (status, body) = env
+        .server
+        .post(
+            "/api/backup",
+            &json!({"dest_dir": dest.display().to_string()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", env.server.logs());
+    let files: Vec<&str> = body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 2, "{body}");
+    assert!(body["bytes"].as_u64().unwrap() > 0);
+    assert!(!dest.join("master.key").exists(), "the key is not copied");
+    // Not over an existing backup.
+    let (status, again) = env
+        .server
+        .post(
+            "/api/backup",
+            &json!({"dest_dir": dest.display().to_string()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    feeding.await.unwrap();
+    let rest: Vec<Value> = (400..500).map(record).collect();
+    env.put("clicks", &rest).await;
+    assert_eq!(job_view(&env.server, &import).await["state"], "running");
+    assert!(env.server.stop().await);
+
+    // A new data dir on the copy (same master key): the job resumes from the backed-up
+    // checkpoints and ends with every record exactly once.
+    let store = format!("sqlite://{}", dest.join("tributary.db").display());
+    let restored = TestServer::builder()
+        .kinesis_endpoint(&env.kinesalite.endpoint())
+        .arg("--store")
+        .arg(&store)
+        .start()
+        .await;
+    wait_for(WAIT, "all 500 records are stored once", || async {
+        let events = web_events_all(&restored).await;
+        (events.len() >= 500).then_some(())
+    })
+    .await;
+    let events = web_events_all(&restored).await;
+    let mut seen: Vec<i64> = events
+        .iter()
+        .map(|e| e["fields"]["i"].as_i64().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..500).collect::<Vec<i64>>(),
+        "nothing lost or duplicated"
+    );
+    let (_, jobs) = restored.get("/api/jobs").await;
+    assert_eq!(jobs["jobs"][0]["id"], import.as_str());
+    assert_eq!(jobs["jobs"][0]["state"], "running", "{jobs}");
+}
+
+/// Every event of the `web` stream, page by page.
+async fn web_events_all(server: &TestServer) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut path = "/api/streams/web/events?limit=1000".to_owned();
+    loop {
+        let (status, body) = server.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        all.extend(body["events"].as_array().unwrap().clone());
+        match body["next_before"].as_i64() {
+            Some(seq) => path = format!("/api/streams/web/events?limit=1000&before={seq}"),
+            None => return all,
+        }
+    }
+}

@@ -106,3 +106,21 @@ pub struct RetentionView {
     #[schema(example = "stream")]
     pub source: String,
 }
+
+/// `POST /api/backup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// A directory on the server's machine: made if missing; existing files are never
+    /// overwritten.
+    #[schema(example = "/var/backups/tributary/2026-12-06")]
+    pub dest_dir: String,
+}
+
+/// What a backup wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupView {
+    /// The files written (the master key is not among them: keep it apart).
+    pub files: Vec<String>,
+    pub bytes: u64,
+}

@@ -154,3 +154,12 @@ impl RetentionStore for PostgresStore {
         })
     }
 }
+
+#[async_trait]
+impl BackupStore for PostgresStore {
+    async fn backup_to(&self, _dest_dir: std::path::PathBuf) -> StoreResult<BackupReport> {
+        Err(StoreError::Conflict(
+            "this server's store is PostgreSQL, which Tributary does not copy itself: back it up with pg_dump (e.g. `pg_dump --format=custom --file tributary.dump DBNAME`) or your database's own backups, and restore with pg_restore; see the README's \"Backup and restore\"".into(),
+        ))
+    }
+}
