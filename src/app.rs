@@ -26,6 +26,8 @@ pub struct AppState {
     pub cdp: Cdp,
     /// This node's place among the nodes sharing the store (alone: [`Membership::solo`]).
     pub membership: Membership,
+    /// What retention deletes when (the server's settings; defaults in tests).
+    pub retention: crate::config::RetentionSettings,
 }
 
 impl AppState {
@@ -57,18 +59,21 @@ impl AppState {
         membership: Membership,
     ) -> Self {
         let access = AwsAccess::new(store.clone(), master_key.clone(), aws);
+        let cdp = Cdp::with_cluster(
+            store.clone().into(),
+            metrics.clone(),
+            membership.is_clustered(),
+        );
         let jobs = JobManager::new(JobContext {
             store: store.clone(),
             aws: access.clone(),
             metrics: metrics.clone(),
             membership: membership.clone(),
+            suppressions: cdp.suppressions(),
         });
         AppState {
-            cdp: Cdp::with_cluster(
-                store.clone().into(),
-                metrics.clone(),
-                membership.is_clustered(),
-            ),
+            retention: Default::default(),
+            cdp,
             membership,
             store,
             master_key,

@@ -30,6 +30,12 @@ pub enum ConfigError {
         value: String,
         source: std::net::AddrParseError,
     },
+    #[error("{setting} {value:?} is not an age: {message}")]
+    Age {
+        setting: &'static str,
+        value: String,
+        message: String,
+    },
     #[error("--tls-cert and --tls-key go together: give both PEM files (certificate chain and private key), or neither for plain HTTP")]
     TlsPair,
     #[error("{name} must be a whole number, not {value:?}")]
@@ -70,7 +76,8 @@ pub struct ServeArgs {
     #[arg(long, env = "TRIBUTARY_STORE", hide_env_values = true)]
     pub store: Option<String>,
     /// Optional TOML file with the same settings (data_dir, listen, store, api_token,
-    /// master_key, tls_cert, tls_key, log_format, lease_timeout).
+    /// master_key, tls_cert, tls_key, log_format, lease_timeout, retention_max_age,
+    /// dead_letter_max_age, outbox_max_age).
     #[arg(long, env = "TRIBUTARY_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
@@ -97,6 +104,17 @@ pub struct ServeArgs {
     /// stopped renewing its leases moves to the others [default: 10].
     #[arg(long, env = "TRIBUTARY_LEASE_TIMEOUT", hide_env_values = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub lease_timeout: Option<u64>,
+    /// Delete events older than this (`30d`, `12h`, `90m`, `3600s`) from streams without a
+    /// retention of their own (PUT /api/streams/NAME/retention) [default: keep for ever]
+    #[arg(long, env = "TRIBUTARY_RETENTION_MAX_AGE", hide_env_values = true)]
+    pub retention_max_age: Option<String>,
+    /// Delete dead letters older than this, or `off` to keep them [default: 14d]
+    #[arg(long, env = "TRIBUTARY_DEAD_LETTER_MAX_AGE", hide_env_values = true)]
+    pub dead_letter_max_age: Option<String>,
+    /// Delete audience changes every running export job has published once older than this,
+    /// or `off` (a paused export job resumed later is told what it missed) [default: 7d]
+    #[arg(long, env = "TRIBUTARY_OUTBOX_MAX_AGE", hide_env_values = true)]
+    pub outbox_max_age: Option<String>,
 }
 
 /// The optional TOML file. Unknown keys are rejected so typos do not pass silently.
@@ -112,6 +130,68 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     log_format: Option<LogFormat>,
     lease_timeout: Option<u64>,
+    retention_max_age: Option<String>,
+    dead_letter_max_age: Option<String>,
+    outbox_max_age: Option<String>,
+}
+
+/// What is deleted when: `None` keeps for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Events of streams without a retention of their own.
+    pub default_max_age: Option<std::time::Duration>,
+    pub dead_letter_max_age: Option<std::time::Duration>,
+    /// Audience changes every running export job has published.
+    pub outbox_max_age: Option<std::time::Duration>,
+}
+
+pub const DEFAULT_DEAD_LETTER_MAX_AGE: &str = "14d";
+pub const DEFAULT_OUTBOX_MAX_AGE: &str = "7d";
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            default_max_age: None,
+            dead_letter_max_age: parse_age(DEFAULT_DEAD_LETTER_MAX_AGE).ok().flatten(),
+            outbox_max_age: parse_age(DEFAULT_OUTBOX_MAX_AGE).ok().flatten(),
+        }
+    }
+}
+
+/// An age: a whole number with a unit (`s`, `m`, `h`, `d`), or `off` / `forever` (`None`).
+pub fn parse_age(text: &str) -> Result<Option<std::time::Duration>, String> {
+    let text = text.trim();
+    if matches!(text, "off" | "forever" | "none") {
+        return Ok(None);
+    }
+    let unit = match text.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        _ => return Err("end it with a unit: s, m, h or d (e.g. 30d), or say off".into()),
+    };
+    let n: u64 = text[..text.len() - 1]
+        .parse()
+        .map_err(|_| "give a whole number before the unit (e.g. 30d)".to_owned())?;
+    if n == 0 {
+        return Err("must be more than 0 (say off to keep for ever)".into());
+    }
+    n.checked_mul(unit)
+        .map(|secs| Some(std::time::Duration::from_secs(secs)))
+        .ok_or_else(|| "is too large".to_owned())
+}
+
+/// An age as [`parse_age`] reads it (`30d`, `12h`, …), in the largest unit it divides.
+pub fn format_age(age: std::time::Duration) -> String {
+    let secs = age.as_secs();
+    [(86_400, 'd'), (3600, 'h'), (60, 'm')]
+        .iter()
+        .find(|(unit, _)| secs % unit == 0)
+        .map_or_else(
+            || format!("{secs}s"),
+            |(unit, c)| format!("{}{c}", secs / unit),
+        )
 }
 
 /// Fully resolved settings of a running server.
@@ -133,6 +213,7 @@ pub struct Settings {
     pub node_id: Option<String>,
     /// Test-only clock settings (environment only, not for production).
     pub test_clock: TestClock,
+    pub retention: RetentionSettings,
 }
 
 /// Test-only: moves "now" for audiences, windowed fields and scores, and how often their ageing
@@ -197,8 +278,40 @@ impl Settings {
                 offset_secs: parsed_env("TRIBUTARY_TEST_CLOCK_OFFSET_SECS")?,
                 aging_every_ms: parsed_env("TRIBUTARY_TEST_AGING_EVERY_MS")?,
             },
+            retention: RetentionSettings {
+                default_max_age: age(
+                    "retention_max_age",
+                    args.retention_max_age.clone().or(file.retention_max_age),
+                    "off",
+                )?,
+                dead_letter_max_age: age(
+                    "dead_letter_max_age",
+                    args.dead_letter_max_age
+                        .clone()
+                        .or(file.dead_letter_max_age),
+                    DEFAULT_DEAD_LETTER_MAX_AGE,
+                )?,
+                outbox_max_age: age(
+                    "outbox_max_age",
+                    args.outbox_max_age.clone().or(file.outbox_max_age),
+                    DEFAULT_OUTBOX_MAX_AGE,
+                )?,
+            },
         })
     }
+}
+
+fn age(
+    setting: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Option<std::time::Duration>, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_owned());
+    parse_age(&value).map_err(|message| ConfigError::Age {
+        setting,
+        value,
+        message,
+    })
 }
 
 fn load_file(path: &Path) -> Result<FileSettings, ConfigError> {
@@ -271,6 +384,32 @@ mod tests {
         };
         let err = Settings::resolve(&args).unwrap_err().to_string();
         assert!(err.contains("HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn retention_ages_parse_with_units_and_defaults() {
+        let s = Settings::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(s.retention, RetentionSettings::default());
+        assert_eq!(s.retention.default_max_age, None);
+        assert_eq!(format_age(s.retention.dead_letter_max_age.unwrap()), "14d");
+        let args = ServeArgs {
+            retention_max_age: Some("30d".into()),
+            outbox_max_age: Some("off".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.retention.default_max_age.unwrap().as_secs(), 30 * 86_400);
+        assert_eq!(s.retention.outbox_max_age, None);
+        for bad in ["30", "0d", "xd", "3w"] {
+            let args = ServeArgs {
+                retention_max_age: Some(bad.into()),
+                ..Default::default()
+            };
+            let err = Settings::resolve(&args).unwrap_err().to_string();
+            assert!(err.contains("retention_max_age"), "{err}");
+        }
+        assert_eq!(format_age(std::time::Duration::from_secs(90)), "90s");
+        assert_eq!(format_age(std::time::Duration::from_secs(7200)), "2h");
     }
 
     #[test]

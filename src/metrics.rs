@@ -29,6 +29,8 @@ pub struct Metrics {
     // Several nodes on one store (crate::cluster)
     pub cluster_leases_held: IntGauge,
     pub cluster_lease_changes: IntCounterVec,
+    // Retention, erasure and suppression (crate::cdp::erasure, the retention task)
+    pub lifecycle: LifecycleMetrics,
 }
 
 impl Metrics {
@@ -107,7 +109,9 @@ impl Metrics {
             .expect("unique metric");
         let cdp = CdpMetrics::register(&registry);
         let export = ExportMetrics::register(&registry);
+        let lifecycle = LifecycleMetrics::register(&registry);
         Self {
+            lifecycle,
             cluster_leases_held,
             cluster_lease_changes,
             export,
@@ -315,6 +319,64 @@ impl ExportMetrics {
     }
 }
 
+/// Data lifecycle: events dropped for suppressed identifiers, erasures, what retention
+/// deleted, and the store's size.
+#[derive(Clone)]
+pub struct LifecycleMetrics {
+    pub suppressed_events: IntCounterVec,
+    pub erasures: IntCounter,
+    pub retention_deleted: IntCounterVec,
+    pub store_file_bytes: IntGaugeVec,
+    pub store_rows: IntGaugeVec,
+}
+
+impl LifecycleMetrics {
+    fn register(registry: &Registry) -> Self {
+        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+            r.register(Box::new(m.clone())).expect("unique metric");
+            m
+        }
+        let vec = |name: &str, help: &str, label: &str| {
+            reg(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
+            )
+        };
+        let gauge = |name: &str, help: &str, label: &str| {
+            reg(
+                registry,
+                IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
+            )
+        };
+        Self {
+            suppressed_events: vec(
+                "suppressed_events_total",
+                "Events dropped because they carried an identifier on the suppression list",
+                "source",
+            ),
+            erasures: reg(
+                registry,
+                IntCounter::new("erasures_total", "People erased").expect("valid metric"),
+            ),
+            retention_deleted: vec(
+                "retention_deleted_total",
+                "Rows deleted by retention (events, dead letters, acknowledged outbox rows)",
+                "kind",
+            ),
+            store_file_bytes: gauge(
+                "store_file_bytes",
+                "Size of each store file (SQLite; the database for PostgreSQL)",
+                "file",
+            ),
+            store_rows: gauge(
+                "store_rows",
+                "Rows per table of the store (events, dead_letters, audience_changes, profiles)",
+                "table",
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -325,6 +387,8 @@ mod tests {
         let mut names = BTreeSet::new();
         let openers = [
             "counter(",
+            "vec(",
+            "gauge(",
             "histogram(",
             "Opts::new(",
             "HistogramOpts::new(",

@@ -64,7 +64,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Metrics::new();
     let membership = join_cluster(&settings, &store, addr, &metrics).await?;
-    let state = AppState::with_membership(
+    let mut state = AppState::with_membership(
         store,
         master_key,
         api_token,
@@ -85,6 +85,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .cdp
             .set_aging_every(std::time::Duration::from_millis(ms.max(1)));
     }
+    state.retention = settings.retention;
     announce(&settings, &state.api_token, addr);
 
     let shutdown = CancellationToken::new();
@@ -107,6 +108,18 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     ));
     // With several nodes: follow job states and catalog changes made through other nodes.
     let follow_stop = CancellationToken::new();
+    tokio::spawn(state.cdp.clone().follow_suppressions(follow_stop.clone()));
+    // Retention runs where the processor runs (alone: here), so one node prunes.
+    let retention = crate::jobs::retention::Retention {
+        store: state.store.clone(),
+        settings: state.retention,
+        metrics: state.metrics.clone(),
+    };
+    let (cdp, clustered) = (state.cdp.clone(), membership.is_clustered());
+    tokio::spawn(retention.run(
+        std::sync::Arc::new(move || !clustered || cdp.is_processing()),
+        follow_stop.clone(),
+    ));
     if membership.is_clustered() {
         tokio::spawn(state.jobs.clone().follow_store(follow_stop.clone()));
         tokio::spawn(state.cdp.clone().follow_cluster(follow_stop.clone()));

@@ -202,6 +202,13 @@ async fn load_view(state: &AppState, id: &str) -> ApiResult<JobView> {
 async fn job_view(state: &AppState, job: &Job) -> ApiResult<JobView> {
     let shards = state.store.list_checkpoints(&job.id).await?;
     let mut v = view(job, &shards)?;
+    v.status.suppressed = state
+        .store
+        .suppressed_counts()
+        .await?
+        .into_iter()
+        .find(|(source, _)| *source == job.id)
+        .map_or(0, |(_, n)| n);
     if let JobConfig::KinesisExport(_) = v.config {
         let progress = state.store.get_export_progress(&job.id).await?;
         v.status.backfill = Some(

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod jobs;
+pub mod lifecycle;
 pub mod mapping;
 pub mod model;
 mod openapi;
@@ -64,7 +65,8 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             .merge(mapping::router())
             .merge(profiles::router())
             .merge(audiences::router())
-            .merge(cluster::router()),
+            .merge(cluster::router())
+            .merge(lifecycle::router()),
     )
 }
 

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
+use super::model::lifecycle::{EraseByIdentifierQuery, EraseQuery, Erased};
 use super::model::profiles::{FindQuery, ProfileLookup, ProfilePage, ProfileView, Rebuild};
 use super::model::ErrorBody;
 use crate::app::AppState;
@@ -21,9 +22,9 @@ const TAG: &str = "profiles";
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(find))
+        .routes(routes!(find, erase_by_identifier))
         .routes(routes!(rebuild_status, rebuild))
-        .routes(routes!(show))
+        .routes(routes!(show, erase))
 }
 
 /// The view of one profile, its audiences read for it alone.
@@ -150,4 +151,62 @@ async fn rebuild(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<R
     responses((status = 200, description = "The rebuild's progress", body = Rebuild)))]
 async fn rebuild_status(State(state): State<AppState>) -> ApiResult<Json<Rebuild>> {
     Ok(Json(state.cdp.rebuild_status().await?.into()))
+}
+
+/// Erases `id`'s person: see `DELETE /api/profiles`.
+async fn erase_profile(state: &AppState, id: &str, suppress: bool) -> ApiResult<Json<Erased>> {
+    let record = state.cdp.erase(id, suppress).await.map_err(|e| match e {
+        crate::cdp::CdpError::Store(e) => ApiError::from(e),
+        other => ApiError::internal(other),
+    })?;
+    state.metrics.lifecycle.erasures.inc();
+    Ok(Json(Erased::from(&record)))
+}
+
+/// Erases a person: the profile, its identities and memberships (an `exit` with
+/// `"reason": "deleted"` goes to export jobs for each audience first), and every stored event
+/// that carried one of its identifiers in a mapped identity field. With `suppress=true` the
+/// identifiers go on the suppression list (as hashes), so the person does not come back.
+#[utoipa::path(delete, path = "/api/profiles/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The profile's id"), EraseQuery),
+    responses(
+        (status = 200, description = "Erased", body = Erased),
+        (status = 404, description = "`not_found`: no such profile", body = ErrorBody),
+    ))]
+async fn erase(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<EraseQuery>,
+) -> ApiResult<Json<Erased>> {
+    erase_profile(&state, &id, q.suppress.unwrap_or(false)).await
+}
+
+/// Erases the person holding an identifier (as `DELETE /api/profiles/{id}`).
+#[utoipa::path(delete, path = "/api/profiles", tag = TAG,
+    params(EraseByIdentifierQuery),
+    responses(
+        (status = 200, description = "Erased", body = Erased),
+        (status = 400, description = "`invalid_request`: `field` and `value` are both needed", body = ErrorBody),
+        (status = 404, description = "`not_found`: no profile holds the identifier", body = ErrorBody),
+    ))]
+async fn erase_by_identifier(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<EraseByIdentifierQuery>,
+) -> ApiResult<Json<Erased>> {
+    let (Some(field), Some(value)) = (q.field, q.value) else {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "give `field` and `value` (e.g. ?field=email&value=a@example.com), or use DELETE /api/profiles/{id}",
+        ));
+    };
+    let found = state
+        .store
+        .lookup_identities(vec![(field.clone(), value)])
+        .await?;
+    let Some(row) = found.first() else {
+        return Err(ApiError::not_found(format!(
+            "no profile has this {field}; nothing to erase"
+        )));
+    };
+    erase_profile(&state, &row.profile_id, q.suppress.unwrap_or(false)).await
 }

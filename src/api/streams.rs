@@ -74,9 +74,15 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<StreamList>> {
     let streams = state.store.list_streams().await?;
     let lag: std::collections::HashMap<String, u64> =
         crate::cdp::lag(&*state.store).await?.into_iter().collect();
+    let log_bytes = state.store.store_sizes().await?.event_log_bytes();
+    let total_events: u64 = streams.iter().map(|s| s.events).sum();
     let streams = streams
         .iter()
-        .map(|s| StreamView::new(s, lag.get(&s.name).copied().unwrap_or(0)))
+        .map(|s| StreamView {
+            approx_bytes: (log_bytes as u128 * u128::from(s.events)
+                / u128::from(total_events.max(1))) as u64,
+            ..StreamView::new(s, lag.get(&s.name).copied().unwrap_or(0))
+        })
         .collect();
     Ok(Json(StreamList { streams }))
 }
@@ -148,21 +154,42 @@ async fn collect(
         let body = invalid_events(&decoded.dead_letters, decoded.events.len());
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
     }
-    let accepted = decoded.events.len();
+    let mut events: Vec<NewEvent> = decoded
+        .events
+        .into_iter()
+        .map(|e| NewEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            fields: e.fields.into(),
+            origin: None,
+        })
+        .collect();
+    let suppressed = state
+        .cdp
+        .suppressions()
+        .drop_suppressed(&stream, &mut events);
+    if suppressed > 0 {
+        state
+            .metrics
+            .lifecycle
+            .suppressed_events
+            .with_label_values(&["collect"])
+            .inc_by(suppressed);
+        state.store.count_suppressed("collect", suppressed).await?;
+    }
+    let accepted = events.len();
     if accepted > 0 {
-        let events = decoded
-            .events
-            .into_iter()
-            .map(|e| NewEvent {
-                event_id: uuid::Uuid::now_v7().to_string(),
-                fields: e.fields.into(),
-                origin: None,
-            })
-            .collect();
         state.store.append_events(&stream, events).await?;
     }
-    tracing::debug!(%stream, accepted, "events collected");
-    Ok((StatusCode::ACCEPTED, Json(Collected { accepted })).into_response())
+    tracing::debug!(%stream, accepted, suppressed, "events collected");
+    let suppressed = suppressed as usize;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Collected {
+            accepted,
+            suppressed,
+        }),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod aging_tests;
+pub mod erasure;
 pub mod identity;
 pub mod processor;
 pub mod registry;
@@ -25,8 +26,8 @@ use tributary_lang::{dates, parse_mapping, Mapping, ParseError};
 use crate::audiences::{AudienceError, AudienceSet};
 use crate::metrics::Metrics;
 use crate::store::{
-    Audience, CatalogStore, DynStore, EventLog, Fence, OutboxStore, ProfileStore, StoreError,
-    StoreResult, StoredEvent, StreamMapping,
+    Audience, CatalogStore, DynStore, ErasureStore, EventLog, Fence, OutboxStore, ProfileStore,
+    StoreError, StoreResult, StoredEvent, StreamMapping,
 };
 pub use registry::MappingRegistry;
 
@@ -76,6 +77,8 @@ pub struct CdpStores {
     pub catalog: Arc<dyn CatalogStore>,
     pub profiles: Arc<dyn ProfileStore>,
     pub outbox: Arc<dyn OutboxStore>,
+    /// Erasures of people and the suppression list (see [`erasure`]).
+    pub erasure: Arc<dyn ErasureStore>,
 }
 
 impl From<DynStore> for CdpStores {
@@ -84,7 +87,8 @@ impl From<DynStore> for CdpStores {
             events: store.clone(),
             catalog: store.clone(),
             profiles: store.clone(),
-            outbox: store,
+            outbox: store.clone(),
+            erasure: store,
         }
     }
 }
@@ -118,6 +122,8 @@ struct Inner {
     /// How often the processor re-evaluates time-relative audiences for their members, in
     /// milliseconds (see [`processor::TIME_RELATIVE_EVERY`]; tests shorten it).
     aging_every_ms: std::sync::atomic::AtomicU64,
+    /// The suppression list as hashes, with the mappings that find identifiers in events.
+    suppressions: erasure::Suppressions,
 }
 
 impl Cdp {
@@ -157,6 +163,7 @@ impl Cdp {
                 aging_every_ms: std::sync::atomic::AtomicU64::new(
                     processor::TIME_RELATIVE_EVERY.as_millis() as u64,
                 ),
+                suppressions: Default::default(),
             }),
         }
     }
@@ -258,6 +265,7 @@ impl Cdp {
         &self,
         running: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     ) -> Result<(), CdpError> {
+        self.resume_erasures().await?;
         let profiles = &self.inner.stores.profiles;
         if !profiles.processor_state(REBUILD_KEY).await?.is_empty() {
             let _guard = self.write_turn().await;

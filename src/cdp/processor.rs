@@ -605,6 +605,10 @@ impl Cdp {
     /// time-relative audiences every [`TIME_RELATIVE_EVERY`]. Stops at `shutdown` between
     /// batches (a batch in flight commits or not at all).
     pub async fn run(self, shutdown: CancellationToken) {
+        // Before any event: an interrupted erasure must not see its person's events applied.
+        if let Err(e) = self.resume_erasures().await {
+            tracing::error!(error = %e, "cannot resume interrupted erasures; they are retried at the next start");
+        }
         match self.resume_reevaluations().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(

@@ -11,6 +11,7 @@ use super::client::{count, joined, labelled, q, s, table, Client, ClientError};
 use crate::api::model::audiences::{
     AudienceList, AudienceView, ChangesPage, CreateAudience, MembersPage, UpdateAudience,
 };
+use crate::api::model::lifecycle::{BackupRequest, BackupView, Erased};
 use crate::api::model::mappings::{MappingView, ProfileSchema};
 use crate::api::model::profiles::{ProfileView, Rebuild};
 
@@ -165,6 +166,27 @@ Example:
 Example:
   tributary profile rebuild-status")]
     RebuildStatus,
+    /// Erase a person: the profile, its identities and memberships (exits with reason
+    /// "deleted" go to export jobs), and every stored event carrying one of its identifiers.
+    #[command(after_help = "\
+Examples:
+  tributary profile delete 0193a601-2d3e-7f40-8a1b-2c3d4e5f6a7b
+  tributary profile delete --field email --value user7@example.com --suppress")]
+    Delete {
+        /// The profile id (or give --field and --value).
+        #[arg(required_unless_present = "field", conflicts_with = "field")]
+        id: Option<String>,
+        /// An identity field (a mapping's BY field), with --value.
+        #[arg(long, requires = "value")]
+        field: Option<String>,
+        /// The identifier in --field.
+        #[arg(long, requires = "field")]
+        value: Option<String>,
+        /// Also put its identifiers on the suppression list (as SHA-256 hashes), so later
+        /// events carrying one are dropped.
+        #[arg(long)]
+        suppress: bool,
+    },
 }
 
 fn read_text(path: &Path) -> String {
@@ -420,6 +442,19 @@ fn describe_profile(p: &ProfileView) -> String {
     format!("{head}\n\n{}", table(&["FIELD", "VALUE"], fields))
 }
 
+pub async fn backup(client: &Client, dest_dir: String) -> Result<(), ClientError> {
+    let v = client
+        .post("/api/backup", &BackupRequest { dest_dir })
+        .await?;
+    client.print(&v, |b: &BackupView| {
+        format!(
+            "Backed up {} bytes into:\n  {}\nThe master key is not in it: keep it apart (see the README's \"Backup and restore\").",
+            b.bytes,
+            b.files.join("\n  ")
+        )
+    })
+}
+
 pub async fn profile(client: &Client, cmd: ProfileCommand) -> Result<(), ClientError> {
     match cmd {
         ProfileCommand::Get { field, value, id } => {
@@ -440,6 +475,36 @@ pub async fn profile(client: &Client, cmd: ProfileCommand) -> Result<(), ClientE
                 format!(
                     "Rebuilding profiles from {} (tributary profile rebuild-status)",
                     count(r.total, "stored event")
+                )
+            })
+        }
+        ProfileCommand::Delete {
+            id,
+            field,
+            value,
+            suppress,
+        } => {
+            let path = match (id, field, value) {
+                (Some(id), _, _) => format!("/api/profiles/{}?suppress={suppress}", q(&id)),
+                (None, Some(f), Some(v)) => format!(
+                    "/api/profiles?field={}&value={}&suppress={suppress}",
+                    q(&f),
+                    q(&v)
+                ),
+                _ => {
+                    eprintln!("Error: give a profile id, or --field and --value");
+                    std::process::exit(2)
+                }
+            };
+            let v = client.delete_with_reply(&path).await?;
+            client.print(&v, |e: &Erased| {
+                format!(
+                    "Erased profile {}: {}, {}, {} left (exits sent with reason \"deleted\"), {} suppressed",
+                    e.profile_id,
+                    count(e.events_deleted, "event"),
+                    count(e.identities_deleted, "identifier"),
+                    count(e.audiences_exited, "audience"),
+                    count(e.suppressed, "identifier"),
                 )
             })
         }

@@ -175,6 +175,11 @@ impl Client {
             .map(drop)
     }
 
+    /// A DELETE answered with a body (e.g. what an erasure deleted).
+    pub async fn delete_with_reply<T>(&self, path: &str) -> Result<Reply<T>, ClientError> {
+        self.call(Method::DELETE, path, None::<&()>).await
+    }
+
     /// Prints the reply as the server sent it in `--json` mode, else `human` of its body.
     pub fn print<T: DeserializeOwned>(
         &self,

@@ -134,6 +134,17 @@ Examples:
         #[command(subcommand)]
         command: cdp::ProfileCommand,
     },
+    /// Copy the running server's store into a directory on its machine (SQLite stores; back up
+    /// PostgreSQL with pg_dump). The master key is not copied: keep it apart.
+    #[command(after_help = "\
+Example:
+  tributary backup /var/backups/tributary/2026-12-06")]
+    Backup {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The directory, on the server's machine; made if missing, never overwritten.
+        dest_dir: String,
+    },
 }
 
 /// The secrets `serve` takes from the environment only (or the --config file), so that they
@@ -162,6 +173,7 @@ pub async fn run_client(command: Command) -> Result<(), client::ClientError> {
             cdp::audience(&Client::new(&server)?, command).await
         }
         Command::Profile { server, command } => cdp::profile(&Client::new(&server)?, command).await,
+        Command::Backup { server, dest_dir } => cdp::backup(&Client::new(&server)?, dest_dir).await,
         Command::Auth { server, command } => auth::run(&Client::new(&server)?, command).await,
         Command::Streams {
             server,

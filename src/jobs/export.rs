@@ -268,6 +268,8 @@ struct Item {
     /// For an exit: when the membership began.
     entered_at: Option<DateTime<Utc>>,
     backfill: bool,
+    /// Why, when not the audience's filter (`deleted`: the person was erased).
+    reason: Option<String>,
 }
 
 impl Exporter {
@@ -305,6 +307,12 @@ impl Exporter {
             .map(|(a, _)| (a.slug.clone(), a.id.clone()))
             .collect();
         let progress = fenced_starting_point(&stores, &job.id, &config, fence.as_ref()).await?;
+        if let Some(note) = missed_changes(&ctx.store, progress.cursor).await? {
+            tracing::warn!(job = %job.id, "{note}");
+            ctx.store
+                .set_job_state(&job.id, crate::store::JobState::Running, Some(&note))
+                .await?;
+        }
         let mut exporter = Exporter {
             stores,
             job_id: job.id.clone(),
@@ -494,6 +502,7 @@ impl Exporter {
             at: m.entered_at,
             entered_at: None,
             backfill: true,
+            reason: None,
         }
     }
 
@@ -589,6 +598,25 @@ impl Exporter {
     }
 }
 
+/// What a job resuming at `cursor` can no longer send: changes retention deleted while it
+/// was paused (`outbox_max_age`), said so the job's `last_error` and the UI show it.
+async fn missed_changes(
+    store: &crate::store::DynStore,
+    cursor: i64,
+) -> Result<Option<String>, StoreError> {
+    let Some(oldest) = store.oldest_audience_change().await? else {
+        return Ok(None);
+    };
+    if oldest <= cursor + 1 {
+        return Ok(None);
+    }
+    let (first, last) = (cursor + 1, oldest - 1);
+    Ok(Some(format!(
+        "missed {} audience changes (outbox positions {first}–{last}): the job was paused longer than the outbox keeps published changes (outbox_max_age), so they were deleted before it sent them; it carries on from position {oldest}. To resend current members, create a new export job with existing_users",
+        last - first + 1
+    )))
+}
+
 fn live_item(c: AudienceChange) -> Item {
     Item {
         change_id: format!("change-{}", c.seq),
@@ -599,6 +627,7 @@ fn live_item(c: AudienceChange) -> Item {
         at: c.at,
         entered_at: c.entered_at,
         backfill: false,
+        reason: c.reason,
     }
 }
 
@@ -639,7 +668,7 @@ fn record_payload(job_id: &str, config: &ExportConfig, item: &Item, fields: &Val
         }
     }
     data.insert("segment_events".into(), json!([segment]));
-    json!({
+    let mut record = json!({
         "data": data,
         "meta": {
             "object": "user",
@@ -649,7 +678,12 @@ fn record_payload(job_id: &str, config: &ExportConfig, item: &Item, fields: &Val
             "backfill": item.backfill,
             "change_id": item.change_id,
         }
-    })
+    });
+    if let Some(reason) = &item.reason {
+        // An erased person's exits: the profile (and its fields) is gone; `profile_id` names it.
+        record["meta"]["reason"] = reason.as_str().into();
+    }
+    record
 }
 
 #[cfg(test)]
@@ -674,7 +708,21 @@ mod tests {
             at: "2026-01-02T03:04:05Z".parse().unwrap(),
             entered_at: (kind == ChangeKind::Exit).then(|| "2026-01-01T00:00:00Z".parse().unwrap()),
             backfill: false,
+            reason: None,
         }
+    }
+
+    #[test]
+    fn an_erased_persons_exit_says_why_in_meta() {
+        let erased = Item {
+            reason: Some("deleted".into()),
+            ..item(ChangeKind::Exit)
+        };
+        let p = record_payload("job-1", &config(), &erased, &json!({}));
+        assert_eq!(p["meta"]["reason"], "deleted");
+        assert_eq!(p["meta"]["profile_id"], "p1");
+        let p = record_payload("job-1", &config(), &item(ChangeKind::Exit), &json!({}));
+        assert!(p["meta"].get("reason").is_none());
     }
 
     #[test]

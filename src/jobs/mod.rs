@@ -13,6 +13,7 @@
 pub mod config;
 pub mod export;
 pub mod import;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,8 @@ pub struct JobContext {
     pub aws: AwsAccess,
     pub metrics: Metrics,
     pub membership: Membership,
+    /// The suppression list import jobs drop events by.
+    pub suppressions: crate::cdp::erasure::Suppressions,
 }
 
 /// Why a job stopped for good. Its text is the job's `last_error`, for the person who reads

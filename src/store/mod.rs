@@ -9,6 +9,9 @@
 //! | [`ProfileStore`] | profiles, identities, memberships, the processor's cursor | the profile processor |
 //! | [`OutboxStore`] | the audience-change outbox, export progress | the processor; export jobs |
 //! | [`LeaseStore`] | nodes, and which node holds which piece of work | every node |
+//! | [`ErasureStore`] | erasure records, the suppression list | the API, the profile processor's node |
+//! | [`RetentionStore`] | per-stream retention, pruning, sizes | the API, the retention task |
+//! | [`BackupStore`] | a consistent copy of the running store | the API |
 //!
 //! [`Store`] is all of them at once, for the code that wires the parts together. The log-like
 //! roles ([`EventLog`], [`OutboxStore`]) state an ordering contract that readers rely on.
@@ -17,10 +20,12 @@
 //! RFC 3339 timestamps, JSON as TEXT, BLOB for bytes); every backend passes the same
 //! `conformance` suite, a section per role.
 
+mod backup;
 mod catalog;
 #[cfg(test)]
 pub mod conformance;
 mod control;
+mod erasure;
 mod error;
 mod event_log;
 mod import;
@@ -28,26 +33,39 @@ mod lease;
 mod outbox;
 pub mod postgres;
 mod profiles;
+mod retention;
 pub mod sqlite;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use backup::*;
 pub use catalog::*;
 pub use control::*;
+pub use erasure::*;
 pub use error::{StoreError, StoreResult};
 pub use event_log::*;
 pub use import::*;
 pub use lease::*;
 pub use outbox::*;
 pub use profiles::*;
+pub use retention::*;
 
 pub type Timestamp = DateTime<Utc>;
 
 /// Every role at once: what the server wires together and hands out piece by piece.
 pub trait Store:
-    ControlStore + ImportStore + EventLog + CatalogStore + ProfileStore + OutboxStore + LeaseStore
+    ControlStore
+    + ImportStore
+    + EventLog
+    + CatalogStore
+    + ProfileStore
+    + OutboxStore
+    + LeaseStore
+    + ErasureStore
+    + RetentionStore
+    + BackupStore
 {
 }
 
@@ -59,6 +77,9 @@ impl<T> Store for T where
         + ProfileStore
         + OutboxStore
         + LeaseStore
+        + ErasureStore
+        + RetentionStore
+        + BackupStore
 {
 }
 

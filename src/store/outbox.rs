@@ -55,6 +55,9 @@ pub struct AudienceChange {
     pub at: Timestamp,
     /// For an exit: when that membership began.
     pub entered_at: Option<Timestamp>,
+    /// Why, when it is not the audience's filter: `deleted` for the exits of an erased person
+    /// (see [`ErasureStore`](super::ErasureStore)).
+    pub reason: Option<String>,
 }
 
 /// How far an export job has published. Everything up to `cursor` (an audience-change `seq`)

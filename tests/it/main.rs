@@ -14,6 +14,7 @@ mod foundation;
 mod hostile;
 mod import;
 mod import_faults;
+mod lifecycle;
 mod operator;
 mod peers;
 mod security;

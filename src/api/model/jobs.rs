@@ -80,6 +80,7 @@ impl JobView {
                 records_in: job.totals.records_in,
                 events_out: job.totals.events_out,
                 dead_letters: job.totals.dead_letters,
+                suppressed: 0,
                 shards: shards.iter().map(ShardView::from).collect(),
                 backfill: None,
             },
@@ -95,6 +96,9 @@ pub struct JobStatus {
     pub records_in: u64,
     pub events_out: u64,
     pub dead_letters: u64,
+    /// Import jobs: events dropped for an identifier on the suppression list.
+    #[serde(default)]
+    pub suppressed: u64,
     pub shards: Vec<ShardView>,
     /// Export jobs only (absent for import jobs and in the answer to a create): the
     /// one-time send of the existing members, null when none was asked for.

@@ -12,6 +12,7 @@ pub mod aws;
 pub mod cluster;
 pub mod health;
 pub mod jobs;
+pub mod lifecycle;
 pub mod mappings;
 pub mod profiles;
 pub mod streams;

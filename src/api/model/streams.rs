@@ -15,6 +15,10 @@ pub struct StreamView {
     pub last_event_at: Option<DateTime<Utc>>,
     /// Its events not yet turned into profiles.
     pub processor_lag: u64,
+    /// About how many bytes of the store its events take (the event log's file shared out
+    /// by event count).
+    #[serde(default)]
+    pub approx_bytes: u64,
 }
 
 impl StreamView {
@@ -24,6 +28,7 @@ impl StreamView {
             events: s.events,
             last_event_at: s.last_event_at,
             processor_lag,
+            approx_bytes: 0,
         }
     }
 }
@@ -116,10 +121,20 @@ impl EventsPage {
     }
 }
 
-/// `POST /api/collect/{stream}`: every event was stored.
+/// `POST /api/collect/{stream}`: every event was stored, but those carrying a suppressed
+/// identifier (dropped and counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Collected {
+    /// Events stored.
     pub accepted: usize,
+    /// Events dropped for an identifier on the suppression list (`GET /api/suppressions`);
+    /// left out when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suppressed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `POST /api/collect/{stream}` with undecodable items: nothing was stored.

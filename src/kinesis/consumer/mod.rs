@@ -42,6 +42,19 @@ pub struct ConsumerHandles {
     pub metrics: Metrics,
     /// Which shards this node reads: alone, all of them; with several nodes, those it claims.
     pub membership: Membership,
+    /// Drops events that must not be stored (suppressed identifiers); `None` keeps all.
+    pub filter: Option<Arc<dyn EventFilter>>,
+}
+
+/// Decides which decoded events are not stored: those carrying an identifier on the
+/// suppression list (implemented over the CDP's list by the jobs layer).
+#[async_trait::async_trait]
+pub trait EventFilter: Send + Sync + 'static {
+    /// Removes the events of `stream` to drop from `events`; returns how many went. Runs on a
+    /// blocking thread, with the page's decoding.
+    fn drop_suppressed(&self, stream: &str, events: &mut Vec<crate::store::NewEvent>) -> u64;
+    /// Records that `n` events of `job_id` were dropped, once their page is committed.
+    async fn count_dropped(&self, job_id: &str, n: u64);
 }
 
 /// Which stream to read, as whom, into which event stream.
@@ -103,6 +116,7 @@ pub async fn run_import(
         // classified and retried by the reader with its own backoff.
         client: handles.aws.connector().kinesis(&sdk, 2),
         metrics: handles.metrics,
+        filter: handles.filter,
         job_id: config.job_id.clone(),
         event_stream: config.event_stream.clone(),
         kinesis_stream: config.kinesis_stream.clone(),

@@ -34,6 +34,8 @@ pub struct ShardContext {
     pub pages_in_flight: Arc<tokio::sync::Semaphore>,
     pub client: aws_sdk_kinesis::Client,
     pub metrics: Metrics,
+    /// See [`super::EventFilter`].
+    pub filter: Option<Arc<dyn super::EventFilter>>,
     pub job_id: String,
     pub event_stream: String,
     pub kinesis_stream: String,
@@ -250,13 +252,19 @@ impl PageCommit {
                 kinesis_stream: &decode_ctx.kinesis_stream,
                 shard_id: &shard,
             };
-            decode_page(&origin, &records)
+            let mut page = decode_page(&origin, &records);
+            let suppressed = match &decode_ctx.filter {
+                Some(f) => f.drop_suppressed(&decode_ctx.event_stream, &mut page.events),
+                None => 0,
+            };
+            (page, suppressed)
         })
         .await
         .map_err(|source| ConsumeError::Crashed {
             what: "decoding a page",
             source,
         })?;
+        let (decoded, suppressed) = decoded;
         let batch = ShardBatch {
             job_id: job.clone(),
             stream: ctx.event_stream.clone(),
@@ -287,6 +295,9 @@ impl PageCommit {
         m.import_dead_letters
             .with_label_values(&[&job])
             .inc_by(outcome.dead_letters_inserted);
+        if let (Some(filter), true) = (&ctx.filter, suppressed > 0) {
+            filter.count_dropped(&job, suppressed).await;
+        }
         Ok(())
     }
 }

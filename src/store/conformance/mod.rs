@@ -8,11 +8,13 @@
 
 mod catalog;
 mod control;
+mod erasure;
 mod event_log;
 mod import;
 mod lease;
 mod outbox;
 mod profiles;
+mod retention;
 
 use std::sync::Arc;
 
@@ -50,6 +52,18 @@ macro_rules! conformance_tests {
         async fn conformance_member_lists_are_written_whole() {
             let (_guard, store) = $open().await;
             $crate::store::conformance::member_lists_section(&*store).await;
+        }
+
+        #[tokio::test]
+        async fn conformance_erasure_and_suppressions() {
+            let (_guard, store) = $open().await;
+            $crate::store::conformance::erasure_section(&*store).await;
+        }
+
+        #[tokio::test]
+        async fn conformance_retention() {
+            let (_guard, store) = $open().await;
+            $crate::store::conformance::retention_section(&*store).await;
         }
 
         #[tokio::test]
@@ -91,6 +105,17 @@ pub async fn catalog_section(store: &dyn Store) {
 /// [`ProfileStore`]'s member lists on their own.
 pub async fn member_lists_section(store: &dyn Store) {
     profiles::member_lists_are_written_whole(store).await;
+}
+
+/// [`ErasureStore`], with the profile, event-log and outbox rows it deletes and writes.
+pub async fn erasure_section(store: &dyn Store) {
+    erasure::erase_a_person(store).await;
+    erasure::dead_letters_carrying_a_value_go(store).await;
+}
+
+/// [`RetentionStore`], with the event log and outbox rows it prunes.
+pub async fn retention_section(store: &dyn Store) {
+    retention::settings_pruning_and_sizes(store).await;
 }
 
 /// [`LeaseStore`] on its own.

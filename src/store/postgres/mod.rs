@@ -38,12 +38,14 @@
 
 mod catalog;
 mod control;
+mod erasure;
 mod event_log;
 mod import;
 mod lease;
 mod outbox;
 mod positions;
 mod profiles;
+mod retention;
 mod rows;
 
 use std::str::FromStr;
@@ -61,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_cluster.sql"),
     include_str!("migrations/0003_profile_batches.sql"),
+    include_str!("migrations/0004_lifecycle.sql"),
 ];
 
 /// Connections one store opens at most, unless the URL's `pool_max` says otherwise.

@@ -17,7 +17,8 @@ use super::rows::*;
 use super::{db, execute, limit, query, query_one, query_opt, PostgresStore};
 use crate::store::*;
 
-const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at, entered_at";
+const CHANGE_COLUMNS: &str =
+    "seq, audience_id, audience_slug, profile_id, kind, at, entered_at, reason";
 
 fn change_from_row(r: &Row) -> StoreResult<AudienceChange> {
     let seq: i64 = get(r, 0)?;
@@ -31,6 +32,7 @@ fn change_from_row(r: &Row) -> StoreResult<AudienceChange> {
         profile_id: get(r, 3)?,
         at: get(r, 5)?,
         entered_at: get(r, 6)?,
+        reason: get(r, 7)?,
         seq,
     })
 }

@@ -14,11 +14,13 @@
 
 mod catalog;
 mod control;
+mod erasure;
 mod event_log;
 mod import;
 mod lease;
 mod outbox;
 mod profiles;
+mod retention;
 mod rows;
 
 use std::path::Path;
@@ -39,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_memberships_in_profiles.sql"),
     include_str!("migrations/0007_binary_profile_states.sql"),
     include_str!("migrations/0008_cluster.sql"),
+    include_str!("migrations/0009_lifecycle.sql"),
 ];
 const READERS: usize = 3;
 /// Page sizes of new databases (an existing file keeps the size it was made with).
@@ -192,6 +195,29 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Copies both WAL files into their databases and empties them (a TRUNCATE checkpoint), so
+    /// the old page images of deleted rows leave the WAL too. Best effort while readers hold
+    /// old snapshots: what they pin is copied by a later checkpoint (and at close).
+    async fn overwrite_deleted_bytes(&self) -> StoreResult<()> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            for schema in ["main", "cdp"] {
+                let busy: i64 = conn
+                    .query_row(&format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"), [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(db)?;
+                if busy != 0 {
+                    tracing::info!(schema, "a reader kept the WAL from being emptied; a later checkpoint overwrites the rest");
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(StoreError::backend)?
+    }
+
     /// Like `read`, inside one read transaction: every statement sees the same snapshot, and
     /// a run of point lookups takes the files' read locks once instead of per statement.
     async fn read_snapshot<T, F>(&self, f: F) -> StoreResult<T>
@@ -340,8 +366,15 @@ fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Conne
     // WAL: readers do not block the writer. NORMAL sync is crash-safe for the process (a
     // SIGKILL loses nothing committed); a power cut may drop the last commits, all together.
     // page_size first: it only takes effect on a file with no table yet.
+    // secure_delete: deleted content (an erased person's events and profile) is overwritten
+    // in the files, not left in free pages. auto_vacuum: takes effect on new files only (an
+    // existing one keeps reusing its free pages; retention's incremental vacuum returns them).
     conn.execute_batch(&format!(
-        "PRAGMA main.page_size = {MAIN_PAGE_SIZE};
+        "PRAGMA main.auto_vacuum = INCREMENTAL;
+         PRAGMA cdp.auto_vacuum = INCREMENTAL;
+         PRAGMA main.secure_delete = ON;
+         PRAGMA cdp.secure_delete = ON;
+         PRAGMA main.page_size = {MAIN_PAGE_SIZE};
          PRAGMA cdp.page_size = {CDP_PAGE_SIZE};
          PRAGMA main.journal_mode = WAL;
          PRAGMA cdp.journal_mode = WAL;

@@ -14,12 +14,14 @@ use super::rows::{collect, parse_time, RowResult};
 use super::{db, now_text, SqliteStore};
 use crate::store::*;
 
-const CHANGE_COLUMNS: &str = "seq, audience_id, audience_slug, profile_id, kind, at, entered_at";
+const CHANGE_COLUMNS: &str =
+    "seq, audience_id, audience_slug, profile_id, kind, at, entered_at, reason";
 
 fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
     let kind: String = r.get(4)?;
     let at: String = r.get(5)?;
     let entered_at: Option<String> = r.get(6)?;
+    let reason: Option<String> = r.get(7)?;
     let (seq, audience_id, audience_slug, profile_id) =
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
     Ok((|| {
@@ -33,6 +35,7 @@ fn change_from_row(r: &Row<'_>) -> RowResult<AudienceChange> {
             audience_id,
             audience_slug,
             profile_id,
+            reason,
         })
     })())
 }

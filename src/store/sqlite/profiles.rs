@@ -109,6 +109,15 @@ impl AudienceNums {
     }
 }
 
+/// Every audience's `num` → `(id, slug)` (for the erasure of a profile's memberships).
+pub(super) fn audience_nums(conn: &Connection) -> StoreResult<HashMap<i64, (String, String)>> {
+    Ok(AudienceNums::load(conn)?
+        .by_num
+        .into_iter()
+        .map(|(num, (id, slug))| (num, (id.to_string(), slug)))
+        .collect())
+}
+
 fn profile_members(conn: &Connection, id: &str) -> StoreResult<Option<StoredMembers>> {
     let text: Option<String> = conn
         .prepare_cached("SELECT audiences FROM profiles WHERE id = ?1")

@@ -72,6 +72,13 @@
   let uid = 0;
   const nextId = (p) => `${p}-${++uid}`;
 
+  function fmtBytes(n) {
+    if (typeof n !== 'number') return '—';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return `${i ? n.toFixed(1) : n} ${units[i]}`;
+  }
   function fmtNum(n) { return typeof n === 'number' ? n.toLocaleString('en-US') : (n ?? '—'); }
   function fmtTime(t) {
     if (!t) return '—';
@@ -985,6 +992,7 @@
       refresh(slot, res.data, table([
         { label: 'Stream', cell: (s) => h('a', { href: `#/streams/${encodeURIComponent(s.name)}` }, s.name) },
         { label: 'Events', num: true, cell: (s) => h('span', { 'data-events': s.name }, fmtNum(s.events)) },
+        { label: 'Size (approx.)', num: true, cell: (s) => h('span', { 'data-size': s.name }, fmtBytes(s.approx_bytes)) },
         { label: 'Last event', cell: (s) => fmtTime(s.last_event_at) },
       ], listOf(res.data, 'streams'), { name: 'streams', href: (s) => `#/streams/${encodeURIComponent(s.name)}`, empty: 'No events yet: create an import job or POST to /api/collect/{stream}.' }));
     });
@@ -1192,7 +1200,27 @@ ALIAS ${name}
       table([{ label: 'Field', cell: (r) => h('strong', {}, r[0]) }, { label: 'Value', cell: (r) => h('span', { class: 'mono' }, val(r[1])) }], Object.entries(fields), { name: 'profile-fields', empty: 'No fields.' }),
       h('h3', {}, 'Engagement scores'),
       p.scores ? h('dl', { class: 'props', 'data-scores': '' }, Object.entries(p.scores).map(([k, v]) => [h('dt', {}, k), h('dd', { class: 'mono' }, h('meter', { min: 0, max: 100, value: v, title: `${k} ${v}/100` }), ` ${v}`)])) : h('p', { class: 'muted' }, 'No scores until the profile receives an event.'),
-      h('p', { class: 'muted small' }, `Created ${fmtTime(p.created_at)} · updated ${fmtTime(p.updated_at)}`));
+      h('p', { class: 'muted small' }, `Created ${fmtTime(p.created_at)} · updated ${fmtTime(p.updated_at)}`),
+      eraseForm(p));
+  }
+
+  // Erasure of a person (DELETE /api/profiles/{id}), confirmed first: it cannot be undone.
+  function eraseForm(p) {
+    const suppress = h('input', { type: 'checkbox', id: `suppress-${p.id}`, name: 'suppress', 'data-erase-suppress': p.id });
+    const result = h('div', { 'aria-live': 'polite' });
+    async function erase() {
+      const also = suppress.checked ? ' Its identifiers go on the suppression list, so events carrying them are dropped from now on.' : '';
+      if (!confirm(`Delete profile ${p.id}, its identities, memberships and every stored event carrying its identifiers? Export jobs are sent an exit with reason "deleted" for each audience.${also} This cannot be undone.`)) return;
+      const res = await api('DELETE', `/api/profiles/${encodeURIComponent(p.id)}?suppress=${suppress.checked}`);
+      if (!res.ok) { replace(result, errorBox(res, 'Not deleted')); return; }
+      const e = res.data;
+      replace(result, h('div', { class: 'ok-box', role: 'status', 'data-erased': e.profile_id },
+        `Deleted: ${fmtNum(e.events_deleted)} events, ${fmtNum(e.identities_deleted)} identifiers, ${fmtNum(e.audiences_exited)} audiences left, ${fmtNum(e.suppressed)} identifiers suppressed.`));
+    }
+    return h('div', { class: 'form-actions danger-zone' },
+      h('label', { for: `suppress-${p.id}` }, suppress, ' Suppress its identifiers (keep them from coming back)'),
+      h('button', { type: 'button', class: 'danger', id: `erase-${p.id}`, 'data-erase': p.id, onClick: erase }, 'Delete this person…'),
+      result);
   }
 
   // ---------------------------------------------------------------------------------------
