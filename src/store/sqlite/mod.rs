@@ -202,11 +202,12 @@ impl SqliteStore {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            for schema in ["main", "cdp"] {
+            for (schema, checkpoint) in [
+                ("main", "PRAGMA main.wal_checkpoint(TRUNCATE)"),
+                ("cdp", "PRAGMA cdp.wal_checkpoint(TRUNCATE)"),
+            ] {
                 let busy: i64 = conn
-                    .query_row(&format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"), [], |r| {
-                        r.get(0)
-                    })
+                    .query_row(checkpoint, [], |r| r.get(0))
                     .map_err(db)?;
                 if busy != 0 {
                     tracing::info!(schema, "a reader kept the WAL from being emptied; a later checkpoint overwrites the rest");
