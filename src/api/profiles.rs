@@ -171,6 +171,7 @@ async fn erase_profile(state: &AppState, id: &str, suppress: bool) -> ApiResult<
     params(("id" = String, Path, description = "The profile's id"), EraseQuery),
     responses(
         (status = 200, description = "Erased", body = Erased),
+        (status = 400, description = "`invalid_request`: bad query parameters (`suppress` is `true` or `false`)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such profile", body = ErrorBody),
     ))]
 async fn erase(
@@ -186,7 +187,7 @@ async fn erase(
     params(EraseByIdentifierQuery),
     responses(
         (status = 200, description = "Erased", body = Erased),
-        (status = 400, description = "`invalid_request`: `field` and `value` are both needed", body = ErrorBody),
+        (status = 400, description = "`invalid_request`: `field` and `value` are both needed, or bad query parameters (`suppress` is `true` or `false`)", body = ErrorBody),
         (status = 404, description = "`not_found`: no profile holds the identifier", body = ErrorBody),
     ))]
 async fn erase_by_identifier(
