@@ -104,8 +104,55 @@ pub fn plain_object(data: &[u8]) -> Option<&str> {
     }
     // serde_json skips string contents without checking their UTF-8, so check it here.
     let text = std::str::from_utf8(data).ok()?;
-    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    serde_json::from_str::<Parsable>(text).ok()?;
     Some(text.trim_matches(|c: char| c.is_ascii() && json::is_json_whitespace(c as u8)))
+}
+
+/// A JSON value the full decoder would accept, read without building it: unlike
+/// `serde::de::IgnoredAny`, which skips numbers unparsed, every number is parsed, so one out of
+/// range (`5e555`) is refused here too (found by the `decode_record` fuzz target).
+struct Parsable;
+
+impl<'de> serde::Deserialize<'de> for Parsable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParsableVisitor)
+    }
+}
+
+struct ParsableVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ParsableVisitor {
+    type Value = Parsable;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Parsable, E> {
+        Ok(Parsable)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Parsable, E> {
+        Ok(Parsable)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Parsable, E> {
+        Ok(Parsable)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Parsable, E> {
+        Ok(Parsable)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Parsable, E> {
+        Ok(Parsable)
+    }
+    fn visit_unit<E>(self) -> Result<Parsable, E> {
+        Ok(Parsable)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Parsable, A::Error> {
+        while seq.next_element::<Parsable>()?.is_some() {}
+        Ok(Parsable)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Parsable, A::Error> {
+        while map.next_entry::<Parsable, Parsable>()?.is_some() {}
+        Ok(Parsable)
+    }
 }
 
 /// Decodes one Kinesis record into events and dead letters. Never panics, never fails as a whole.
@@ -264,6 +311,15 @@ mod tests {
     }
 
     // ---- plain JSON ----
+
+    #[test]
+    fn a_number_out_of_range_is_no_plain_object() {
+        // The fuzz target's find: the fast path must refuse what the full decoder refuses.
+        let data = b"{\":\"\r\r\r\r:\r5e555}\n\r\r\r";
+        assert_eq!(plain_object(data), None);
+        assert!(decode(data).events.is_empty());
+        assert!(plain_object(br#"{"a":[1,2.5,{"b":1e300}],"c":null}"#).is_some());
+    }
 
     #[test]
     fn plain_object_is_one_event() {
