@@ -34,17 +34,19 @@ pub fn router() -> OpenApiRouter<AppState> {
     request_body = BackupRequest,
     responses(
         (status = 200, description = "The backup's files", body = BackupView),
-        (status = 400, description = "`invalid_field` (`dest_dir`) or `invalid_request`", body = ErrorBody),
+        (status = 400, description = "`invalid_field` (`dest_dir` is not an absolute path) or `invalid_request`", body = ErrorBody),
         (status = 409, description = "`conflict`: a file is already there, or the store is PostgreSQL (use pg_dump)", body = ErrorBody),
     ))]
 async fn backup(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<BackupRequest>,
 ) -> ApiResult<Json<BackupView>> {
-    if req.dest_dir.trim().is_empty() {
+    // A relative path would land in the server process's working directory, which a caller
+    // cannot know (a fuzzed API once filled a checkout with backups that way).
+    if !std::path::Path::new(&req.dest_dir).is_absolute() {
         return Err(ApiError::invalid_field(
             "dest_dir",
-            "give a directory on the server's machine",
+            "give an absolute path of a directory on the server's machine",
         ));
     }
     let started = std::time::Instant::now();

@@ -475,6 +475,12 @@ async fn a_backup_under_load_restores_into_a_new_data_dir_and_resumes_with_nothi
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    // Nor into the server's working directory.
+    let (status, relative) = env
+        .server
+        .post("/api/backup", &json!({"dest_dir": "backups/b2"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{relative}");
     feeding.await.unwrap();
     let rest: Vec<Value> = (400..500).map(record).collect();
     env.put("clicks", &rest).await;
