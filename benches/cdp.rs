@@ -13,12 +13,20 @@
 //! them and with the scores' activity recording off. It also prints the stored bytes of a
 //! profile with N windowed fields.
 //!
+//! `CDP_BENCH_DISTRIBUTION=uniform|zipf` picks who the steady state's events are for: uniform
+//! (the default, the worst case) or Zipf with exponent 1.1 (a few people make most events).
+//! The run ends by measuring SQLite's floor for the same workload (`support/floor.rs`; off with
+//! `CDP_BENCH_FLOOR=0`) and one line: `cdp: DIST steady E events/s, C µs CPU per event, floor F
+//! µs, peak RSS R MiB`.
+//!
 //! Phase 1 loads the profiles (one event per new person, through the processor too); phase 2
-//! is the measured steady state: events for random existing people (2% carry a second
-//! identifier that links two people, so merges happen), every audience live.
+//! is the measured steady state: events for existing people drawn by the distribution, and 2%
+//! for two people drawn uniformly whose identifiers the event links (so merges happen at the
+//! same rate under both distributions), every audience live.
 
 mod support;
-use support::{cpu_seconds, vm_hwm_mib};
+use support::people::{Distribution, People};
+use support::{cpu_seconds, floor, vm_hwm_mib};
 #[path = "../bench/records.rs"]
 mod records;
 
@@ -225,9 +233,12 @@ async fn main() {
         cdp.create_audience(a).await.expect("audience");
     }
     let mut rng = StdRng::seed_from_u64(7);
+    let distribution = Distribution::from_env();
+    let people = People::new(profiles, distribution);
 
     println!(
-        "cdp bench: {profiles} profiles, {events} events, {n_audiences} audiences{}",
+        "cdp bench: {profiles} profiles, {events} events ({}), {n_audiences} audiences{}",
+        distribution.name(),
         if behavior {
             " + 2 windowed columns, 4 behavioral audiences, scores on"
         } else {
@@ -257,9 +268,13 @@ async fn main() {
     let t = Instant::now();
     // Generated while appended (never all in memory), so peak RSS is the processor's.
     let steady = (0..events).map(|i| {
-        let person = rng.gen_range(0..profiles);
-        let link = (rng.gen_range(0..100) < 2).then(|| rng.gen_range(0..profiles));
-        event(&mut rng, person, link, profiles + i)
+        if rng.gen_range(0..100) < 2 {
+            let (person, other) = (rng.gen_range(0..profiles), rng.gen_range(0..profiles));
+            event(&mut rng, person, Some(other), profiles + i)
+        } else {
+            let person = people.pick(&mut rng);
+            event(&mut rng, person, None, profiles + i)
+        }
     });
     append(&store, steady).await;
     println!(
@@ -287,6 +302,7 @@ async fn main() {
     );
     let n = cdp.drain().await.expect("drain");
     let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let (steady_rate, steady_cpu_us) = (n as f64 / secs, cpu * 1e6 / n.max(1) as f64);
     let server_cpu = records::postgres_cpu_seconds() - server_cpu;
     let (ours, own) = records::postgres_cpu_split(database);
     let (ours, own) = (ours - split.0, own - split.1);
@@ -325,14 +341,34 @@ async fn main() {
         "  steady: {changes} audience changes ({:.1} per event; by filter family {by_family:?})",
         changes as f64 / events.max(1) as f64
     );
-    println!("  peak RSS (VmHWM): {:.0} MiB", vm_hwm_mib());
-    if store_url.is_some() {
-        return;
+    let peak_rss = vm_hwm_mib();
+    println!("  peak RSS (VmHWM): {peak_rss:.0} MiB");
+    if store_url.is_none() {
+        profile_rows(dir.path());
     }
-    let conn = rusqlite::Connection::open(tributary::store::sqlite::cdp_path(
-        &dir.path().join("bench.db"),
-    ))
-    .expect("cdp file");
+    let floor = (env("CDP_BENCH_FLOOR", 1) == 1).then(|| {
+        let f = floor::measure(
+            profiles as usize,
+            100_000,
+            &people,
+            changes as f64 / events.max(1) as f64,
+        );
+        f.print();
+        f.total
+    });
+    println!(
+        "cdp: {} steady {steady_rate:.0} events/s, {steady_cpu_us:.1} µs CPU per event, floor {}, peak RSS {peak_rss:.0} MiB{}",
+        distribution.name(),
+        floor.map_or("not measured".into(), |f| format!("{f:.1} µs")),
+        if store_url.is_some() { " (PostgreSQL: the server's CPU is not in C)" } else { "" }
+    );
+}
+
+/// The average stored sizes of a profile's state and member list, and the CDP file's size.
+fn profile_rows(dir: &std::path::Path) {
+    let conn =
+        rusqlite::Connection::open(tributary::store::sqlite::cdp_path(&dir.join("bench.db")))
+            .expect("cdp file");
     let (state, members, page_size, pages): (f64, f64, i64, i64) = conn
         .query_row(
             "SELECT AVG(LENGTH(state)), AVG(LENGTH(audiences)),

@@ -1,4 +1,7 @@
-//! What the benchmarks measure the process with.
+//! What the benchmarks measure the process with, and the workloads they share.
+
+pub mod floor;
+pub mod people;
 
 /// CPU seconds (user + system) this process has used: with other work on the machine, wall
 /// time alone says little.
