@@ -1,7 +1,7 @@
 //! Import throughput while retention deletes (issue 15): the store's event appends (pages of
 //! 500 events of ~1 KiB, as the import commits them) for a fixed time, alone and while the
-//! retention task's deletes run against older events in the same file (batches of 500 with
-//! its 20 ms pause). Runs alternate, each on a fresh store, so drift hits both alike.
+//! retention task's deletes run against older events in the same file (its batches of 500 and
+//! its pause between them, `tributary::jobs::retention::PAUSE`). Runs alternate, each on a fresh store, so drift hits both alike.
 //!
 //! ```text
 //! cargo bench --bench retention                       # 4 runs of 5 s each way
@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tributary::jobs::retention;
 use tributary::store::{EventFields, EventLog, NewEvent, RetentionStore};
 
 const PAGE: usize = 500;
@@ -57,10 +58,10 @@ async fn run(secs: u64, with_retention: bool) -> (f64, u64) {
             let future = chrono::Utc::now() + chrono::Duration::hours(1);
             while !stop.load(Ordering::Relaxed) {
                 deleted += store
-                    .prune_events("web", future, old_upto, 500)
+                    .prune_events("web", future, old_upto, retention::BATCH)
                     .await
                     .unwrap();
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(retention::PAUSE).await;
             }
             deleted
         })
