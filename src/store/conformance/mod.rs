@@ -6,6 +6,7 @@
 //! running system does. The ordering-contract sections and the self-contained role sections
 //! each get a fresh store.
 
+mod backup;
 mod catalog;
 mod control;
 mod erasure;
@@ -26,10 +27,18 @@ pub use event_log::{follow_while_appending, FollowReport};
 
 /// Generates one `#[tokio::test]` per conformance section for a backend. `$open` is an async
 /// fn returning `(guard, DynStore)` for a new, empty store; the guard (a temporary directory,
-/// a database to drop) lives as long as the test.
+/// a database to drop) lives as long as the test. `$reopen` opens a store on a backup
+/// directory: a closure `|dir: PathBuf| async { Option<DynStore> }`, `None` for a backend
+/// whose backups are made by its own tools.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($open:path) => {
+    ($open:path, reopen = $reopen:expr) => {
+        #[tokio::test]
+        async fn conformance_backup() {
+            let (_guard, store) = $open().await;
+            $crate::store::conformance::backup_section(&*store, $reopen).await;
+        }
+
         #[tokio::test]
         async fn conformance_control() {
             let (_guard, store) = $open().await;
@@ -116,6 +125,15 @@ pub async fn erasure_section(store: &dyn Store) {
 /// [`RetentionStore`], with the event log and outbox rows it prunes.
 pub async fn retention_section(store: &dyn Store) {
     retention::settings_pruning_and_sizes(store).await;
+}
+
+/// [`BackupStore`], with the rows a copy must hold.
+pub async fn backup_section<F, Fut>(store: &dyn Store, reopen: F)
+where
+    F: FnOnce(std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Option<DynStore>>,
+{
+    backup::a_copy_opens_as_an_ordinary_store(store, reopen).await;
 }
 
 /// [`LeaseStore`] on its own.

@@ -453,7 +453,13 @@ mod tests {
     }
 
     mod conformance {
-        crate::conformance_tests!(super::fresh_store);
+        crate::conformance_tests!(
+            super::fresh_store,
+            reopen = |dir: std::path::PathBuf| async move {
+                let store = super::SqliteStore::open(&dir.join("t.db")).await.unwrap();
+                Some(std::sync::Arc::new(store) as crate::store::DynStore)
+            }
+        );
     }
 
     /// The main file's WAL is copied back while the store runs, not only once it reaches the
