@@ -15,7 +15,7 @@ pub enum StoreError {
     )]
     UnsupportedUrl(String),
     /// The database failed (I/O, a lock, a dropped connection): usually worth retrying.
-    #[error("database error: {source}")]
+    #[error("database error: {}", with_causes(source.as_ref()))]
     Backend {
         #[source]
         source: BackendError,
@@ -44,3 +44,40 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// `e` and its causes, as "e: cause: cause": a driver's own message can be as thin as
+/// tokio-postgres' "db error", with the server's reason ("cannot execute INSERT in a read-only
+/// transaction") one level down.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("db error")]
+    struct Thin(#[source] std::io::Error);
+
+    #[test]
+    fn a_backend_error_shows_its_causes() {
+        let e = StoreError::backend(Thin(std::io::Error::other(
+            "ERROR: cannot execute INSERT in a read-only transaction",
+        )));
+        assert_eq!(
+            e.to_string(),
+            "database error: db error: ERROR: cannot execute INSERT in a read-only transaction"
+        );
+    }
+}
