@@ -64,6 +64,32 @@ impl Database {
 }
 
 impl Database {
+    /// Makes the database refuse (`true`) or take writes again, as a PostgreSQL server put in
+    /// read-only mode (or out of disk) does: every transaction of a new session is read-only,
+    /// and the sessions open now are ended so the pool reconnects into the new setting.
+    pub(crate) async fn refuse_writes(&self, refuse: bool) {
+        let setting = if refuse {
+            format!(
+                "ALTER DATABASE {} SET default_transaction_read_only = on",
+                self.name
+            )
+        } else {
+            format!(
+                "ALTER DATABASE {} RESET default_transaction_read_only",
+                self.name
+            )
+        };
+        self.admin.batch_execute(&setting).await.expect(&setting);
+        self.admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&self.name],
+            )
+            .await
+            .expect("end the database's sessions");
+    }
+
     /// `host:port` of the PostgreSQL server.
     fn server_addr(&self) -> String {
         let rest = self.url.split_once("://").expect("scheme").1;
@@ -461,16 +487,8 @@ async fn start_regulars_export(
     auth: &str,
 ) -> Value {
     create_stream(kinesis, "out", 2).await;
-    let resp = node
-        .client()
-        .put(node.url("/api/streams/web/mapping"))
-        .header("Authorization", node.bearer())
-        .header("Content-Type", "text/plain")
-        .body(KEY_MAPPING)
-        .send()
-        .await
-        .expect("PUT mapping");
-    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = node.put_mapping("web", KEY_MAPPING).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = node
         .post(
             "/api/audiences",
@@ -570,16 +588,8 @@ async fn mappings_audiences_and_rebuilds_asked_of_any_node_reach_the_processor()
         .unwrap();
     let (runs, asked) = (&nodes[runs], &nodes[1 - runs]);
 
-    let resp = asked
-        .client()
-        .put(asked.url("/api/streams/web/mapping"))
-        .header("Authorization", asked.bearer())
-        .header("Content-Type", "text/plain")
-        .body(MAPPING)
-        .send()
-        .await
-        .expect("PUT mapping");
-    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = asked.put_mapping("web", MAPPING).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = asked
         .post(
             "/api/audiences",
@@ -668,16 +678,8 @@ async fn an_export_job_moves_off_a_killed_node_and_sends_every_change() {
     let mut nodes = vec![node(&db, &endpoint).await, node(&db, &endpoint).await];
     let mut ids = vec![node_id(&nodes[0]).await, node_id(&nodes[1]).await];
 
-    let resp = nodes[0]
-        .client()
-        .put(nodes[0].url("/api/streams/web/mapping"))
-        .header("Authorization", nodes[0].bearer())
-        .header("Content-Type", "text/plain")
-        .body(VIP_MAPPING)
-        .send()
-        .await
-        .expect("PUT mapping");
-    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = nodes[0].put_mapping("web", VIP_MAPPING).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = nodes[0]
         .post(
             "/api/audiences",

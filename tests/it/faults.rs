@@ -6,6 +6,8 @@
 //!   restarts), all injected by the [`FaultProxy`].
 //! * Storage (root only: they mount a tmpfs as the data dir): the disk fills up under an
 //!   import; the file system is read-only at start.
+//! * Storage on PostgreSQL: the database refuses writes (read-only, as when its disk is full)
+//!   under the whole pipeline.
 
 use std::path::Path;
 use std::process::Command;
@@ -265,4 +267,44 @@ async fn a_read_only_data_dir_stops_the_start_with_a_clear_error_and_nothing_is_
     p.check_all().await;
 
     let _ = p.server.stop().await;
+}
+
+/// PostgreSQL refusing every write while records flow (read-only mode, or the server's disk
+/// full): nothing can be committed, not even the job's `last_error` or a lease renewal, so
+/// the node says why in its log and `/metrics` (leases lost), keeps answering reads, and picks
+/// the work up on its own once writes are taken again: nothing lost, nothing twice.
+#[tokio::test]
+async fn a_postgres_refusing_writes_stalls_the_pipeline_which_resumes_on_its_own() {
+    let db = crate::cluster::Database::create().await;
+    let mut p = Pipeline::start(Some(&db.url), FaultPlan::new(1)).await;
+    p.put_round().await;
+    eventually(
+        &p.server,
+        Some(&p.import),
+        "the first records are stored",
+        || async { crate::import::stream_count(&p.server, "web").await >= p.records_put() },
+    )
+    .await;
+    let stored_before = crate::import::stream_count(&p.server, "web").await;
+
+    db.refuse_writes(true).await;
+    p.put_round().await;
+    p.put_round().await;
+    eventually(
+        &p.server,
+        Some(&p.import),
+        "the node logs that the database refuses writes",
+        || async { p.server.logs().contains("read-only transaction") },
+    )
+    .await;
+    // Reads still work: the API answers, and nothing stored before is gone.
+    let (status, body) = p.server.get(&format!("/api/jobs/{}", p.import)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(crate::import::stream_count(&p.server, "web").await >= stored_before);
+
+    db.refuse_writes(false).await;
+    p.put_round().await;
+    p.check_all().await;
+    let _ = p.server.stop().await;
+    db.drop_it().await;
 }
