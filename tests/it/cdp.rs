@@ -24,20 +24,6 @@ FROM web
 INTO user BY email OR user_id
 ALIAS web";
 
-async fn put_mapping(server: &TestServer, stream: &str, text: &str) -> (StatusCode, Value) {
-    let resp = server
-        .client()
-        .put(server.url(&format!("/api/streams/{stream}/mapping")))
-        .header("Authorization", server.bearer())
-        .header("Content-Type", "text/plain")
-        .body(text.to_owned())
-        .send()
-        .await
-        .expect("PUT mapping");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn collect(server: &TestServer, events: Value) {
     let (status, body) = server.post("/api/collect/web", &events).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -93,16 +79,16 @@ async fn members(server: &TestServer, slug: &str) -> Vec<String> {
 #[tokio::test]
 async fn mappings_and_audiences_are_checked_with_positions() {
     let server = TestServer::builder().start().await;
-    let (status, body) = put_mapping(&server, "web", MAPPING).await;
+    let (status, body) = server.put_mapping("web", MAPPING).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["fields"].as_array().unwrap().len(), 6);
     assert_eq!(body["fields"][3]["merge_op"], "COUNT");
-    let (status, body) = put_mapping(
-        &server,
-        "web",
-        "SELECT\n    count(*) AS visits KIND string\nFROM web INTO user BY visits",
-    )
-    .await;
+    let (status, body) = server
+        .put_mapping(
+            "web",
+            "SELECT\n    count(*) AS visits KIND string\nFROM web INTO user BY visits",
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["message"]
@@ -182,7 +168,7 @@ async fn mappings_and_audiences_are_checked_with_positions() {
 #[tokio::test]
 async fn collected_events_become_profiles_audiences_and_changes() {
     let mut server = TestServer::builder().start().await;
-    let (status, body) = put_mapping(&server, "web", MAPPING).await;
+    let (status, body) = server.put_mapping("web", MAPPING).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for (slug, filter) in [
         ("buyers", "spent >= 10"),

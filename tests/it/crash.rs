@@ -333,17 +333,8 @@ impl Pipeline {
 }
 
 async fn put_mapping(server: &TestServer) {
-    let resp = server
-        .client()
-        .put(server.url("/api/streams/web/mapping"))
-        .header("Authorization", server.bearer())
-        .header("Content-Type", "text/plain")
-        .body(MAPPING)
-        .send()
-        .await
-        .expect("PUT mapping");
-    let status = resp.status();
-    assert_eq!(status, StatusCode::OK, "{}", resp.text().await.unwrap());
+    let (status, body) = server.put_mapping("web", MAPPING).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// Profile id → (visits, total, user_id), paging through `GET /api/profiles`.

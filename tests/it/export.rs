@@ -86,17 +86,8 @@ impl Env {
 }
 
 async fn setup_cdp(server: &TestServer) {
-    let resp = server
-        .client()
-        .put(server.url("/api/streams/web/mapping"))
-        .header("Authorization", server.bearer())
-        .header("Content-Type", "text/plain")
-        .body(MAPPING)
-        .send()
-        .await
-        .expect("PUT mapping");
-    let status = resp.status();
-    assert_eq!(status, StatusCode::OK, "{}", resp.text().await.unwrap());
+    let (status, body) = server.put_mapping("web", MAPPING).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     for (slug, filter) in [("vip", "tier = \"vip\""), ("engaged", "visits >= 3")] {
         let (status, body) = server
             .post(
@@ -1269,21 +1260,8 @@ async fn a_member_exits_when_the_window_passes_and_the_exit_is_exported() {
     let mapping = r#"SELECT user_id AS user_id KIND string,
         count(*) AS buys_1h KIND int WINDOW 1h IF eq(event, "buy")
         FROM shop INTO user BY user_id"#;
-    let resp = s
-        .client()
-        .put(s.url("/api/streams/shop/mapping"))
-        .header("Authorization", s.bearer())
-        .header("Content-Type", "text/plain")
-        .body(mapping)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::OK,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    let (status, body) = s.put_mapping("shop", mapping).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = s
         .post(
             "/api/audiences",

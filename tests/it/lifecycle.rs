@@ -38,16 +38,8 @@ impl Env {
         let kinesalite = Kinesalite::start().await;
         let kinesis = kinesis_client(&kinesalite.endpoint());
         let server = TestServer::start(&kinesalite.endpoint()).await;
-        let resp = server
-            .client()
-            .put(server.url("/api/streams/web/mapping"))
-            .header("Authorization", server.bearer())
-            .header("Content-Type", "text/plain")
-            .body(MAPPING)
-            .send()
-            .await
-            .expect("PUT mapping");
-        assert_eq!(resp.status(), StatusCode::OK);
+        let (status, body) = server.put_mapping("web", MAPPING).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
         let (status, body) = server
             .post(
                 "/api/audiences",

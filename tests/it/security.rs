@@ -110,17 +110,9 @@ async fn the_data_dir_is_private_and_no_secret_leaks_over_a_whole_run() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     responses.push_str(&created.to_string());
     let auth = id_of(&created);
-    let resp = server
-        .client()
-        .put(server.url("/api/streams/web/mapping"))
-        .header("Authorization", server.bearer())
-        .header("Content-Type", "text/plain")
-        .body(MAPPING)
-        .send()
-        .await
-        .expect("PUT mapping");
-    assert_eq!(resp.status(), StatusCode::OK);
-    responses.push_str(&resp.text().await.unwrap_or_default());
+    let (status, body) = server.put_mapping("web", MAPPING).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    responses.push_str(&body.to_string());
     let (status, body) = server
         .post(
             "/api/audiences",

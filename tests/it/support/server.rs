@@ -315,6 +315,26 @@ impl TestServer {
         self.request(reqwest::Method::DELETE, path, None).await
     }
 
+    /// `PUT /api/streams/{stream}/mapping` with the mapping's text (`text/plain`).
+    pub async fn put_mapping(&self, stream: &str, text: &str) -> (StatusCode, Value) {
+        let path = format!("/api/streams/{stream}/mapping");
+        let resp = self
+            .http
+            .put(self.url(&path))
+            .header("Authorization", self.bearer())
+            .header("Content-Type", "text/plain")
+            .body(text.to_owned())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {path}: {e}\n{}", self.logs()));
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// One authenticated JSON call. The body is `Value::Null` when empty, and
     /// `Value::String(text)` when it is not JSON.
     pub async fn request(
