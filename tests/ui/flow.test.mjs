@@ -276,6 +276,23 @@ try {
       await page.getByRole('button', { name: 'Save mapping' }).click();
       await page.locator('[data-saved="mapping"]').waitFor();
     });
+
+    await step('a stream\'s retention: a bad age is explained, a good one saved', async () => {
+      const keep = page.getByLabel('Keep events for');
+      await keep.fill('a month');
+      await page.getByRole('button', { name: 'Save retention' }).click();
+      const err = page.locator('#retention-result .error-box, #retention-result [role="alert"]');
+      await err.first().waitFor();
+      check((await keep.getAttribute('aria-invalid')) === 'true', 'the bad age is marked invalid');
+      await keep.fill('400d');
+      await page.getByRole('button', { name: 'Save retention' }).click();
+      await page.locator('[data-saved="retention"]').waitFor();
+      check((await page.locator('[data-retention]').getAttribute('data-retention')) === '400d', 'the saved age is shown');
+      const stored = await apiStatus(page, '/api/streams/web_events/retention');
+      check(!stored.missing, 'GET /api/streams/{name}/retention answers');
+      await page.getByRole('button', { name: 'Keep for ever' }).click();
+      await page.locator('[data-retention="forever"]').waitFor();
+    });
   }
 
   const audiencesRoute = await apiStatus(page, '/api/audiences');

@@ -1056,6 +1056,7 @@ ALIAS ${name}
       pageHead(name, h('a', { href: '#/streams' }, '← Streams')),
       h('section', { class: 'panel' }, h('h2', {}, h('span', { class: 'live-dot', 'aria-hidden': 'true' }), 'Recent events ', countSlot), eventsSlot, olderSlot),
       h('section', { class: 'panel' }, h('h2', {}, 'Mapping to profiles'), mapForm),
+      h('section', { class: 'panel' }, h('h2', {}, 'Retention'), retentionForm(name, gen)),
     ]);
     let before = null;
     poll(async () => {
@@ -1112,6 +1113,51 @@ ALIAS ${name}
         h('button', { type: 'button', class: 'secondary', id: 'rebuild-unapplied', onClick: rebuild }, `Rebuild now to apply it to those ${fmtNum(res.data.unapplied_events)} events`)) : null;
       replace(mapResult, h('div', { class: 'ok-box', role: 'status', 'data-saved': 'mapping' }, 'Mapping saved.'), unapplied, fields.length ? fieldsTable(fields, 'Profile fields from this mapping') : null);
     });
+  }
+
+  /** How long a stream's events are kept: GET/PUT /api/streams/{name}/retention. */
+  function retentionForm(name, gen) {
+    const path = `/api/streams/${encodeURIComponent(name)}/retention`;
+    const summary = h('p', { class: 'muted', 'data-retention': '' }, 'Loading…');
+    const maxAge = input({ id: 'retention-max-age', name: 'max_age', placeholder: '30d', 'aria-describedby': 'retention-hint retention-result' });
+    const result = h('div', { id: 'retention-result', 'aria-live': 'polite' });
+    function show(v) {
+      const age = v.max_age;
+      summary.dataset.retention = age || 'forever';
+      summary.textContent = age
+        ? `Events older than ${age} are deleted (once the profile processor has applied them)${v.source === 'default' ? ': the server\'s default (retention_max_age)' : ''}.`
+        : `Events are kept for ever${v.source === 'default' ? ' (the server\'s default)' : ''}.`;
+      if (age && !maxAge.value) maxAge.value = age;
+    }
+    async function save(value) {
+      clear(result);
+      maxAge.removeAttribute('aria-invalid');
+      const res = await api('PUT', path, { max_age: value });
+      if (!res.ok) { maxAge.setAttribute('aria-invalid', 'true'); replace(result, errorBox(res, 'Retention not saved')); return; }
+      show(res.data);
+      replace(result, h('div', { class: 'ok-box', role: 'status', 'data-saved': 'retention' }, value ? `Retention saved: ${res.data.max_age}.` : 'Retention removed: events are kept for ever.'));
+    }
+    const form = h('form', { class: 'stack', id: 'retention-form' },
+      summary,
+      h('div', { class: 'field' },
+        h('label', { for: 'retention-max-age' }, 'Keep events for'),
+        h('div', { class: 'hint', id: 'retention-hint' }, 'A whole number and a unit: s, m, h or d (e.g. 30d). Older events are deleted within a minute, in small batches.'),
+        maxAge),
+      h('div', { class: 'form-actions' },
+        h('button', { type: 'submit' }, 'Save retention'),
+        h('button', { type: 'button', class: 'secondary', id: 'retention-forever', onClick: () => { maxAge.value = ''; save(null); } }, 'Keep for ever')),
+      result);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const v = maxAge.value.trim();
+      save(v === '' ? null : v);
+    });
+    (async () => {
+      const res = await api('GET', path);
+      if (!current(gen)) return;
+      if (res.ok) show(res.data); else replace(summary, errorBox(res, 'Retention unavailable'));
+    })();
+    return form;
   }
 
   function fieldsTable(fields, caption) {
