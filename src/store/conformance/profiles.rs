@@ -331,4 +331,13 @@ pub(super) async fn member_lists_are_written_whole(store: &dyn Store) {
             ("ml-a3".to_string(), 1)
         ]
     );
+
+    // A deleted audience's memberships go with it.
+    store.delete_audience("ml3").await.unwrap();
+    assert_eq!(stored().await, [("ml-a2".to_string(), at(10))]);
+    assert!(store
+        .list_members("ml-a3", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -127,18 +127,10 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn delete_audience(&self, slug: &str) -> StoreResult<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        // Its memberships go with it; its outbox rows stay. Deleting the row first waits for
-        // a profile batch that locked it (FOR KEY SHARE) to commit; the memberships that
-        // batch wrote are then seen by the next statement, and later batches find no audience.
-        let sql = "DELETE FROM audiences WHERE slug = $1 RETURNING id";
-        let Some(row) = query_opt(&tx, sql, &[&slug]).await? else {
-            return Err(not_found("audience", slug));
-        };
-        let id: String = get(&row, 0)?;
-        let sql = "DELETE FROM memberships WHERE audience_id = $1";
-        execute(&tx, sql, &[&id]).await?;
-        tx.commit().await.map_err(db)
+        let client = self.client().await?;
+        // Its memberships go with it: entries of its number left in member lists are never
+        // read again (numbers are not reused; see `members`). Its outbox rows stay.
+        let deleted = execute(&client, "DELETE FROM audiences WHERE slug = $1", &[&slug]).await?;
+        found(deleted, "audience", slug)
     }
 }

@@ -98,11 +98,16 @@ impl ErasureStore for PostgresStore {
         let record = erasure(&tx, &step.erasure_id).await?;
         let profile_id = record.profile_id.as_str();
         let mut counts = ErasureCounts::default();
+        // The profile, and with it its memberships (those of audiences that exist exit).
         let exits = query(
             &tx,
-            "DELETE FROM memberships m USING audiences a
-              WHERE m.profile_id = $1 AND a.id = m.audience_id
-              RETURNING a.id, a.slug, m.entered_at",
+            "WITH gone AS (
+                 DELETE FROM profiles WHERE id = $1 RETURNING audience_nums, entered_ats
+             )
+             SELECT a.id, a.slug, m.entered_at
+               FROM gone
+              CROSS JOIN LATERAL UNNEST(gone.audience_nums, gone.entered_ats) AS m(num, entered_at)
+               JOIN audiences a ON a.num = m.num",
             &[&profile_id],
         )
         .await?;
@@ -119,7 +124,6 @@ impl ErasureStore for PostgresStore {
             &[&audience_ids],
         )
         .await?;
-        execute(&tx, "DELETE FROM profiles WHERE id = $1", &[&profile_id]).await?;
         let mut identities = execute(
             &tx,
             "DELETE FROM identities WHERE profile_id = $1",

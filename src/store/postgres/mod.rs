@@ -24,7 +24,7 @@
 //! reader that saw 6 skips 5 for ever. A row lock rather than `pg_advisory_xact_lock`: the
 //! counter it guards is in the same row, rolled back with the rows it numbered (no gaps), and
 //! the lock shows in `pg_locks` as the table it protects. Everything else in such a transaction
-//! (dead letters, checkpoints, profiles, memberships) is written before the lock is taken, so
+//! (dead letters, checkpoints, profiles) is written before the lock is taken, so
 //! the serialized part is one or two statements and the commit.
 //!
 //! # Set-up
@@ -42,6 +42,7 @@ mod erasure;
 mod event_log;
 mod import;
 mod lease;
+mod members;
 mod outbox;
 mod positions;
 mod profiles;
@@ -64,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_cluster.sql"),
     include_str!("migrations/0003_profile_batches.sql"),
     include_str!("migrations/0004_lifecycle.sql"),
+    include_str!("migrations/0005_member_lists.sql"),
 ];
 
 /// Connections one store opens at most, unless the URL's `pool_max` says otherwise.

@@ -12,6 +12,7 @@ use chrono::Utc;
 use deadpool_postgres::Transaction;
 use tokio_postgres::{IsolationLevel, Row};
 
+use super::members::members_after;
 use super::positions::{reserve, Log};
 use super::rows::*;
 use super::{db, execute, limit, query, query_one, query_opt, PostgresStore};
@@ -34,14 +35,6 @@ fn change_from_row(r: &Row) -> StoreResult<AudienceChange> {
         entered_at: get(r, 6)?,
         reason: get(r, 7)?,
         seq,
-    })
-}
-
-fn membership_from_row(r: &Row) -> StoreResult<Membership> {
-    Ok(Membership {
-        audience_id: get(r, 0)?,
-        profile_id: get(r, 1)?,
-        entered_at: get(r, 2)?,
     })
 }
 
@@ -119,15 +112,22 @@ impl OutboxStore for PostgresStore {
             .start()
             .await
             .map_err(db)?;
-        let rows = query(
-            &tx,
-            "SELECT audience_id, profile_id, entered_at FROM memberships
-              WHERE audience_id = ANY($1) AND (audience_id, profile_id) > ($2, $3)
-              ORDER BY audience_id, profile_id LIMIT $4",
-            &[&audience_ids, &after_audience, &after_profile, &limit(page)],
-        )
-        .await?;
-        let members = collect(&rows, membership_from_row)?;
+        // In (audience id, profile id) order: audience by audience from where the last page
+        // ended.
+        let mut ids = audience_ids;
+        ids.sort_unstable();
+        ids.dedup();
+        let mut members = Vec::new();
+        for audience_id in ids.iter().filter(|a| **a >= after_audience) {
+            let Some(want) = page.checked_sub(members.len() as u32).filter(|n| *n > 0) else {
+                break;
+            };
+            let after = match *audience_id == after_audience {
+                true => after_profile.as_str(),
+                false => "",
+            };
+            members.extend(members_after(&tx, audience_id, after, want).await?);
+        }
         let head = get(&query_one(&tx, HEAD, &[]).await?, 0)?;
         tx.commit().await.map_err(db)?;
         Ok(BackfillPage { members, head })

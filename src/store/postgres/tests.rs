@@ -254,3 +254,190 @@ async fn unique_violations_are_conflicts_and_other_failures_keep_the_driver_erro
         Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
     );
 }
+
+fn test_audience(id: &str) -> Audience {
+    Audience {
+        id: id.into(),
+        slug: id.into(),
+        name: id.into(),
+        description: String::new(),
+        filter: "visits > 1".into(),
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    }
+}
+
+fn test_profile(id: &str) -> Profile {
+    let now = chrono::Utc::now();
+    Profile {
+        id: id.into(),
+        state: tributary_lang::ProfileState::new(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn entered(secs: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+}
+
+/// Every member of `audience_id`, read `page` at a time.
+async fn all_members(store: &dyn Store, audience_id: &str, page: u32) -> Vec<(String, Timestamp)> {
+    let (mut all, mut after) = (Vec::new(), None);
+    loop {
+        let members = store.list_members(audience_id, after, page).await.unwrap();
+        let full = members.len() == page as usize;
+        after = members.last().map(|m| m.profile_id.clone());
+        all.extend(members.into_iter().map(|m| (m.profile_id, m.entered_at)));
+        if !full {
+            return all;
+        }
+    }
+}
+
+/// An audience's members are listed alike whether found through the index or by walking the
+/// profiles (`members::members_after` picks by the audience's size against the page's and the
+/// profiles': 3 members among fewer than 90 profiles are walked in pages of 1 and looked up in
+/// pages of 100).
+#[tokio::test]
+async fn members_are_listed_alike_through_the_index_and_by_walking() {
+    let (_database, store) = fresh_postgres().await;
+    for id in ["a", "b"] {
+        store.insert_audience(test_audience(id)).await.unwrap();
+    }
+    let with = |id: &str, list: &[(&str, i64)]| {
+        ProfileWrite::new(test_profile(id)).with_members(
+            list.iter()
+                .map(|(a, secs)| (std::sync::Arc::from(*a), entered(*secs)))
+                .collect(),
+        )
+    };
+    let batch = ProfileBatch {
+        upserts: vec![
+            with("p1", &[("a", 1)]),
+            with("p2", &[("b", 2)]),
+            with("p3", &[("b", 3), ("a", 3)]),
+            with("p4", &[]),
+            with("p5", &[("a", 5), ("gone", 5)]),
+        ],
+        ..Default::default()
+    };
+    store
+        .commit_profile_batch(std::sync::Arc::new(batch))
+        .await
+        .unwrap();
+    let expected: Vec<(String, Timestamp)> = [("p1", 1), ("p3", 3), ("p5", 5)]
+        .iter()
+        .map(|(p, secs)| (p.to_string(), entered(*secs)))
+        .collect();
+    for page in [1, 2, 10, 100] {
+        assert_eq!(
+            all_members(&*store, "a", page).await,
+            expected,
+            "pages of {page}"
+        );
+    }
+    assert!(store
+        .list_members("gone", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Lists are stored in audience creation order, whatever order they were written in.
+    let p3: Vec<String> = store
+        .profile_memberships(vec!["p3".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.audience_id)
+        .collect();
+    assert_eq!(p3, ["a", "b"]);
+
+    // A deleted audience's entries stay in the lists and are never read again.
+    store.delete_audience("a").await.unwrap();
+    assert!(store.list_members("a", None, 10).await.unwrap().is_empty());
+    let lists = store.list_profiles(None, 10).await.unwrap();
+    let audiences_of = |id: &str| -> Vec<String> {
+        let (_, list) = lists.iter().find(|(p, _)| p.id == id).unwrap();
+        list.iter().map(|(a, _)| a.to_string()).collect()
+    };
+    assert_eq!(audiences_of("p3"), ["b"]);
+    assert!(audiences_of("p5").is_empty());
+    store.insert_audience(test_audience("a")).await.unwrap();
+    assert!(store.list_members("a", None, 10).await.unwrap().is_empty());
+}
+
+/// Migration 0005 moves each profile's membership rows into its row, in audience creation
+/// order, entry times kept.
+#[tokio::test]
+async fn membership_rows_move_into_their_profiles() {
+    let database = TestDatabase::create().await;
+    let (client, connection) = database
+        .config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE tributary_migrations (
+                 version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for (version, sql) in MIGRATIONS.iter().enumerate().take(4) {
+        client.batch_execute(sql).await.unwrap();
+        let version = version as i32 + 1;
+        client
+            .execute(
+                "INSERT INTO tributary_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO audiences (id, slug, name, filter, created_at, updated_at, member_count)
+             VALUES ('z', 'z', 'z', 'f', now(), now(), 1), ('y', 'y', 'y', 'f', now(), now(), 2);
+             INSERT INTO memberships (audience_id, profile_id, entered_at) VALUES
+                 ('y', 'p1', '2023-11-14 22:13:21+00'), ('z', 'p1', '2023-11-14 22:13:22+00'),
+                 ('y', 'p2', '2023-11-14 22:13:23+00');",
+        )
+        .await
+        .unwrap();
+    let state = tributary_lang::ProfileState::new().to_bytes();
+    client
+        .execute(
+            "INSERT INTO profiles (id, state, created_at, updated_at)
+             VALUES ('p1', $1, now(), now()), ('p2', $1, now(), now())",
+            &[&state],
+        )
+        .await
+        .unwrap();
+    let store = PostgresStore::connect(database.config(), 1).await.unwrap();
+    let memberships: Vec<(String, String, Timestamp)> = store
+        .profile_memberships(vec!["p1".into(), "p2".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.profile_id, m.audience_id, m.entered_at))
+        .collect();
+    let row = |p: &str, a: &str, secs| (p.to_string(), a.to_string(), entered(secs));
+    assert_eq!(
+        memberships,
+        [row("p1", "z", 2), row("p1", "y", 1), row("p2", "y", 3)]
+    );
+    let members = all_members(&store, "y", 10).await;
+    assert_eq!(
+        members,
+        [("p1".into(), entered(1)), ("p2".into(), entered(3))]
+    );
+    assert_eq!(
+        count_rows(
+            &store,
+            "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'memberships'"
+        )
+        .await,
+        0
+    );
+}
