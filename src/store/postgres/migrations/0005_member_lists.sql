@@ -7,6 +7,9 @@
 -- reused) of the profile's audiences, ascending; `entered_ats`: when it entered each. NULL for
 -- none. Entries of a deleted audience stay until the list is next written and are never read
 -- (postgres/members.rs).
+--
+-- Upgrading: nodes of an earlier version read `memberships`, which this drops; stop every node,
+-- then start the new version (README, "Several nodes on PostgreSQL").
 ALTER TABLE profiles ADD COLUMN audience_nums INT8[], ADD COLUMN entered_ats TIMESTAMPTZ[];
 
 UPDATE profiles p
