@@ -366,17 +366,19 @@ fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Conne
     // memberships) hit the same upper b-tree pages batch after batch.
     // WAL: readers do not block the writer. NORMAL sync is crash-safe for the process (a
     // SIGKILL loses nothing committed); a power cut may drop the last commits, all together.
-    // page_size first: it only takes effect on a file with no table yet.
+    // page_size first: it only takes effect on a file with no table yet, and setting
+    // auto_vacuum on an empty file fixes its page size too (at 4 KiB; files made while
+    // auto_vacuum came first have 4 KiB pages).
     // secure_delete: deleted content (an erased person's events and profile) is overwritten
     // in the files, not left in free pages. auto_vacuum: takes effect on new files only (an
     // existing one keeps reusing its free pages; retention's incremental vacuum returns them).
     conn.execute_batch(&format!(
-        "PRAGMA main.auto_vacuum = INCREMENTAL;
+        "PRAGMA main.page_size = {MAIN_PAGE_SIZE};
+         PRAGMA cdp.page_size = {CDP_PAGE_SIZE};
+         PRAGMA main.auto_vacuum = INCREMENTAL;
          PRAGMA cdp.auto_vacuum = INCREMENTAL;
          PRAGMA main.secure_delete = ON;
          PRAGMA cdp.secure_delete = ON;
-         PRAGMA main.page_size = {MAIN_PAGE_SIZE};
-         PRAGMA cdp.page_size = {CDP_PAGE_SIZE};
          PRAGMA main.journal_mode = WAL;
          PRAGMA cdp.journal_mode = WAL;
          PRAGMA main.synchronous = NORMAL;
@@ -442,6 +444,39 @@ mod tests {
         assert!(
             !shares_one_page_cache(),
             "SQLITE_ENABLE_MEMORY_MANAGEMENT is compiled in"
+        );
+    }
+
+    /// New files get the page sizes chosen for them and incremental auto_vacuum (the order of
+    /// those pragmas matters: auto_vacuum first left both files at 4 KiB pages).
+    #[tokio::test]
+    async fn new_files_get_their_page_sizes_and_incremental_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let files = store
+            .read(|conn| {
+                let mut out = Vec::new();
+                for schema in ["main", "cdp"] {
+                    let pragma = |name: &str| {
+                        conn.query_row(&format!("PRAGMA {schema}.{name}"), [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .map_err(db)
+                    };
+                    out.push((pragma("page_size")?, pragma("auto_vacuum")?));
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        // auto_vacuum 2 = INCREMENTAL.
+        assert_eq!(
+            files,
+            [
+                (i64::from(MAIN_PAGE_SIZE), 2),
+                (i64::from(CDP_PAGE_SIZE), 2)
+            ]
         );
     }
 
