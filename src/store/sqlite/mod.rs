@@ -456,17 +456,18 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         let files = store
             .read(|conn| {
-                let mut out = Vec::new();
-                for schema in ["main", "cdp"] {
-                    let pragma = |name: &str| {
-                        conn.query_row(&format!("PRAGMA {schema}.{name}"), [], |r| {
-                            r.get::<_, i64>(0)
-                        })
-                        .map_err(db)
-                    };
-                    out.push((pragma("page_size")?, pragma("auto_vacuum")?));
-                }
-                Ok(out)
+                let pragma =
+                    |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(db);
+                Ok([
+                    (
+                        pragma("PRAGMA main.page_size")?,
+                        pragma("PRAGMA main.auto_vacuum")?,
+                    ),
+                    (
+                        pragma("PRAGMA cdp.page_size")?,
+                        pragma("PRAGMA cdp.auto_vacuum")?,
+                    ),
+                ])
             })
             .await
             .unwrap();
