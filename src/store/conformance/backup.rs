@@ -18,16 +18,7 @@ where
         .await
         .unwrap();
     store.insert_job(job("j1", "a1")).await.unwrap();
-    let mut checkpoint = ShardCheckpoint {
-        shard_id: "s0".into(),
-        parent_shard_ids: Vec::new(),
-        state: ShardState::Reading,
-        start_position: StartPosition::TrimHorizon,
-        sequence_number: None,
-        sub_sequence_number: None,
-        records: 0,
-        millis_behind_latest: None,
-    };
+    let mut checkpoint = reading_shard();
     store
         .register_shards("j1", std::slice::from_ref(&checkpoint))
         .await

@@ -162,16 +162,7 @@ pub(super) async fn dead_letters_carrying_a_value_go(store: &dyn Store) {
         reason: "bad".into(),
         raw: raw.as_bytes().to_vec(),
     };
-    let checkpoint = ShardCheckpoint {
-        shard_id: "s0".into(),
-        parent_shard_ids: vec![],
-        state: ShardState::Reading,
-        start_position: StartPosition::TrimHorizon,
-        sequence_number: None,
-        sub_sequence_number: None,
-        records: 0,
-        millis_behind_latest: None,
-    };
+    let checkpoint = reading_shard();
     store
         .register_shards("era-job", std::slice::from_ref(&checkpoint))
         .await

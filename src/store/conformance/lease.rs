@@ -89,14 +89,10 @@ pub(super) async fn fenced_writes_fail_once_the_lease_moved(store: &dyn Store) {
         .unwrap();
     store.insert_job(job("jf", "af")).await.unwrap();
     let checkpoint = ShardCheckpoint {
-        shard_id: "s0".into(),
-        parent_shard_ids: vec![],
-        state: ShardState::Reading,
-        start_position: StartPosition::TrimHorizon,
         sequence_number: Some("1".into()),
-        sub_sequence_number: None,
         records: 1,
         millis_behind_latest: Some(0),
+        ..reading_shard()
     };
     store
         .register_shards("jf", std::slice::from_ref(&checkpoint))

@@ -26,14 +26,7 @@ pub(super) async fn settings_pruning_and_sizes(store: &dyn Store) {
         .append_events("other", vec![event("oth1", 1)])
         .await
         .unwrap();
-    let seqs: Vec<i64> = store
-        .list_events("ret", 10, None)
-        .await
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e.seq)
-        .collect();
+    let seqs = oldest_first(store, "ret").await;
     let future = Utc::now() + chrono::Duration::hours(1);
     let past = Utc::now() - chrono::Duration::hours(1);
     // Nothing is old enough.
@@ -56,14 +49,7 @@ pub(super) async fn settings_pruning_and_sizes(store: &dyn Store) {
             .unwrap(),
         1
     );
-    let left: Vec<i64> = store
-        .list_events("ret", 10, None)
-        .await
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e.seq)
-        .collect();
+    let left = oldest_first(store, "ret").await;
     assert_eq!(left, seqs[3..]);
     let streams = store.list_streams().await.unwrap();
     assert_eq!(streams.iter().find(|s| s.name == "ret").unwrap().events, 2);
@@ -106,4 +92,10 @@ pub(super) async fn settings_pruning_and_sizes(store: &dyn Store) {
     let rows: std::collections::HashMap<_, _> = sizes.rows.into_iter().collect();
     assert_eq!(rows["events"], 3);
     assert_eq!(rows["audience_changes"], 1);
+}
+
+/// The positions of `stream`'s events (at most 10), oldest first.
+async fn oldest_first(store: &dyn Store, stream: &str) -> Vec<i64> {
+    let page = store.list_events(stream, 10, None).await.unwrap();
+    page.iter().rev().map(|e| e.seq).collect()
 }
