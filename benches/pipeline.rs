@@ -125,6 +125,7 @@ async fn run_shard(
             events: page.events,
             dead_letters: page.dead_letters,
             records_in: count as u64,
+            suppressed: 0,
             checkpoint: ShardCheckpoint {
                 shard_id: sid.clone(),
                 parent_shard_ids: vec![],

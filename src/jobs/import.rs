@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use crate::cdp::erasure::Suppressions;
 use crate::kinesis::consumer::{ConsumerConfig, ConsumerHandles, EventFilter};
-use crate::metrics::Metrics;
 pub use crate::store::StartPosition;
-use crate::store::{ErasureStore, Job, NewEvent};
+use crate::store::{Job, NewEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -125,11 +124,7 @@ pub async fn run(
     let handles = ConsumerHandles {
         store: ctx.store.clone(),
         aws: ctx.aws,
-        filter: Some(Arc::new(SuppressionFilter {
-            suppressions: ctx.suppressions,
-            store: ctx.store.clone(),
-            metrics: ctx.metrics.clone(),
-        })),
+        filter: Some(Arc::new(SuppressionFilter(ctx.suppressions))),
         metrics: ctx.metrics,
         membership: ctx.membership,
     };
@@ -146,29 +141,13 @@ pub async fn run(
     Ok(())
 }
 
-/// The CDP's suppression list as the consumer's [`EventFilter`]: suppressed events are counted
-/// per job in the store (the job's `suppressed`) and in `/metrics`.
-struct SuppressionFilter {
-    suppressions: Suppressions,
-    store: Arc<dyn ErasureStore>,
-    metrics: Metrics,
-}
+/// The CDP's suppression list as the consumer's [`EventFilter`]: the consumer counts what it
+/// drops per job, in the store (the job's `suppressed`) and in `/metrics`.
+struct SuppressionFilter(Suppressions);
 
-#[async_trait::async_trait]
 impl EventFilter for SuppressionFilter {
     fn drop_suppressed(&self, stream: &str, events: &mut Vec<NewEvent>) -> u64 {
-        self.suppressions.drop_suppressed(stream, events)
-    }
-
-    async fn count_dropped(&self, job_id: &str, n: u64) {
-        self.metrics
-            .lifecycle
-            .suppressed_events
-            .with_label_values(&[job_id])
-            .inc_by(n);
-        if let Err(e) = self.store.count_suppressed(job_id, n).await {
-            tracing::warn!(job = job_id, error = %e, "cannot count suppressed events");
-        }
+        self.0.drop_suppressed(stream, events)
     }
 }
 

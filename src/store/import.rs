@@ -113,6 +113,10 @@ pub struct ShardBatch {
     pub events: Vec<NewEvent>,
     pub dead_letters: Vec<NewDeadLetter>,
     pub records_in: u64,
+    /// Events of the page dropped for carrying a suppressed identifier: added to the job's
+    /// suppressed count in the commit that moves the checkpoint past them, so a crash cannot
+    /// lose the count.
+    pub suppressed: u64,
     pub checkpoint: ShardCheckpoint,
     /// The shard's lease when several nodes share the work: the commit is refused once it
     /// moved (`StoreError::LeaseLost`). `None` on a single node.

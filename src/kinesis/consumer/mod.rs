@@ -47,14 +47,12 @@ pub struct ConsumerHandles {
 }
 
 /// Decides which decoded events are not stored: those carrying an identifier on the
-/// suppression list (implemented over the CDP's list by the jobs layer).
-#[async_trait::async_trait]
+/// suppression list (implemented over the CDP's list by the jobs layer). How many went is
+/// counted in the page's commit ([`crate::store::ShardBatch::suppressed`]).
 pub trait EventFilter: Send + Sync + 'static {
     /// Removes the events of `stream` to drop from `events`; returns how many went. Runs on a
     /// blocking thread, with the page's decoding.
     fn drop_suppressed(&self, stream: &str, events: &mut Vec<crate::store::NewEvent>) -> u64;
-    /// Records that `n` events of `job_id` were dropped, once their page is committed.
-    async fn count_dropped(&self, job_id: &str, n: u64);
 }
 
 /// Which stream to read, as whom, into which event stream.

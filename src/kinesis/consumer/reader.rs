@@ -271,6 +271,7 @@ impl PageCommit {
             events: decoded.events,
             dead_letters: decoded.dead_letters,
             records_in,
+            suppressed,
             checkpoint: ShardCheckpoint {
                 sequence_number: decoded.last_sequence_number,
                 sub_sequence_number: decoded.last_sub_sequence_number,
@@ -295,8 +296,11 @@ impl PageCommit {
         m.import_dead_letters
             .with_label_values(&[&job])
             .inc_by(outcome.dead_letters_inserted);
-        if let (Some(filter), true) = (&ctx.filter, suppressed > 0) {
-            filter.count_dropped(&job, suppressed).await;
+        if suppressed > 0 {
+            m.lifecycle
+                .suppressed_events
+                .with_label_values(&[&job])
+                .inc_by(suppressed);
         }
         Ok(())
     }

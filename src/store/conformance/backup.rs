@@ -33,6 +33,7 @@ where
             dead_letters: Vec::new(),
             checkpoint,
             records_in: 2,
+            suppressed: 0,
             fence: None,
         }))
         .await

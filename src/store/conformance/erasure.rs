@@ -177,6 +177,7 @@ pub(super) async fn dead_letters_carrying_a_value_go(store: &dyn Store) {
                 letter("2", "{\"email\": \"kept@example.com\""),
             ],
             records_in: 2,
+            suppressed: 0,
             checkpoint: ShardCheckpoint {
                 sequence_number: Some("2".into()),
                 records: 2,

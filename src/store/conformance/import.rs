@@ -67,6 +67,7 @@ pub(super) async fn shard_batches_are_idempotent(store: &dyn Store) {
             raw: vec![0xff],
         }],
         records_in: 3,
+        suppressed: 2,
         checkpoint: ShardCheckpoint {
             shard_id: "s0".into(),
             parent_shard_ids: vec![],
@@ -89,6 +90,11 @@ pub(super) async fn shard_batches_are_idempotent(store: &dyn Store) {
             events_inserted: 2,
             dead_letters_inserted: 1
         }
+    );
+    // Dropped events are counted in the page's commit.
+    assert_eq!(
+        store.suppressed_counts().await.unwrap(),
+        vec![("j1".to_string(), 2)]
     );
     // A replay of the same batch (a crash between commit and the next read) adds nothing.
     let replay = store

@@ -110,6 +110,7 @@ pub(super) async fn fenced_writes_fail_once_the_lease_moved(store: &dyn Store) {
         events: vec![event(&format!("fenced-{n}"), n)],
         dead_letters: vec![],
         records_in: 1,
+        suppressed: 0,
         checkpoint: ShardCheckpoint {
             sequence_number: Some(n.to_string()),
             ..checkpoint.clone()

@@ -251,15 +251,7 @@ impl ErasureStore for PostgresStore {
         if n == 0 {
             return Ok(());
         }
-        let client = self.client().await?;
-        execute(
-            &client,
-            "INSERT INTO suppressed_counts (source, count) VALUES ($1, $2)
-             ON CONFLICT (source) DO UPDATE SET count = suppressed_counts.count + excluded.count",
-            &[&source, &bigint(n)],
-        )
-        .await?;
-        Ok(())
+        add_suppressed(&self.client().await?, source, n).await
     }
 
     async fn suppressed_counts(&self) -> StoreResult<Vec<(String, u64)>> {
@@ -298,4 +290,24 @@ pub(super) async fn delete_events_by_seq(
         .map(|r| get::<i64>(r, 0))
         .transpose()?
         .map_or(0, count))
+}
+
+/// Adds `n` to the suppressed count of `source` (an import job's id, or `collect`), in the
+/// caller's transaction when given one: the import counts a page's dropped events in the page's
+/// commit.
+pub(super) async fn add_suppressed(
+    client: &impl deadpool_postgres::GenericClient,
+    source: &str,
+    n: u64,
+) -> StoreResult<()> {
+    if n > 0 {
+        execute(
+            client,
+            "INSERT INTO suppressed_counts (source, count) VALUES ($1, $2)
+             ON CONFLICT (source) DO UPDATE SET count = suppressed_counts.count + excluded.count",
+            &[&source, &bigint(n)],
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -88,6 +88,7 @@ impl ImportStore for PostgresStore {
             dead_letters: dead_letters_inserted,
         };
         add_job_totals(&tx, &batch.job_id, totals, &now).await?;
+        super::erasure::add_suppressed(&tx, &batch.job_id, batch.suppressed).await?;
         tx.commit().await.map_err(db)?;
         Ok(BatchOutcome {
             events_inserted,

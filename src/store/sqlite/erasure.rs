@@ -285,16 +285,7 @@ impl ErasureStore for SqliteStore {
             return Ok(());
         }
         let source = source.to_owned();
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO suppressed_counts (source, count) VALUES (?1, ?2)
-                 ON CONFLICT (source) DO UPDATE SET count = count + excluded.count",
-                params![source, n as i64],
-            )
-            .map_err(db)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| add_suppressed(tx, &source, n)).await
     }
 
     async fn suppressed_counts(&self) -> StoreResult<Vec<(String, u64)>> {
@@ -337,4 +328,22 @@ pub(super) fn delete_events_by_seq(
         deleted += n as u64;
     }
     Ok(deleted)
+}
+
+/// Adds `n` to the suppressed count of `source` (an import job's id, or `collect`), inside the
+/// caller's transaction: the import counts a page's dropped events in the page's commit.
+pub(super) fn add_suppressed(
+    tx: &rusqlite::Transaction<'_>,
+    source: &str,
+    n: u64,
+) -> StoreResult<()> {
+    if n > 0 {
+        tx.execute(
+            "INSERT INTO suppressed_counts (source, count) VALUES (?1, ?2)
+             ON CONFLICT (source) DO UPDATE SET count = count + excluded.count",
+            params![source, n as i64],
+        )
+        .map_err(db)?;
+    }
+    Ok(())
 }

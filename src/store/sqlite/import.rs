@@ -101,6 +101,7 @@ impl ImportStore for SqliteStore {
                 params![batch.job_id, batch.records_in as i64, events_inserted as i64, dead_letters_inserted as i64, now],
             )
             .map_err(db)?;
+            super::erasure::add_suppressed(tx, &batch.job_id, batch.suppressed)?;
             Ok(BatchOutcome { events_inserted, dead_letters_inserted })
         })
         .await
