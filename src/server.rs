@@ -140,6 +140,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let _ = processor.await;
     // Last: the work is stopped, so the leases go back and other nodes take it at once.
     membership.shutdown().await;
+    // The data directory whole without its -wal files, for whoever copies or moves it next.
+    if let Err(e) = state.store.flush_to_files().await {
+        tracing::warn!(error = %e, "cannot copy the write-ahead logs into the store files at stop; they stay beside them and are read at the next start");
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -25,4 +25,9 @@ pub struct BackupReport {
 #[async_trait]
 pub trait BackupStore: Send + Sync + 'static {
     async fn backup_to(&self, dest_dir: PathBuf) -> StoreResult<BackupReport>;
+    /// At a clean stop, once nothing writes any more: leaves everything stored in the store's
+    /// own files (SQLite: both WALs copied into their databases and emptied), so a data
+    /// directory copied or moved with the server stopped is whole even without its `-wal`
+    /// files. PostgreSQL's server owns its files: nothing to do.
+    async fn flush_to_files(&self) -> StoreResult<()>;
 }

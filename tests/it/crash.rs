@@ -110,6 +110,11 @@ async fn crash_loop(store: Option<&str>) {
     let _ = p.server.stop().await;
 }
 
+/// Recomputed from the stored events: `(visits, total)` per user.
+pub(crate) type Totals = BTreeMap<String, (i64, f64)>;
+/// Profiles by id: `(visits, total, user)`.
+pub(crate) type Profiles = BTreeMap<String, (i64, f64, String)>;
+
 /// Import (Kinesis `crash-in` → stream `web`), mapping, two audiences and an export job
 /// (→ Kinesis `crash-out`), all through a [`FaultProxy`] in front of kinesalite.
 pub(crate) struct Pipeline {
@@ -205,8 +210,10 @@ impl Pipeline {
         self.put.len() as u64
     }
 
-    /// The end checks of the module doc, once every record put so far has been stored.
-    pub async fn check_all(&self) {
+    /// End checks 1 and 2: every record put so far stored exactly once, in order per key, and
+    /// profiles equal to a recomputation from the stored events. Returns the events, the
+    /// recomputed `(visits, total)` per user and the profiles.
+    pub async fn check_events_and_profiles(&self) -> (Vec<Value>, Totals, Profiles) {
         let server = &self.server;
         let put = &self.put;
         // 1. Every record exactly once, in order per key.
@@ -223,7 +230,7 @@ impl Pipeline {
         assert_order_per_key(&events);
 
         // 2. Profiles equal a recomputation from the stored events.
-        let mut want: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+        let mut want = Totals::new();
         for e in &events {
             let pk = e["fields"]["pk"].as_str().unwrap().to_string();
             let slot = want.entry(pk).or_default();
@@ -242,6 +249,13 @@ impl Pipeline {
             .map(|(visits, total, user)| (user.clone(), (*visits, *total)))
             .collect();
         assert_eq!(by_user, want, "profiles differ from a recomputation");
+        (events, want, profiles)
+    }
+
+    /// The end checks of the module doc, once every record put so far has been stored.
+    pub async fn check_all(&self) {
+        let server = &self.server;
+        let (events, want, profiles) = self.check_events_and_profiles().await;
         let profile_of: HashMap<String, String> = profiles
             .iter()
             .map(|(id, (_, _, user))| (user.clone(), id.clone()))
@@ -338,7 +352,7 @@ async fn put_mapping(server: &TestServer) {
 }
 
 /// Profile id → (visits, total, user_id), paging through `GET /api/profiles`.
-async fn all_profiles(server: &TestServer) -> BTreeMap<String, (i64, f64, String)> {
+async fn all_profiles(server: &TestServer) -> Profiles {
     let mut out = BTreeMap::new();
     let mut after: Option<String> = None;
     loop {

@@ -162,4 +162,8 @@ impl BackupStore for PostgresStore {
             "this server's store is PostgreSQL, which Tributary does not copy itself: back it up with pg_dump (e.g. `pg_dump --format=custom --file tributary.dump DBNAME`) or your database's own backups, and restore with pg_restore; see the README's \"Backup and restore\"".into(),
         ))
     }
+
+    async fn flush_to_files(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }

@@ -246,7 +246,7 @@ impl ErasureStore for SqliteStore {
             Ok(())
         })
         .await?;
-        self.overwrite_deleted_bytes().await?;
+        self.empty_wals().await?;
         self.get_erasure(&id).await
     }
 

@@ -20,6 +20,7 @@ mod import;
 mod lease;
 mod outbox;
 mod profiles;
+mod reconcile;
 mod retention;
 mod rows;
 
@@ -31,17 +32,44 @@ use rusqlite::{Connection, Transaction};
 use super::*;
 use rows::*;
 
-/// Versioned migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_foundation.sql"),
-    include_str!("migrations/0002_cdp.sql"),
-    include_str!("migrations/0003_export.sql"),
-    include_str!("migrations/0004_exit_entered_at.sql"),
-    include_str!("migrations/0005_event_origin_columns.sql"),
-    include_str!("migrations/0006_memberships_in_profiles.sql"),
-    include_str!("migrations/0007_binary_profile_states.sql"),
-    include_str!("migrations/0008_cluster.sql"),
-    include_str!("migrations/0009_lifecycle.sql"),
+/// One schema change, as a part for each file it changes. Each part commits together with its
+/// own file's `PRAGMA user_version` (the number of the last migration whose part for that file
+/// ran): SQLite makes a transaction over two WAL files atomic per file, not across both, so a
+/// crash (or a lost `-wal`) between the two files' commits must leave each file knowing
+/// exactly what it has.
+struct Migration {
+    main: Option<&'static str>,
+    cdp: Option<&'static str>,
+}
+
+const fn main_part(sql: &'static str) -> Migration {
+    Migration {
+        main: Some(sql),
+        cdp: None,
+    }
+}
+
+const fn cdp_part(sql: &'static str) -> Migration {
+    Migration {
+        main: None,
+        cdp: Some(sql),
+    }
+}
+
+/// Versioned migrations, applied in order (see [`Migration`]).
+const MIGRATIONS: &[Migration] = &[
+    main_part(include_str!("migrations/0001_foundation.sql")),
+    cdp_part(include_str!("migrations/0002_cdp.sql")),
+    main_part(include_str!("migrations/0003_export.sql")),
+    cdp_part(include_str!("migrations/0004_exit_entered_at.sql")),
+    main_part(include_str!("migrations/0005_event_origin_columns.sql")),
+    cdp_part(include_str!("migrations/0006_memberships_in_profiles.sql")),
+    cdp_part(include_str!("migrations/0007_binary_profile_states.sql")),
+    main_part(include_str!("migrations/0008_cluster.sql")),
+    Migration {
+        main: Some(include_str!("migrations/0009_lifecycle.sql")),
+        cdp: Some(include_str!("migrations/0009_lifecycle_cdp.sql")),
+    },
 ];
 const READERS: usize = 3;
 /// Page sizes of new databases (an existing file keeps the size it was made with).
@@ -131,6 +159,7 @@ impl SqliteStore {
         }
         let mut writer = connect(path, WRITER_CACHE_KIB, WRITER_CDP_CACHE_KIB)?;
         migrate(&mut writer)?;
+        reconcile::reconcile_files(&mut writer)?;
         writer
             .execute_batch(&format!(
                 "PRAGMA cdp.wal_autocheckpoint = {CDP_WRITER_CHECKPOINT_PAGES};
@@ -195,10 +224,11 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Copies both WAL files into their databases and empties them (a TRUNCATE checkpoint), so
-    /// the old page images of deleted rows leave the WAL too. Best effort while readers hold
-    /// old snapshots: what they pin is copied by a later checkpoint (and at close).
-    async fn overwrite_deleted_bytes(&self) -> StoreResult<()> {
+    /// Copies both WAL files into their databases and empties them (a TRUNCATE checkpoint):
+    /// after an erasure, so the old page images of deleted rows leave the WAL too, and at a
+    /// clean stop. Best effort while readers hold old snapshots: what they pin is copied by a
+    /// later checkpoint (and at close).
+    async fn empty_wals(&self) -> StoreResult<()> {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -393,20 +423,49 @@ fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Conne
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let applied: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db)?;
-    if applied > MIGRATIONS.len() {
+    let version = |conn: &Connection, schema: &str| -> StoreResult<usize> {
+        conn.pragma_query_value(
+            Some(rusqlite::DatabaseName::Attached(schema)),
+            "user_version",
+            |r| r.get(0),
+        )
+        .map_err(db)
+    };
+    let main = version(conn, "main")?;
+    let mut cdp = version(conn, "cdp")?;
+    if main.max(cdp) > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
-            "the database was written by a newer Tributary (schema version {applied}, this build knows {}); upgrade Tributary",
+            "the database was written by a newer Tributary (schema version {}, this build knows {}); upgrade Tributary",
+            main.max(cdp),
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction().map_err(db)?;
-        tx.execute_batch(sql).map_err(db)?;
-        tx.pragma_update(None, "user_version", i + 1).map_err(db)?;
-        tx.commit().map_err(db)?;
+    if cdp == 0 && main > 0 {
+        // Made before each file kept its own version: both were migrated together.
+        conn.pragma_update(
+            Some(rusqlite::DatabaseName::Attached("cdp")),
+            "user_version",
+            main,
+        )
+        .map_err(db)?;
+        cdp = main;
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate() {
+        for (schema, part, applied) in [("main", migration.main, main), ("cdp", migration.cdp, cdp)]
+        {
+            let Some(sql) = part.filter(|_| applied <= i) else {
+                continue;
+            };
+            let tx = conn.transaction().map_err(db)?;
+            tx.execute_batch(sql).map_err(db)?;
+            tx.pragma_update(
+                Some(rusqlite::DatabaseName::Attached(schema)),
+                "user_version",
+                i + 1,
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+        }
     }
     Ok(())
 }
@@ -424,17 +483,79 @@ fn now_text() -> String {
 #[cfg(test)]
 pub(super) fn database_before(path: &Path, marker: &str) -> Connection {
     let conn = connect(path, 1024, 1024).unwrap();
-    let before = MIGRATIONS.iter().position(|m| m.contains(marker)).unwrap();
-    for sql in &MIGRATIONS[..before] {
-        conn.execute_batch(sql).unwrap();
+    let before = MIGRATIONS
+        .iter()
+        .position(|m| {
+            [m.main, m.cdp]
+                .iter()
+                .flatten()
+                .any(|sql| sql.contains(marker))
+        })
+        .unwrap();
+    for m in &MIGRATIONS[..before] {
+        for sql in [m.main, m.cdp].iter().flatten() {
+            conn.execute_batch(sql).unwrap();
+        }
     }
-    conn.pragma_update(None, "user_version", before).unwrap();
+    for schema in ["main", "cdp"] {
+        conn.pragma_update(
+            Some(rusqlite::DatabaseName::Attached(schema)),
+            "user_version",
+            before,
+        )
+        .unwrap();
+    }
     conn
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The failure that made each file keep its own version: a migration's transaction over
+    /// both files committed in the CDP file but not in the main one (a crash between the two,
+    /// or the main file's `-wal` lost). The next open must not run the CDP part again
+    /// (`duplicate column name: reason`) and must run the main part.
+    #[test]
+    fn a_migration_committed_in_one_file_only_is_finished_in_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tributary.db");
+        let mut conn = database_before(&path, "CREATE TABLE suppressed_counts");
+        let last = MIGRATIONS.last().unwrap();
+        conn.execute_batch(last.cdp.unwrap()).unwrap();
+        conn.pragma_update(
+            Some(rusqlite::DatabaseName::Attached("cdp")),
+            "user_version",
+            MIGRATIONS.len(),
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+        for schema in ["main", "cdp"] {
+            let v: usize = conn
+                .pragma_query_value(
+                    Some(rusqlite::DatabaseName::Attached(schema)),
+                    "user_version",
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(v, MIGRATIONS.len(), "{schema}");
+        }
+        conn.execute(
+            "INSERT INTO suppressed_counts (source, count) VALUES ('x', 1)",
+            [],
+        )
+        .unwrap();
+        // And a store from before per-file versions (the CDP file's version 0) is taken as
+        // migrated together with the main file: nothing runs twice.
+        conn.pragma_update(
+            Some(rusqlite::DatabaseName::Attached("cdp")),
+            "user_version",
+            0,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+    }
 
     /// `.cargo/config.toml` builds the bundled SQLite without SQLITE_ENABLE_MEMORY_MANAGEMENT,
     /// so that connections do not share one page cache under one mutex. Fails if that setting

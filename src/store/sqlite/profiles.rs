@@ -190,7 +190,58 @@ pub(super) fn set_state(tx: &Transaction<'_>, key: &str, value: Option<&str>) ->
     .map_err(db)
 }
 
-fn cursor(conn: &Connection) -> StoreResult<i64> {
+/// [`ProfileStore::reset_profiles`] inside the caller's transaction (also used when the two
+/// files are found to disagree at open, see `reconcile`).
+pub(super) fn reset_profiles_in(tx: &Transaction<'_>) -> StoreResult<i64> {
+    // Every membership exits, in (profile, audience slug) order.
+    let now = Utc::now();
+    let nums = AudienceNums::load(tx)?;
+    let mut exits = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT id, audiences FROM profiles WHERE audiences <> '[]' ORDER BY id",
+            )
+            .map_err(db)?;
+        let mut rows = stmt.query([]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let profile_id: String = r.get(0).map_err(db)?;
+            let text: String = r.get(1).map_err(db)?;
+            let mut members: Vec<(&str, &str, i64)> = parse_members(&text, &profile_id)?
+                .into_iter()
+                .filter_map(|(num, us)| {
+                    let (id, slug) = nums.by_num.get(&num)?;
+                    Some((slug.as_str(), &**id, us))
+                })
+                .collect();
+            members.sort_unstable();
+            for (slug, audience_id, us) in members {
+                exits.push(NewAudienceChange {
+                    audience_id: audience_id.to_owned(),
+                    audience_slug: slug.to_owned(),
+                    profile_id: profile_id.clone(),
+                    kind: ChangeKind::Exit,
+                    at: now,
+                    entered_at: Some(from_micros(us)?),
+                });
+            }
+        }
+    }
+    insert_changes(tx, &exits)?;
+    tx.execute_batch(
+        "DELETE FROM identities; DELETE FROM profile_redirects; DELETE FROM profiles;
+             UPDATE audiences SET member_count = 0;",
+    )
+    .map_err(db)?;
+    let target: i64 = tx
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+        .map_err(db)?;
+    set_state(tx, "cursor", Some("0"))?;
+    set_state(tx, "rebuild_target", Some(&target.to_string()))?;
+    Ok(target)
+}
+
+pub(super) fn cursor(conn: &Connection) -> StoreResult<i64> {
     Ok(state_value(conn, "cursor")?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
@@ -645,52 +696,7 @@ impl ProfileStore for SqliteStore {
     async fn reset_profiles(&self, fence: Option<Fence>) -> StoreResult<i64> {
         self.write(move |tx| {
             check_fence(tx, fence.as_ref())?;
-            // Every membership exits, in (profile, audience slug) order.
-            let now = Utc::now();
-            let nums = AudienceNums::load(tx)?;
-            let mut exits = Vec::new();
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT id, audiences FROM profiles WHERE audiences <> '[]' ORDER BY id",
-                    )
-                    .map_err(db)?;
-                let mut rows = stmt.query([]).map_err(db)?;
-                while let Some(r) = rows.next().map_err(db)? {
-                    let profile_id: String = r.get(0).map_err(db)?;
-                    let text: String = r.get(1).map_err(db)?;
-                    let mut members: Vec<(&str, &str, i64)> = parse_members(&text, &profile_id)?
-                        .into_iter()
-                        .filter_map(|(num, us)| {
-                            let (id, slug) = nums.by_num.get(&num)?;
-                            Some((slug.as_str(), &**id, us))
-                        })
-                        .collect();
-                    members.sort_unstable();
-                    for (slug, audience_id, us) in members {
-                        exits.push(NewAudienceChange {
-                            audience_id: audience_id.to_owned(),
-                            audience_slug: slug.to_owned(),
-                            profile_id: profile_id.clone(),
-                            kind: ChangeKind::Exit,
-                            at: now,
-                            entered_at: Some(from_micros(us)?),
-                        });
-                    }
-                }
-            }
-            insert_changes(tx, &exits)?;
-            tx.execute_batch(
-                "DELETE FROM identities; DELETE FROM profile_redirects; DELETE FROM profiles;
-                 UPDATE audiences SET member_count = 0;",
-            )
-            .map_err(db)?;
-            let target: i64 = tx
-                .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
-                .map_err(db)?;
-            set_state(tx, "cursor", Some("0"))?;
-            set_state(tx, "rebuild_target", Some(&target.to_string()))?;
-            Ok(target)
+            reset_profiles_in(tx)
         })
         .await
     }

@@ -196,6 +196,10 @@ impl RetentionStore for SqliteStore {
 /// outbox). Writers wait meanwhile; readers go on.
 #[async_trait]
 impl BackupStore for SqliteStore {
+    async fn flush_to_files(&self) -> StoreResult<()> {
+        self.empty_wals().await
+    }
+
     async fn backup_to(&self, dest_dir: std::path::PathBuf) -> StoreResult<BackupReport> {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
