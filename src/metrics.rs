@@ -22,6 +22,9 @@ pub struct Metrics {
     pub cdp_events_processed: IntCounter,
     pub cdp_events_mapped: IntCounter,
     pub cdp_profiles_merged: IntCounter,
+    /// The processor's profile reads answered by its cache (`hit`) or the store (`miss`).
+    pub cdp_profile_cache_lookups: IntCounterVec,
+    pub cdp_profile_cache_bytes: IntGauge,
     pub cdp_audience_changes: IntCounterVec,
     pub cdp_batch_seconds: Histogram,
     pub cdp_processor_lag: IntGaugeVec,
@@ -118,6 +121,8 @@ impl Metrics {
             cdp_events_processed: cdp.events_processed,
             cdp_events_mapped: cdp.events_mapped,
             cdp_profiles_merged: cdp.profiles_merged,
+            cdp_profile_cache_lookups: cdp.profile_cache_lookups,
+            cdp_profile_cache_bytes: cdp.profile_cache_bytes,
             cdp_audience_changes: cdp.audience_changes,
             cdp_batch_seconds: cdp.batch_seconds,
             cdp_processor_lag: cdp.processor_lag,
@@ -159,6 +164,8 @@ struct CdpMetrics {
     events_processed: IntCounter,
     events_mapped: IntCounter,
     profiles_merged: IntCounter,
+    profile_cache_lookups: IntCounterVec,
+    profile_cache_bytes: IntGauge,
     audience_changes: IntCounterVec,
     batch_seconds: Histogram,
     processor_lag: IntGaugeVec,
@@ -193,6 +200,25 @@ impl CdpMetrics {
                 IntCounter::new(
                     "cdp_profiles_merged_total",
                     "Stored profiles merged into another by identity resolution",
+                )
+                .expect("valid metric"),
+            ),
+            profile_cache_lookups: reg(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cdp_profile_cache_lookups_total",
+                        "Profiles the processor read from its cache (hit) or the store (miss)",
+                    ),
+                    &["result"],
+                )
+                .expect("valid metric"),
+            ),
+            profile_cache_bytes: reg(
+                registry,
+                IntGauge::new(
+                    "cdp_profile_cache_bytes",
+                    "Estimated memory held by the processor's profile cache",
                 )
                 .expect("valid metric"),
             ),

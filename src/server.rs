@@ -86,6 +86,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .set_aging_every(std::time::Duration::from_millis(ms.max(1)));
     }
     state.retention = settings.retention;
+    state
+        .cdp
+        .set_profile_cache_budget(settings.profile_cache_mb.saturating_mul(1 << 20) as usize);
     announce(&settings, &state.api_token, addr);
 
     let shutdown = CancellationToken::new();

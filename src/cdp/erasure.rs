@@ -246,14 +246,16 @@ impl Cdp {
                     .collect(),
                 false => Vec::new(),
             };
-            stores
+            let erased = stores
                 .erasure
                 .erase_profile(ProfileErasure {
                     erasure_id: record.id.clone(),
                     suppressions,
                     fence: self.fence(),
                 })
-                .await?;
+                .await;
+            self.forget_cached_profiles();
+            erased?;
         }
         let values = record.identities.iter().map(|(_, v)| v.clone()).collect();
         stores

@@ -11,6 +11,7 @@ mod aging_tests;
 pub mod erasure;
 pub mod identity;
 pub mod processor;
+pub mod profile_cache;
 pub mod registry;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -124,6 +125,9 @@ struct Inner {
     aging_every_ms: std::sync::atomic::AtomicU64,
     /// The suppression list as hashes, with the mappings that find identifiers in events.
     suppressions: erasure::Suppressions,
+    /// Hot profiles for the processor's reads, behind `stores.profiles` (see
+    /// [`profile_cache`]); `None` with several nodes.
+    profile_cache: Option<Arc<profile_cache::ProfileCache>>,
 }
 
 impl Cdp {
@@ -146,7 +150,19 @@ impl Cdp {
 
     /// [`Cdp::new`]; `clustered`: other nodes share the store, and the node running the
     /// processor does the profile writes requested through any node.
-    pub fn with_cluster(stores: CdpStores, metrics: Metrics, clustered: bool) -> Self {
+    pub fn with_cluster(mut stores: CdpStores, metrics: Metrics, clustered: bool) -> Self {
+        // Other nodes write profiles too: a cache here could show what they replaced.
+        let profile_cache = (!clustered).then(|| {
+            let cache = Arc::new(profile_cache::ProfileCache::new(
+                profile_cache::DEFAULT_BUDGET_BYTES,
+                metrics.clone(),
+            ));
+            stores.profiles = Arc::new(profile_cache::CachedProfiles::new(
+                stores.profiles.clone(),
+                cache.clone(),
+            ));
+            cache
+        });
         Cdp {
             inner: Arc::new(Inner {
                 stores,
@@ -164,7 +180,23 @@ impl Cdp {
                     processor::TIME_RELATIVE_EVERY.as_millis() as u64,
                 ),
                 suppressions: Default::default(),
+                profile_cache,
             }),
+        }
+    }
+
+    /// The processor's profile cache budget in bytes (`0` turns it off).
+    pub fn set_profile_cache_budget(&self, bytes: usize) {
+        if let Some(cache) = &self.inner.profile_cache {
+            cache.set_budget(bytes);
+        }
+    }
+
+    /// Forgets every cached profile: after a write that did not go through a profile batch
+    /// (an erasure).
+    fn forget_cached_profiles(&self) {
+        if let Some(cache) = &self.inner.profile_cache {
+            cache.clear();
         }
     }
 

@@ -1016,6 +1016,101 @@ mod tests {
         );
     }
 
+    /// The profile cache answers reads for profiles it saw committed; merges, a rebuild and
+    /// a restart must never let it show a replaced state: the profiles always equal what the
+    /// events add up to.
+    #[tokio::test]
+    async fn the_profile_cache_never_shows_a_replaced_state() {
+        let (cdp, dir) = cdp().await;
+        let hits = || {
+            cdp.metrics()
+                .cdp_profile_cache_lookups
+                .with_label_values(&["hit"])
+                .get()
+        };
+        let check = |cdp: Cdp, visits: i64, spent: f64| async move {
+            let (_, fields) = fields_of(&cdp, "user_id", "u1").await.unwrap();
+            assert_eq!(fields["visits"], visits, "{fields}");
+            assert_eq!(fields["spent"], spent, "{fields}");
+        };
+        send(
+            &cdp,
+            "web",
+            vec![
+                json!({"email": "a@x.io", "amount": 10}),
+                json!({"user_id": "u1", "amount": 5}),
+            ],
+        )
+        .await;
+        cdp.drain().await.unwrap();
+        // One batch per event from here: each reads what the one before committed.
+        let one_by_one =
+            |cdp: Cdp| async move { while cdp.run_batches(1, 1).await.unwrap() > 0 {} };
+        send(&cdp, "web", vec![json!({"email": "a@x.io", "amount": 1})]).await;
+        one_by_one(cdp.clone()).await;
+        assert!(hits() > 0, "a's profile came from the cache");
+
+        // u1 merges into a, then more events for both identifiers, each its own batch.
+        send(
+            &cdp,
+            "web",
+            vec![
+                json!({"email": "a@x.io", "user_id": "u1", "amount": 2}),
+                json!({"user_id": "u1", "amount": 3}),
+                json!({"email": "a@x.io", "amount": 4}),
+            ],
+        )
+        .await;
+        one_by_one(cdp.clone()).await;
+        assert_eq!(cdp.stores().profiles.count_profiles().await.unwrap(), 1);
+        check(cdp.clone(), 6, 25.0).await;
+
+        // A new audience's evaluation changes memberships without a profile write: the next
+        // event must see the person as a member already (no second entry).
+        cdp.create_audience(audience("big", "spent >= 20"))
+            .await
+            .unwrap();
+        within("the new audience is evaluated", || async {
+            cdp.stores()
+                .outbox
+                .list_audience_changes(0, 100)
+                .await
+                .unwrap()
+                .len()
+                == 1
+        })
+        .await;
+        send(&cdp, "web", vec![json!({"user_id": "u1", "amount": 1})]).await;
+        one_by_one(cdp.clone()).await;
+        let changes = cdp
+            .stores()
+            .outbox
+            .list_audience_changes(0, 100)
+            .await
+            .unwrap();
+        assert_eq!(changes.len(), 1, "one entry into big: {changes:?}");
+        check(cdp.clone(), 7, 26.0).await;
+
+        // A rebuild empties the cache and replays the log into the same sums.
+        cdp.start_rebuild().await.unwrap();
+        cdp.drain().await.unwrap();
+        check(cdp.clone(), 7, 26.0).await;
+        send(&cdp, "web", vec![json!({"user_id": "u1", "amount": 5})]).await;
+        one_by_one(cdp.clone()).await;
+        check(cdp.clone(), 8, 31.0).await;
+
+        // A restart: a new processor over the store (its cache empty) goes on from there.
+        let store: DynStore = Arc::new(
+            crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db"))
+                .await
+                .unwrap(),
+        );
+        let again = Cdp::new(store.into(), Metrics::new());
+        send(&again, "web", vec![json!({"email": "a@x.io", "amount": 1})]).await;
+        one_by_one(again.clone()).await;
+        check(again.clone(), 9, 32.0).await;
+    }
+
     #[tokio::test]
     async fn audience_entries_and_exits_are_in_the_outbox() {
         let (cdp, _dir) = cdp().await;
