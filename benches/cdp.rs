@@ -13,6 +13,9 @@
 //! them and with the scores' activity recording off. It also prints the stored bytes of a
 //! profile with N windowed fields.
 //!
+//! `CDP_BENCH_CACHE_MB=N` turns the processor's profile cache on with N MiB (off by default,
+//! as in the product) and prints its hit rate.
+//!
 //! `CDP_BENCH_DISTRIBUTION=uniform|zipf` picks who the steady state's events are for: uniform
 //! (the default, the worst case) or Zipf with exponent 1.1 (a few people make most events).
 //! The run ends by measuring SQLite's floor for the same workload (`support/floor.rs`; off with
@@ -212,6 +215,8 @@ async fn main() {
     let behavior = env("CDP_BENCH_BEHAVIOR", 0) == 1;
     tributary_lang::scores::set_recording(behavior);
     let cdp = Cdp::new(store.clone().into(), Metrics::new());
+    let cache_mb = env("CDP_BENCH_CACHE_MB", 0);
+    cdp.set_profile_cache_budget((cache_mb as usize) << 20);
     let mapping = if behavior {
         MAPPING.replacen("SELECT", &format!("SELECT{WINDOWED}"), 1)
     } else {
@@ -343,6 +348,17 @@ async fn main() {
     );
     let peak_rss = vm_hwm_mib();
     println!("  peak RSS (VmHWM): {peak_rss:.0} MiB");
+    if cache_mb > 0 {
+        let lookups = &cdp.metrics().cdp_profile_cache_lookups;
+        let (hits, misses) = (
+            lookups.with_label_values(&["hit"]).get(),
+            lookups.with_label_values(&["miss"]).get(),
+        );
+        println!(
+            "  profile cache ({cache_mb} MiB): {hits} hits, {misses} misses over the whole run ({:.0} % hits)",
+            100.0 * hits as f64 / (hits + misses).max(1) as f64
+        );
+    }
     if store_url.is_none() {
         profile_rows(dir.path());
     }

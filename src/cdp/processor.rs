@@ -1022,6 +1022,7 @@ mod tests {
     #[tokio::test]
     async fn the_profile_cache_never_shows_a_replaced_state() {
         let (cdp, dir) = cdp().await;
+        cdp.set_profile_cache_budget(1 << 20);
         let hits = || {
             cdp.metrics()
                 .cdp_profile_cache_lookups
@@ -1106,6 +1107,7 @@ mod tests {
                 .unwrap(),
         );
         let again = Cdp::new(store.into(), Metrics::new());
+        again.set_profile_cache_budget(1 << 20);
         send(&again, "web", vec![json!({"email": "a@x.io", "amount": 1})]).await;
         one_by_one(again.clone()).await;
         check(again.clone(), 9, 32.0).await;

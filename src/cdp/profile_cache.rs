@@ -14,19 +14,22 @@
 //! it with their batch. It is in memory only: a restart starts empty. With several nodes
 //! another node may write profiles, so the cache is off there.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use hashlink::LruCache;
 
 use crate::metrics::Metrics;
+use tributary_lang::ProfileState;
+
 use crate::store::{
     Fence, IdentityRow, MemberList, Membership, ProcessorPosition, Profile, ProfileBatch,
-    ProfileStore, StoreResult,
+    ProfileStore, ProfileWrite, StoreResult, Timestamp,
 };
 
-/// The budget a [`Cdp`](super::Cdp) starts with; the server sets `profile_cache_mb`'s.
-pub const DEFAULT_BUDGET_BYTES: usize = 128 << 20;
+/// The budget a [`Cdp`](super::Cdp) starts with (off); the server sets `profile_cache_mb`'s.
+pub const DEFAULT_BUDGET_BYTES: usize = 0;
 
 /// Profiles with their member lists, least recently used evicted first.
 pub struct ProfileCache {
@@ -40,8 +43,13 @@ struct Entries {
     budget: usize,
 }
 
+/// A profile as its batch wrote it: the state in its stored binary form (a few hundred
+/// bytes, copied cheaply at commit and decoded on a hit like a read from the store), not the
+/// decoded state (a deep copy each way, and several times the memory).
 struct Cached {
-    profile: Profile,
+    state: Box<[u8]>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
     members: MemberList,
     bytes: usize,
 }
@@ -82,8 +90,19 @@ impl ProfileCache {
         }
         let (mut hits, mut misses) = (Vec::new(), Vec::new());
         for id in ids {
-            match e.map.get(&id) {
-                Some(c) => hits.push((c.profile.clone(), c.members.clone())),
+            let hit = e.map.get(&id).and_then(|c| {
+                // Undecodable (it was encoded by this process, so never): read it instead.
+                let state = ProfileState::decode(&c.state).ok()?;
+                let profile = Profile {
+                    id: id.clone(),
+                    state,
+                    created_at: c.created_at,
+                    updated_at: c.updated_at,
+                };
+                Some((profile, c.members.clone()))
+            });
+            match hit {
+                Some(hit) => hits.push(hit),
                 None => misses.push(id),
             }
         }
@@ -108,22 +127,26 @@ impl ProfileCache {
         for id in &batch.deletes {
             e.remove(id);
         }
+        // Membership changes of profiles the batch did not write whole (a re-evaluation).
+        let written: HashSet<&str> = batch
+            .upserts
+            .iter()
+            .filter(|w| w.members.is_some())
+            .map(|w| w.profile.id.as_str())
+            .collect();
         let partial = batch
             .memberships_added
             .iter()
-            .map(|m| &m.profile_id)
-            .chain(batch.memberships_removed.iter().map(|(_, p)| p));
+            .map(|m| m.profile_id.as_str())
+            .chain(batch.memberships_removed.iter().map(|(_, p)| p.as_str()));
         for id in partial {
-            if !batch.upserts.iter().any(|w| &w.profile.id == id) {
+            if !written.contains(id) {
                 e.remove(id);
             }
         }
         for write in &batch.upserts {
             match &write.members {
-                Some(members) => {
-                    let bytes = weight(&write.profile, &write.encoded_state, members);
-                    e.insert(write.profile.clone(), members.clone(), bytes);
-                }
+                Some(members) => e.insert(write, members),
                 None => e.remove(&write.profile.id),
             }
         }
@@ -141,15 +164,18 @@ impl ProfileCache {
 }
 
 impl Entries {
-    fn insert(&mut self, profile: Profile, members: MemberList, bytes: usize) {
-        let id = profile.id.clone();
-        self.bytes += bytes;
+    fn insert(&mut self, write: &ProfileWrite, members: &MemberList) {
+        let p = &write.profile;
+        let bytes = weight(&p.id, &write.encoded_state, members);
         let cached = Cached {
-            profile,
-            members,
+            state: write.encoded_state.as_slice().into(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            members: members.clone(),
             bytes,
         };
-        if let Some(old) = self.map.insert(id, cached) {
+        self.bytes += bytes;
+        if let Some(old) = self.map.insert(p.id.clone(), cached) {
             self.bytes -= old.bytes;
         }
     }
@@ -170,11 +196,10 @@ impl Entries {
     }
 }
 
-/// An estimate of what an entry holds in memory: a decoded state takes a few times its
-/// encoded bytes (field names, merge states, hash map slots), a member list entry an `Arc`
-/// and a time, plus the map's own entry.
-fn weight(profile: &Profile, encoded_state: &[u8], members: &MemberList) -> usize {
-    160 + 2 * profile.id.len() + 4 * encoded_state.len() + 32 * members.len()
+/// What an entry holds in memory: the key and the state's bytes, a member list entry an
+/// `Arc` and a time (32 B), and the map's own entry with the allocations' headers (~160 B).
+fn weight(id: &str, encoded_state: &[u8], members: &MemberList) -> usize {
+    160 + id.len() + encoded_state.len() + 32 * members.len()
 }
 
 /// A [`ProfileStore`] whose processor reads come from a [`ProfileCache`] where they can (see
@@ -287,7 +312,6 @@ impl ProfileStore for CachedProfiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ProfileWrite;
     use chrono::Utc;
 
     fn profile(id: &str) -> Profile {
@@ -339,7 +363,7 @@ mod tests {
 
     #[test]
     fn the_budget_evicts_the_least_recently_used() {
-        let one = weight(&profile("p0"), &profile("p0").state.to_bytes(), &Vec::new());
+        let one = weight("p0", &profile("p0").state.to_bytes(), &Vec::new());
         let cache = ProfileCache::new(3 * one, Metrics::new());
         for id in ["p0", "p1", "p2"] {
             cache.committed(&ProfileBatch {
