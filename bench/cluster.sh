@@ -22,7 +22,8 @@
 # BENCH_SQLITE (1: also one node on SQLite), BENCH_PG (postgres://postgres@127.0.0.1:5432, a
 # role that may create databases), BENCH_DB (tributary_cluster_bench: dropped and created for
 # every run), BENCH_LEASE_TIMEOUT (5), BENCH_TIMEOUT_SECS (900), BENCH_TRIBUTARY (a tributary
-# binary to use instead of building one), BENCH_KEEP (1 keeps the work dir with the logs).
+# binary to use instead of building one), BENCH_KEEP (1 keeps the work dir with the logs),
+# BENCH_PG_QUERY (appended to the store URL after `?`, e.g. `pool_max=16`).
 set -euo pipefail
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
 
@@ -141,7 +142,7 @@ run() { # store (sqlite|postgres) nodes
   if [[ "$store" == postgres ]]; then
     psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
     psql "$PG/postgres" -qAtc "CREATE DATABASE $DB" >/dev/null
-    url="$PG/$DB"
+    url="$PG/$DB${BENCH_PG_QUERY:+?$BENCH_PG_QUERY}"
   fi
   log "run: $store, $nodes node(s)"
   start_nodes "$nodes" "$url" "$dir"
