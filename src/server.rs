@@ -27,6 +27,8 @@ pub enum ServeError {
     Secret(#[from] SecretError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
+    Signals(#[source] std::io::Error),
     #[error("cannot listen on {addr}: {source}; is another process using it? choose another with --listen")]
     Bind {
         addr: String,
@@ -89,10 +91,11 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     state
         .cdp
         .set_profile_cache_budget(settings.profile_cache_mb.saturating_mul(1 << 20) as usize);
-    announce(&settings, &state.api_token, addr);
-
+    // The handlers are installed before `Listening on` is printed: a SIGTERM sent as soon as
+    // that line shows (scripts, tests) must stop the server cleanly, not kill it.
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(wait_for_signal(StopSignals::install()?, shutdown.clone()));
+    announce(&settings, &state.api_token, addr);
 
     let resumed = state.jobs.resume_all().await?;
     if resumed > 0 {
@@ -311,12 +314,28 @@ fn token_crosses_network_in_clear(settings: &Settings, addr: std::net::SocketAdd
     settings.tls.is_none() && !addr.ip().is_loopback()
 }
 
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+/// SIGINT and SIGTERM, caught from the moment this is made (until then the default action
+/// ends the process without a clean stop).
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, ServeError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind| signal(kind).map_err(ServeError::Signals);
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+        })
+    }
+}
+
+async fn wait_for_signal(mut signals: StopSignals, shutdown: CancellationToken) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = signals.interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = signals.terminate.recv() => tracing::info!("SIGTERM: shutting down"),
     }
     shutdown.cancel();
 }
