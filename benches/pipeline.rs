@@ -212,15 +212,13 @@ fn main() {
             .await
             .expect("job");
         let checkpoints: Vec<ShardCheckpoint> = (0..shards)
-            .map(|s| ShardCheckpoint {
-                shard_id: shard_id(s),
-                parent_shard_ids: vec![],
-                state: ShardState::Reading,
-                start_position: StartPosition::TrimHorizon,
-                sequence_number: None,
-                sub_sequence_number: None,
-                records: 0,
-                millis_behind_latest: None,
+            .map(|s| {
+                ShardCheckpoint::unread(
+                    shard_id(s),
+                    vec![],
+                    ShardState::Reading,
+                    StartPosition::TrimHorizon,
+                )
             })
             .collect();
         store.register_shards(JOB_ID, &checkpoints).await.expect("shards");

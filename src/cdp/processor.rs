@@ -932,6 +932,15 @@ mod tests {
         }
     }
 
+    /// The outbox after `seq` (up to 1,000 changes: more than any test here makes).
+    async fn changes_after(cdp: &Cdp, seq: i64) -> Vec<crate::store::AudienceChange> {
+        cdp.stores()
+            .outbox
+            .list_audience_changes(seq, 1000)
+            .await
+            .unwrap()
+    }
+
     async fn fields_of(cdp: &Cdp, field: &str, value: &str) -> Option<(String, Value)> {
         let rows = cdp
             .stores()
@@ -1072,23 +1081,12 @@ mod tests {
             .await
             .unwrap();
         within("the new audience is evaluated", || async {
-            cdp.stores()
-                .outbox
-                .list_audience_changes(0, 100)
-                .await
-                .unwrap()
-                .len()
-                == 1
+            changes_after(&cdp, 0).await.len() == 1
         })
         .await;
         send(&cdp, "web", vec![json!({"user_id": "u1", "amount": 1})]).await;
         one_by_one(cdp.clone()).await;
-        let changes = cdp
-            .stores()
-            .outbox
-            .list_audience_changes(0, 100)
-            .await
-            .unwrap();
+        let changes = changes_after(&cdp, 0).await;
         assert_eq!(changes.len(), 1, "one entry into big: {changes:?}");
         check(cdp.clone(), 7, 26.0).await;
 
@@ -1132,12 +1130,7 @@ mod tests {
         )
         .await;
         cdp.drain().await.unwrap();
-        let changes = cdp
-            .stores()
-            .outbox
-            .list_audience_changes(0, 100)
-            .await
-            .unwrap();
+        let changes = changes_after(&cdp, 0).await;
         let seen: Vec<(&str, ChangeKind)> = changes
             .iter()
             .map(|c| (c.audience_slug.as_str(), c.kind))
@@ -1160,12 +1153,7 @@ mod tests {
         )
         .await;
         cdp.drain().await.unwrap();
-        let changes = cdp
-            .stores()
-            .outbox
-            .list_audience_changes(changes[1].seq, 100)
-            .await
-            .unwrap();
+        let changes = changes_after(&cdp, changes[1].seq).await;
         let seen: Vec<(&str, &str, ChangeKind)> = changes
             .iter()
             .map(|c| (c.audience_slug.as_str(), c.profile_id.as_str(), c.kind))
@@ -1177,12 +1165,7 @@ mod tests {
             .await
             .unwrap();
         cdp.reevaluate(&["buyers".to_string()]).await.unwrap();
-        let last = cdp
-            .stores()
-            .outbox
-            .list_audience_changes(changes[0].seq, 100)
-            .await
-            .unwrap();
+        let last = changes_after(&cdp, changes[0].seq).await;
         assert_eq!(last.len(), 1);
         assert_eq!(
             (last[0].audience_slug.as_str(), last[0].kind),
@@ -1275,12 +1258,7 @@ mod tests {
         let status = cdp.rebuild_status().await.unwrap();
         assert_eq!((status.state, status.processed), ("done", 30));
         assert_eq!(fields_of(&cdp, "email", "p3@x.io").await.unwrap().1, before);
-        let changes = cdp
-            .stores()
-            .outbox
-            .list_audience_changes(0, 1000)
-            .await
-            .unwrap();
+        let changes = changes_after(&cdp, 0).await;
         // 7 enters, 7 exits at the reset, 7 enters again.
         assert_eq!(changes.len(), 21);
         assert_eq!(cdp.stores().catalog.list_audiences().await.unwrap()[0].1, 7);

@@ -14,7 +14,6 @@
 //! it with their batch. It is in memory only: a restart starts empty. With several nodes
 //! another node may write profiles, so the cache is off there.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -128,12 +127,7 @@ impl ProfileCache {
             e.remove(id);
         }
         // Membership changes of profiles the batch did not write whole (a re-evaluation).
-        let written: HashSet<&str> = batch
-            .upserts
-            .iter()
-            .filter(|w| w.members.is_some())
-            .map(|w| w.profile.id.as_str())
-            .collect();
+        let written = batch.listed_profiles();
         let partial = batch
             .memberships_added
             .iter()

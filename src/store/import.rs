@@ -84,6 +84,27 @@ pub struct ShardCheckpoint {
     pub millis_behind_latest: Option<i64>,
 }
 
+impl ShardCheckpoint {
+    /// A shard as first registered: nothing read from it yet.
+    pub fn unread(
+        shard_id: String,
+        parent_shard_ids: Vec<String>,
+        state: ShardState,
+        start_position: StartPosition,
+    ) -> Self {
+        Self {
+            shard_id,
+            parent_shard_ids,
+            state,
+            start_position,
+            sequence_number: None,
+            sub_sequence_number: None,
+            records: 0,
+            millis_behind_latest: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeadLetter {
     pub shard_id: String,

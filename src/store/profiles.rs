@@ -99,6 +99,19 @@ pub struct ProfileBatch {
     pub fence: Option<Fence>,
 }
 
+impl ProfileBatch {
+    /// The profiles the batch writes with their whole member list
+    /// ([`ProfileWrite::members`]): its membership changes of these agree with the list (they
+    /// only count); every other profile's list is patched by them.
+    pub fn listed_profiles(&self) -> std::collections::HashSet<&str> {
+        self.upserts
+            .iter()
+            .filter(|w| w.members.is_some())
+            .map(|w| w.profile.id.as_str())
+            .collect()
+    }
+}
+
 /// The processor's position, and the rebuild in progress if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProcessorPosition {

@@ -51,16 +51,7 @@ pub fn register_new(
                     StartPosition::TrimHorizon,
                 ),
             };
-            ShardCheckpoint {
-                shard_id: s.shard_id.clone(),
-                parent_shard_ids: parents,
-                state,
-                start_position,
-                sequence_number: None,
-                sub_sequence_number: None,
-                records: 0,
-                millis_behind_latest: None,
-            }
+            ShardCheckpoint::unread(s.shard_id.clone(), parents, state, start_position)
         })
         .collect()
 }

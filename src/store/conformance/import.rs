@@ -19,15 +19,13 @@ pub(super) async fn jobs_and_checkpoints(store: &dyn Store) {
         (JobState::Failed, Some("stream deleted"))
     );
 
-    let shard = |id: &str, parents: &[&str]| ShardCheckpoint {
-        shard_id: id.into(),
-        parent_shard_ids: parents.iter().map(|p| p.to_string()).collect(),
-        state: ShardState::WaitingForParent,
-        start_position: StartPosition::AtTimestamp("2026-01-01T00:00:00Z".parse().unwrap()),
-        sequence_number: None,
-        sub_sequence_number: None,
-        records: 0,
-        millis_behind_latest: None,
+    let shard = |id: &str, parents: &[&str]| {
+        ShardCheckpoint::unread(
+            id.into(),
+            parents.iter().map(|p| p.to_string()).collect(),
+            ShardState::WaitingForParent,
+            StartPosition::AtTimestamp("2026-01-01T00:00:00Z".parse().unwrap()),
+        )
     };
     store
         .register_shards("j1", &[shard("s0", &[]), shard("s1", &["s0"])])

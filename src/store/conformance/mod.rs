@@ -203,16 +203,12 @@ pub(super) fn job(id: &str, auth_id: &str) -> Job {
 
 /// Shard `s0` being read from the start, nothing committed yet.
 pub(super) fn reading_shard() -> ShardCheckpoint {
-    ShardCheckpoint {
-        shard_id: "s0".into(),
-        parent_shard_ids: vec![],
-        state: ShardState::Reading,
-        start_position: StartPosition::TrimHorizon,
-        sequence_number: None,
-        sub_sequence_number: None,
-        records: 0,
-        millis_behind_latest: None,
-    }
+    ShardCheckpoint::unread(
+        "s0".into(),
+        vec![],
+        ShardState::Reading,
+        StartPosition::TrimHorizon,
+    )
 }
 
 pub(super) fn event(id: &str, n: i64) -> NewEvent {

@@ -6,7 +6,7 @@
 //! held only for that insert and the commit.
 
 use super::lease::check_fence;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -157,12 +157,7 @@ async fn apply_membership_changes(
     audiences: &Audiences,
     counts: &mut MemberCounts,
 ) -> StoreResult<()> {
-    let listed: HashSet<&str> = batch
-        .upserts
-        .iter()
-        .filter(|w| w.members.is_some())
-        .map(|w| w.profile.id.as_str())
-        .collect();
+    let listed = batch.listed_profiles();
     let mut patches: BTreeMap<&str, Patch> = BTreeMap::new();
     for (audience_id, profile_id) in &batch.memberships_removed {
         let Some(num) = audiences.num(audience_id) else {

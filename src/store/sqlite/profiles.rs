@@ -1,7 +1,7 @@
 //! Profiles, their identity index, memberships and the processor's cursor in SQLite (the CDP
 //! file), and the row helpers the CDP file's other roles share.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -316,12 +316,7 @@ fn apply_membership_changes(
     type Patch = (Vec<i64>, Vec<(i64, i64)>);
     let mut patches: BTreeMap<&str, Patch> = BTreeMap::new();
     // Profiles written with their whole member list: the changes only count.
-    let listed: HashSet<&str> = batch
-        .upserts
-        .iter()
-        .filter(|w| w.members.is_some())
-        .map(|w| w.profile.id.as_str())
-        .collect();
+    let listed = batch.listed_profiles();
     for (audience_id, profile_id) in &batch.memberships_removed {
         if let Some(num) = nums.by_id.get(audience_id) {
             if listed.contains(profile_id.as_str()) {
