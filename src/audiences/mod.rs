@@ -6,7 +6,9 @@
 
 pub mod engine;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};

@@ -5,7 +5,9 @@
 //! rows found and those profiles) and ends with everything the batch must write. It does no
 //! I/O, so it is tested on its own.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use tributary_lang::{MappedEvent, Mapping, ProfileState};

@@ -8,7 +8,9 @@
 //! id replayed by an import is never stored twice (the event log is unique by id), so it
 //! never reaches the processor twice either.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
