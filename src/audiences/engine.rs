@@ -70,8 +70,15 @@ pub fn record_changes(
     at: DateTime<Utc>,
 ) -> MemberTimes {
     let mut after = Vec::with_capacity(old.0.len() + 2);
+    // Walks the audiences once, with a cursor into each (sorted) list instead of a search
+    // per audience: most of a profile's 100 audiences neither changed nor were merged.
+    let mut was_iter = old.0.iter().peekable();
+    let mut losers: Vec<_> = merged_away
+        .iter()
+        .map(|(id, list)| (id.as_str(), list.0.iter().peekable()))
+        .collect();
     for (i, a) in set.list.iter().enumerate() {
-        let was = old.entered(i);
+        let was = was_iter.next_if(|(j, _)| *j == i).map(|(_, t)| *t);
         let change = |profile_id: &str, kind, entered_at| NewAudienceChange {
             audience_id: a.audience.id.clone(),
             audience_slug: a.audience.slug.clone(),
@@ -81,11 +88,11 @@ pub fn record_changes(
             entered_at,
         };
         let mut loser_exited = false;
-        for (loser, loser_old) in merged_away {
-            if let Some(entered) = loser_old.entered(i) {
+        for (loser, list) in &mut losers {
+            if let Some((_, entered)) = list.next_if(|(j, _)| *j == i) {
                 batch
                     .changes
-                    .push(change(loser, ChangeKind::Exit, Some(entered)));
+                    .push(change(loser, ChangeKind::Exit, Some(*entered)));
                 loser_exited = true;
             }
         }
