@@ -14,7 +14,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 pub const DEFAULT_LEASE_TIMEOUT_SECS: u64 = 10;
 /// The profile processor's cache budget in MiB: off. Measured on the cdp bench (1M profiles,
 /// bench/README.md) it saved no CPU on SQLite, whose page cache already holds the hot profiles'
-/// pages, and cost ~140 MiB at 128; 128 keeps the processor under 500 MiB there.
+/// pages, and cost ~140 MiB at 128 MiB (the processor then stayed under 500 MiB in all).
 pub const DEFAULT_PROFILE_CACHE_MB: u64 = 0;
 
 #[derive(Debug, thiserror::Error)]

@@ -9,13 +9,12 @@
 //! never reaches the processor twice either.
 
 use std::collections::VecDeque;
-
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tributary_lang::{MappedEvent, Mapping};

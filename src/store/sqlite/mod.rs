@@ -422,17 +422,28 @@ fn connect(path: &Path, cache_kib: i64, cdp_cache_kib: i64) -> StoreResult<Conne
     Ok(conn)
 }
 
+/// One file's migration version (`schema`: `main` or `cdp`; see [`Migration`]).
+fn user_version(conn: &Connection, schema: &str) -> StoreResult<usize> {
+    conn.pragma_query_value(
+        Some(rusqlite::DatabaseName::Attached(schema)),
+        "user_version",
+        |r| r.get(0),
+    )
+    .map_err(db)
+}
+
+fn set_user_version(conn: &Connection, schema: &str, version: usize) -> StoreResult<()> {
+    conn.pragma_update(
+        Some(rusqlite::DatabaseName::Attached(schema)),
+        "user_version",
+        version,
+    )
+    .map_err(db)
+}
+
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let version = |conn: &Connection, schema: &str| -> StoreResult<usize> {
-        conn.pragma_query_value(
-            Some(rusqlite::DatabaseName::Attached(schema)),
-            "user_version",
-            |r| r.get(0),
-        )
-        .map_err(db)
-    };
-    let main = version(conn, "main")?;
-    let mut cdp = version(conn, "cdp")?;
+    let main = user_version(conn, "main")?;
+    let mut cdp = user_version(conn, "cdp")?;
     if main.max(cdp) > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
             "the database was written by a newer Tributary (schema version {}, this build knows {}); upgrade Tributary",
@@ -442,12 +453,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     }
     if cdp == 0 && main > 0 {
         // Made before each file kept its own version: both were migrated together.
-        conn.pragma_update(
-            Some(rusqlite::DatabaseName::Attached("cdp")),
-            "user_version",
-            main,
-        )
-        .map_err(db)?;
+        set_user_version(conn, "cdp", main)?;
         cdp = main;
     }
     for (i, migration) in MIGRATIONS.iter().enumerate() {
@@ -458,12 +464,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             };
             let tx = conn.transaction().map_err(db)?;
             tx.execute_batch(sql).map_err(db)?;
-            tx.pragma_update(
-                Some(rusqlite::DatabaseName::Attached(schema)),
-                "user_version",
-                i + 1,
-            )
-            .map_err(db)?;
+            set_user_version(&tx, schema, i + 1)?;
             tx.commit().map_err(db)?;
         }
     }
@@ -498,12 +499,7 @@ pub(super) fn database_before(path: &Path, marker: &str) -> Connection {
         }
     }
     for schema in ["main", "cdp"] {
-        conn.pragma_update(
-            Some(rusqlite::DatabaseName::Attached(schema)),
-            "user_version",
-            before,
-        )
-        .unwrap();
+        set_user_version(&conn, schema, before).unwrap();
     }
     conn
 }
@@ -523,23 +519,15 @@ mod tests {
         let mut conn = database_before(&path, "CREATE TABLE suppressed_counts");
         let last = MIGRATIONS.last().unwrap();
         conn.execute_batch(last.cdp.unwrap()).unwrap();
-        conn.pragma_update(
-            Some(rusqlite::DatabaseName::Attached("cdp")),
-            "user_version",
-            MIGRATIONS.len(),
-        )
-        .unwrap();
+        set_user_version(&conn, "cdp", MIGRATIONS.len()).unwrap();
 
         migrate(&mut conn).unwrap();
         for schema in ["main", "cdp"] {
-            let v: usize = conn
-                .pragma_query_value(
-                    Some(rusqlite::DatabaseName::Attached(schema)),
-                    "user_version",
-                    |r| r.get(0),
-                )
-                .unwrap();
-            assert_eq!(v, MIGRATIONS.len(), "{schema}");
+            assert_eq!(
+                user_version(&conn, schema).unwrap(),
+                MIGRATIONS.len(),
+                "{schema}"
+            );
         }
         conn.execute(
             "INSERT INTO suppressed_counts (source, count) VALUES ('x', 1)",
@@ -548,12 +536,7 @@ mod tests {
         .unwrap();
         // And a store from before per-file versions (the CDP file's version 0) is taken as
         // migrated together with the main file: nothing runs twice.
-        conn.pragma_update(
-            Some(rusqlite::DatabaseName::Attached("cdp")),
-            "user_version",
-            0,
-        )
-        .unwrap();
+        set_user_version(&conn, "cdp", 0).unwrap();
         migrate(&mut conn).unwrap();
     }
 
